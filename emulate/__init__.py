@@ -1,0 +1,27 @@
+"""emulate: does a language model compute, or produce what computation output looks like?"""
+
+from .api import cases, estimate, make_config, run
+from .case import Answer, Case, Row, Score, TokenLogprob
+from .errors import EmulateError
+from .export import load_results
+from .registry import get_probe
+from .runner import RunConfig, RunResult, load_config, run_config
+
+__all__ = [
+    "Answer",
+    "Case",
+    "EmulateError",
+    "Row",
+    "RunConfig",
+    "RunResult",
+    "Score",
+    "TokenLogprob",
+    "cases",
+    "estimate",
+    "get_probe",
+    "load_config",
+    "load_results",
+    "make_config",
+    "run",
+    "run_config",
+]

@@ -1,0 +1,146 @@
+"""The Python API. The CLI is a thin layer over these functions, with the same names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import tokens
+from .case import Case
+from .model import LOCAL, ModelConfig
+from .probe import build_cases, check_grid
+from .registry import get_probe
+from .runner import RunConfig, RunResult, run_config
+
+Grid = Mapping[str, Sequence[Any] | Any]
+
+
+def default_mode(probe: str, model: str) -> str:
+    """Completion for the embedded base model (it continues documents); else the probe's."""
+    return "completion" if model == LOCAL else get_probe(probe).default_mode
+
+
+def make_config(
+    probe: str,
+    grid: Grid | None = None,
+    *,
+    n: int = 3,
+    seed: int = 0,
+    model: str = LOCAL,
+    base_url: str | None = None,
+    mode: str | None = None,
+    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    top_logprobs: int = 0,
+    extra_body: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """A validated RunConfig, with the probe's defaults filled in."""
+    p = get_probe(probe)
+    if extra_body is None:
+        # llama-server caches prompts by default, which can change results; and the
+        # seed goes in the body too, so sampling at temperature > 0 repeats.
+        extra_body = {"cache_prompt": False} if model == LOCAL and base_url is None else {}
+    return RunConfig(
+        probe=probe,
+        grid=check_grid(p, grid or {}),
+        n=n,
+        seed=seed,
+        model=ModelConfig(
+            model=model,
+            base_url=base_url,
+            mode=mode or default_mode(probe, model),
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_logprobs=top_logprobs,
+            seed=seed,
+            extra_body=dict(extra_body),
+        ),
+    )
+
+
+def run(
+    probe: str,
+    grid: Grid | None = None,
+    *,
+    n: int = 3,
+    seed: int = 0,
+    model: str = LOCAL,
+    base_url: str | None = None,
+    mode: str | None = None,
+    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    top_logprobs: int = 0,
+    extra_body: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+    out: str | Path | None = None,
+    record: str | Path | None = None,
+    replay: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    echo: bool = False,
+) -> RunResult:
+    """Run `probe` over a grid against a model; write the journal and results.csv in `out`.
+
+    `grid` maps parameter names to a value or a list of values (`{"size": [3, 4]}`);
+    parameters left out take the probe's defaults. `model="local"` starts the
+    embedded Gemma 3 270M server (or replays without one). Results:
+    `load_results(result.out)`.
+    """
+    config = make_config(
+        probe,
+        grid,
+        n=n,
+        seed=seed,
+        model=model,
+        base_url=base_url,
+        mode=mode,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        top_logprobs=top_logprobs,
+        extra_body=extra_body,
+    )
+    return run_config(
+        config,
+        out,
+        record=record,
+        replay=replay,
+        resume=resume,
+        concurrency=concurrency,
+        progress=progress,
+        echo=print if echo else None,
+    )
+
+
+def cases(
+    probe: str, grid: Grid | None = None, *, n: int = 3, seed: int = 0, mode: str = "chat"
+) -> list[Case]:
+    """The cases a run would ask, with prompts and truth, without calling any model."""
+    p = get_probe(probe)
+    return build_cases(p, check_grid(p, grid or {}), n, seed, mode)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cases: int
+    prompt_tokens: int
+    completion_tokens: int  # the answers' own length; a chatty model writes more
+    max_completion_tokens: int  # the budget the requests allow
+    encoding: str = "o200k_base"
+
+
+def estimate(config: RunConfig) -> Estimate:
+    """Case count and token estimate for a run, offline (tiktoken's o200k_base)."""
+    cs = cases(config.probe, config.grid, n=config.n, seed=config.seed, mode=config.model.mode)
+    return Estimate(
+        cases=len(cs),
+        prompt_tokens=sum(tokens.count_prompt(c.prompt) for c in cs),
+        completion_tokens=sum(tokens.count(_text(c.truth)) for c in cs),
+        max_completion_tokens=sum(config.model.max_tokens or c.max_tokens for c in cs),
+    )
+
+
+def _text(truth: Any) -> str:
+    return truth if isinstance(truth, str) else json.dumps(truth)

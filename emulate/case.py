@@ -1,0 +1,108 @@
+"""The data that flows through a run: Case -> Answer -> Score -> Row."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# A chat prompt is a tuple of {"role", "content"} messages; a completion prompt is text.
+Prompt = str | tuple[Mapping[str, str], ...]
+
+
+def case_id(probe: str, version: int, params: Mapping[str, Any], seed: int) -> str:
+    """Stable across machines and runs: the same case has the same id everywhere."""
+    key = json.dumps([probe, version, dict(sorted(params.items())), seed], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def case_rng(case_id: str) -> np.random.Generator:
+    """The case's own random stream, derived from its id so it never depends on grid order."""
+    return np.random.default_rng(int(case_id, 16))
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    probe: str
+    version: int
+    params: Mapping[str, Any]
+    seed: int
+    inputs: Mapping[str, Any]  # structured, JSON-able: what the prompt shows
+    truth: Any  # JSON-able
+    prompt: Prompt
+    # Answers of known wrong operations (e.g. the flipped kernel), each scored as
+    # its own error type rather than as a plain miss.
+    foils: Mapping[str, Any] = field(default_factory=dict)
+    covariates: Mapping[str, float] = field(default_factory=dict)
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["prompt"] = (
+            self.prompt if isinstance(self.prompt, str) else [dict(m) for m in self.prompt]
+        )
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log probability and the top alternatives.
+
+    OpenAI's chat shape, its legacy completions shape and llama-server's shape
+    all normalise to this (see model.normalise_logprobs).
+    """
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None  # the request failed; text is then empty
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: bool
+    metrics: Mapping[str, float | int | bool | None]
+    error_type: str | None = None  # a short category: "unparseable", "flipped_kernel", ...
+    reason: str | None = None  # a sentence a person can read
+    parsed: Any = None  # the parsed answer, JSON-able
+
+
+@dataclass(frozen=True)
+class Row:
+    """One finished case: what the journal holds, one JSON line each."""
+
+    run_id: str
+    model: str
+    server: str
+    mode: str
+    case: Case
+    answer: Answer
+    score: Score
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model": self.model,
+            "server": self.server,
+            "mode": self.mode,
+            "case": self.case.to_json(),
+            "answer": asdict(self.answer),
+            "score": asdict(self.score),
+        }

@@ -1,0 +1,266 @@
+"""The command line: a thin layer over emulate.api."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import api
+from .errors import EmulateError
+from .model import LOCAL
+from .probe import MODES, parse_grid
+from .registry import PROBES, all_probes, get_probe
+from .runner import RUN_JSON, load_config, run_config
+
+EXAMPLES = """\
+examples:
+  emulate probes                                  what can be measured, with parameter ranges
+  emulate cases conv -P size=4 --n 2              the cases as JSONL, without any model
+  emulate run conv                                the default sweep on the embedded model
+  emulate run conv -P dims=2 -P size=3,4,5,6 --n 10 --out runs/conv2d
+  emulate run conv --dry-run                      case count and token estimate, offline
+  emulate run conv --model gpt-4o-mini            OpenAI (needs OPENAI_API_KEY)
+  emulate run conv --model qwen --base-url http://127.0.0.1:8000/v1   any OpenAI-compatible server
+  emulate run --config runs/conv2d/run.json --out runs/again          repeat a run
+  emulate run --config cassettes/conv/completion/run.json \\
+      --replay cassettes/conv/completion/cassette.json --out /tmp/replay   offline replay
+"""
+
+# Flags that define a run; with --config they come from run.json instead.
+_CONFIG_FLAGS = (
+    "params", "n", "seed", "model", "base_url", "mode", "temperature", "max_tokens",
+    "top_logprobs", "extra_body",
+)  # fmt: skip
+
+
+def _add_grid_args(p: argparse.ArgumentParser, run: bool) -> None:
+    p.add_argument(
+        "-P",
+        dest="params",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="set a parameter; several values (and several -P) form a grid. "
+        "See `emulate probes` for names and ranges",
+    )
+    p.add_argument("--n", type=int, default=None, help="cases per grid cell (default 3)")
+    p.add_argument("--seed", type=int, default=None, help="first case seed (default 0)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="chat messages or a completion prompt (default: completion for the "
+        "embedded base model, chat otherwise)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emulate",
+        description="Measure whether a language model computes or only produces what "
+        "computation output usually looks like. Each probe generates seeded cases, "
+        "computes the true answer locally, asks the model and scores the answer.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("probes", help="list the probes and their parameters")
+
+    p = sub.add_parser(
+        "cases",
+        help="write a probe's cases as JSONL to stdout, without calling a model",
+        description="Write the cases (id, params, prompt, structured inputs, truth) as JSONL, "
+        "one case a line. No model is called.",
+    )
+    p.add_argument("probe", help=f"one of: {', '.join(PROBES)}")
+    _add_grid_args(p, run=False)
+
+    p = sub.add_parser(
+        "run",
+        help="run a probe against a model",
+        description="Run a probe against a model. Writes journal.jsonl (one line per finished "
+        "case, so an interrupted run resumes with --resume), results.csv and run.json in "
+        "--out, and prints accuracy by difficulty. Exit code 2 on bad input.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("probe", nargs="?", help=f"one of: {', '.join(PROBES)}")
+    _add_grid_args(p, run=True)
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="model name; 'local' (the default) starts Gemma 3 270M under llama-server",
+    )
+    g.add_argument(
+        "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
+    )
+    g.add_argument("--temperature", type=float, default=None, help="default 0")
+    g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
+    g.add_argument(
+        "--top-logprobs", type=int, default=None, help="ask for logprobs with N alternatives"
+    )
+    g.add_argument(
+        "--extra-body",
+        default=None,
+        metavar="JSON",
+        help="server options sent with each request, e.g. '{\"cache_prompt\": false}'",
+    )
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests in flight (default 2 for the embedded model, which gets as many "
+        "server slots; 4 otherwise)",
+    )
+    g = p.add_argument_group("output and recording")
+    g.add_argument("--out", default=None, help="output folder (default runs/PROBE-TIMESTAMP)")
+    g.add_argument("--config", default=None, help="repeat the run described by a run.json")
+    g.add_argument("--resume", action="store_true", help="skip cases already in --out's journal")
+    rec = g.add_mutually_exclusive_group()
+    rec.add_argument("--record", metavar="CASSETTE", help="record HTTP exchanges to a cassette")
+    rec.add_argument(
+        "--replay", metavar="CASSETTE", help="answer only from a cassette; no network, no server"
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    p = sub.add_parser(
+        "serve",
+        help="run the embedded model's server in the foreground and print its URL",
+        description="Start Gemma 3 270M under llama-server on loopback, print the base URL for "
+        "other tools, and stop it on Ctrl-C.",
+    )
+    p.add_argument("--slots", type=int, default=2, help="parallel slots (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="server sampling seed (default 0)")
+    return parser
+
+
+def _grid(probe: str, specs: Sequence[str] | None) -> dict:
+    return parse_grid(get_probe(probe), specs or [])
+
+
+def cmd_probes(args: argparse.Namespace) -> None:
+    for probe in all_probes():
+        print(f"{probe.name}: {probe.summary}")
+        for p in probe.params:
+            print(f"  -P {p.describe()}")
+
+
+def cmd_cases(args: argparse.Namespace) -> None:
+    mode = args.mode or "chat"
+    cs = api.cases(
+        args.probe,
+        _grid(args.probe, args.params),
+        n=args.n or 3,
+        seed=args.seed or 0,
+        mode=mode,
+    )
+    for c in cs:
+        sys.stdout.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
+
+
+def _config(args: argparse.Namespace):
+    if args.config:
+        given = [f for f in _CONFIG_FLAGS if getattr(args, f) not in (None, [])]
+        if given:
+            flags = ", ".join("-P" if f == "params" else "--" + f.replace("_", "-") for f in given)
+            raise EmulateError(
+                f"--config {args.config} fixes the run; {flags} cannot change it "
+                f"(edit a copy of {RUN_JSON} instead)"
+            )
+        config = load_config(args.config)
+        if args.probe and args.probe != config.probe:
+            raise EmulateError(f"--config is a {config.probe} run, not {args.probe}")
+        return config
+    if not args.probe:
+        raise EmulateError("name a probe (see `emulate probes`) or pass --config run.json")
+    try:
+        extra = json.loads(args.extra_body) if args.extra_body else None
+    except json.JSONDecodeError as err:
+        raise EmulateError(f"--extra-body is not valid JSON: {err}") from None
+    if extra is not None and not isinstance(extra, dict):
+        raise EmulateError("--extra-body must be a JSON object, e.g. '{\"cache_prompt\": false}'")
+    model = args.model or LOCAL
+    if args.base_url and model == LOCAL:
+        raise EmulateError("--base-url needs --model NAME (the model the server serves)")
+    return api.make_config(
+        args.probe,
+        _grid(args.probe, args.params),
+        n=args.n if args.n is not None else 3,
+        seed=args.seed or 0,
+        model=model,
+        base_url=args.base_url,
+        mode=args.mode,
+        temperature=args.temperature or 0.0,
+        max_tokens=args.max_tokens,
+        top_logprobs=args.top_logprobs or 0,
+        extra_body=extra,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    config = _config(args)
+    if args.dry_run:
+        est = api.estimate(config)
+        print(
+            f"{config.probe}: {est.cases} cases ({config.model.mode} mode, model "
+            f"{config.model.model})\n"
+            f"prompt tokens ≈ {est.prompt_tokens:,}; answer tokens ≈ {est.completion_tokens:,} "
+            f"(budget {est.max_completion_tokens:,}); counted with tiktoken {est.encoding}, "
+            "so other tokenizers differ somewhat"
+        )
+        return
+    run_config(
+        config,
+        args.out,
+        record=args.record,
+        replay=args.replay,
+        resume=args.resume,
+        concurrency=args.concurrency,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .local import serve
+
+    serve(slots=args.slots, seed=args.seed)
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    # Unwind like Ctrl-C, so servers are stopped and the journal is closed.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        {"probes": cmd_probes, "cases": cmd_cases, "run": cmd_run, "serve": cmd_serve}[
+            args.command
+        ](args)
+    except EmulateError as err:
+        print(f"emulate: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.command == "run":
+            print(
+                "\ninterrupted: finished cases are in the journal; run again with --resume "
+                "and the same --out to finish",
+                file=sys.stderr,
+            )
+        return 130
+    except BrokenPipeError:  # `emulate cases … | head`
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The run's journal: one JSON line per finished case, appended and flushed at once.
+
+A run killed mid-write leaves at most one truncated last line; reading skips it
+with a warning and the next append starts on a fresh line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import EmulateError
+
+JOURNAL = "journal.jsonl"
+
+
+def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All complete rows. A truncated last line is skipped (and cut off if `repair`)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows, good_end = [], 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            good_end += len(line) + 1
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # the last line, without its newline: a killed write
+                print(
+                    f"warning: {path}: skipped a truncated last line (a run stopped mid-write)",
+                    file=sys.stderr,
+                )
+                if repair:
+                    with open(path, "r+b") as f:
+                        f.truncate(min(good_end, len(data)))
+                break
+            raise EmulateError(
+                f"{path}: line {i + 1} is not valid JSON; the journal is damaged "
+                "(move it aside to start over)"
+            ) from None
+        good_end += len(line) + 1
+    return rows
+
+
+class JournalWriter:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def append(self, row: dict[str, Any]) -> None:
+        # One write of one whole line, then flush: a kill loses at most this line.
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write a whole file or nothing: readers never see half of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

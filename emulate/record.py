@@ -59,8 +59,6 @@ def recorder() -> vcr.VCR:
         before_record_response=_scrub_response,
         decode_compressed_response=True,
         record_on_exception=False,
-        # Identical requests (same prompt, temperature 0) may legitimately repeat.
-        allow_playback_repeats=True,
     )
 
 
@@ -72,5 +70,6 @@ def cassette(path: str | Path | None, mode: str) -> Iterator[None]:
         yield
         return
     record_mode = {"record": "new_episodes", "replay": "none"}[mode]
-    with recorder().use_cassette(str(path), record_mode=record_mode):
+    # Identical requests (the same prompt at temperature 0) may legitimately repeat.
+    with recorder().use_cassette(str(path), record_mode=record_mode, allow_playback_repeats=True):
         yield

@@ -183,7 +183,7 @@ def run_config(
                         str(replay) if replay else None,
                     )
                 )
-    except EmulateError:
+    except BaseException:
         journal.close()
         if created and not read_journal(out / JOURNAL):
             shutil.rmtree(out)  # nothing was done: leave nothing half-written behind

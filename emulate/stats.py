@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scipy.stats import binomtest
-
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials."""
+    from scipy.stats import binomtest  # scipy takes half a second to import
+
     if n == 0:
         return (float("nan"), float("nan"))
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")

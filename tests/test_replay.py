@@ -1,0 +1,134 @@
+"""Every recorded cassette replays offline (sockets are blocked in this suite) and
+reproduces the results.csv of the run that recorded it, timing columns aside."""
+
+import csv
+import json
+import socket
+
+import pytest
+
+import emulate
+from emulate.errors import ReplayMiss
+from emulate.export import TIMING_COLUMNS
+from emulate.journal import JOURNAL
+from emulate.runner import load_config, run_config
+
+from .conftest import cassette_dirs
+
+DIRS = cassette_dirs()
+
+
+def _rows(path):
+    rows = list(csv.DictReader(open(path, newline="")))
+    for r in rows:
+        for col in TIMING_COLUMNS:
+            r.pop(col)
+    return rows
+
+
+def test_there_are_enough_recorded_conv_cases():
+    conv = [d for d in DIRS if d.parent.name == "conv"]
+    assert sum(len(_rows(d / "results.csv")) for d in conv) >= 60
+
+
+def test_network_is_blocked_here():
+    with pytest.raises(Exception, match="[Ss]ocket"):
+        socket.create_connection(("127.0.0.1", 9))
+
+
+@pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_replay_reproduces_recorded_results(folder, tmp_path):
+    config = load_config(folder / "run.json")
+    result = run_config(
+        config, tmp_path / "out", replay=folder / "cassette.json", progress=False, echo=None
+    )
+    assert result.done == result.total
+    assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
+
+
+@pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_replay_is_the_same_at_any_concurrency(folder, tmp_path):
+    config = load_config(folder / "run.json")
+    run_config(
+        config,
+        tmp_path / "out",
+        replay=folder / "cassette.json",
+        concurrency=8,
+        progress=False,
+        echo=None,
+    )
+    assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
+
+
+def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
+    folder = DIRS[0]
+    config = load_config(folder / "run.json")
+    other = emulate.make_config(config.probe, config.grid, n=1, seed=999)
+    with pytest.raises(ReplayMiss, match=r"case [0-9a-f]{16} \(dims="):
+        run_config(other, tmp_path / "out", replay=folder / "cassette.json", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_kill_mid_write(tmp_path):
+    folder = next(d for d in DIRS if d.name == "completion")
+    config = load_config(folder / "run.json")
+    out = tmp_path / "out"
+    run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
+    lines = (out / JOURNAL).read_text().splitlines(keepends=True)
+    # As if killed while writing case 11: ten whole lines and half of one.
+    (out / JOURNAL).write_text("".join(lines[:10]) + lines[10][: len(lines[10]) // 2])
+    (out / "results.csv").unlink()
+    with pytest.raises(emulate.EmulateError, match="--resume"):
+        run_config(config, out, replay=folder / "cassette.json", progress=False)
+    result = run_config(
+        config, out, replay=folder / "cassette.json", resume=True, progress=False, echo=None
+    )
+    assert result.done == result.total == len(lines)
+    ids = [json.loads(line)["case"]["id"] for line in (out / JOURNAL).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(lines)
+    assert _rows(out / "results.csv") == _rows(folder / "results.csv")
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    folder = next(d for d in DIRS if d.name == "completion")
+    config = load_config(folder / "run.json")
+    out = tmp_path / "out"
+    run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
+    other = emulate.make_config(config.probe, config.grid, n=1, seed=7)
+    with pytest.raises(emulate.EmulateError, match="another configuration"):
+        run_config(other, out, replay=folder / "cassette.json", resume=True, progress=False)
+
+
+def test_load_results_is_a_typed_dataset(tmp_path):
+    folder = next(d for d in DIRS if d.name == "completion")
+    run_config(
+        load_config(folder / "run.json"),
+        tmp_path,
+        replay=folder / "cassette.json",
+        progress=False,
+        echo=None,
+    )
+    ds = emulate.load_results(tmp_path)
+    assert len(ds) == len(_rows(folder / "results.csv"))
+    assert ds.features["correct"].dtype == "bool"
+    assert ds.features["size"].dtype == "int64"
+    assert ds.features["cell_acc"].dtype == "float64"
+    assert ds.features["case_id"].dtype == "string"
+
+
+def test_logprobs_from_llama_server_are_normalised(tmp_path):
+    folder = next(d for d in DIRS if "logprobs" in d.name)
+    run_config(
+        load_config(folder / "run.json"),
+        tmp_path,
+        replay=folder / "cassette.json",
+        progress=False,
+        echo=None,
+    )
+    row = json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])
+    logprobs = row["answer"]["logprobs"]
+    assert logprobs and len(logprobs) == row["answer"]["completion_tokens"]
+    first = logprobs[0]
+    assert first["logprob"] <= 0 and len(first["top"]) == 3
+    # The chosen token is the first alternative at temperature 0.
+    assert first["top"][0][0] == first["token"]

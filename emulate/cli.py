@@ -32,7 +32,7 @@ examples:
 # Flags that define a run; with --config they come from run.json instead.
 _CONFIG_FLAGS = (
     "params", "n", "seed", "model", "base_url", "mode", "temperature", "max_tokens",
-    "top_logprobs", "extra_body",
+    "stop", "top_logprobs", "extra_body",
 )  # fmt: skip
 
 
@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--temperature", type=float, default=None, help="default 0")
     g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
+    g.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a stop sequence, repeatable (default: the probe's own per mode)",
+    )
     g.add_argument(
         "--top-logprobs", type=int, default=None, help="ask for logprobs with N alternatives"
     )
@@ -199,6 +206,7 @@ def _config(args: argparse.Namespace):
         mode=args.mode,
         temperature=args.temperature or 0.0,
         max_tokens=args.max_tokens,
+        stop=args.stop,
         top_logprobs=args.top_logprobs or 0,
         extra_body=extra,
     )

@@ -93,7 +93,9 @@ def local_server(
         "--seed", str(seed),
         "--threads", str(threads or os.cpu_count() or 1),
     ]  # fmt: skip
-    log = tempfile.NamedTemporaryFile(prefix="emulate-llama-server-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept on failure, for the user to read
+        prefix="emulate-llama-server-", suffix=".log", delete=False
+    )
     proc = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,

@@ -34,6 +34,7 @@ class ModelConfig:
     mode: str = "completion"
     temperature: float = 0.0
     max_tokens: int | None = None  # None: each case's own budget
+    stop: tuple[str, ...] | None = None  # None: each case's own stop sequences
     top_logprobs: int = 0  # 0: no logprobs requested
     seed: int = 0
     extra_body: Mapping[str, Any] = field(default_factory=dict)
@@ -84,7 +85,9 @@ def normalise_logprobs(raw: Mapping[str, Any] | None) -> tuple[TokenLogprob, ...
                 logprob=float(lp) if lp is not None else float("-inf"),
                 top=tuple((k, float(v)) for k, v in (top or {}).items()),
             )
-            for tok, lp, top in zip(raw["tokens"], raw.get("token_logprobs") or [], tops)
+            for tok, lp, top in zip(
+                raw["tokens"], raw.get("token_logprobs") or [], tops, strict=False
+            )
         )
     return None
 
@@ -124,6 +127,7 @@ class Model:
             "max_tokens": c.max_tokens or max_tokens,
             "seed": c.seed,
         }
+        stop = c.stop if c.stop is not None else stop
         if stop:
             common["stop"] = list(stop)
         if c.extra_body:

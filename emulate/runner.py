@@ -54,7 +54,9 @@ class RunConfig:
             "grid": {k: list(v) for k, v in self.grid.items()},
             "n": self.n,
             "seed": self.seed,
-            "model": asdict(self.model) | {"extra_body": dict(self.model.extra_body)},
+            # Unset options are left out, so adding an option later keeps old run ids.
+            "model": {k: v for k, v in asdict(self.model).items() if v is not None}
+            | {"extra_body": dict(self.model.extra_body)},
         }
 
     @classmethod
@@ -65,10 +67,14 @@ class RunConfig:
                 grid=data["grid"],
                 n=data["n"],
                 seed=data["seed"],
-                model=ModelConfig(**data["model"]),
+                model=ModelConfig(**data["model"] | _tuple(data["model"], "stop")),
             )
         except (KeyError, TypeError) as err:
             raise EmulateError(f"run config is missing or has a bad field: {err}") from None
+
+
+def _tuple(d: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {key: tuple(d[key])} if d.get(key) is not None else {}
 
 
 def load_config(path: str | Path) -> RunConfig:

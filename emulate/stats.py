@@ -38,6 +38,15 @@ def summary_table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> str
         return f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:5.1%}, {hi:5.1%}]  {errs:>6}"
 
     lines.append(line("all", rows))
+    kinds: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r.get("error_type"):
+            kinds[r["error_type"]] += 1
+    if kinds:
+        lines.append(
+            "wrong answers: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        )
     for axis in axes:
         values = sorted({r[axis] for r in rows}, key=str)
         for v in values:

@@ -38,7 +38,8 @@ def _servers() -> list[str]:
 
 
 def _rows(path):
-    rows = list(csv.DictReader(open(path, newline="")))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     for r in rows:
         r.pop("latency_s")
     return rows

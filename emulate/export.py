@@ -68,15 +68,16 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_results(out: str | Path, order: list[str] | None = None) -> Path:
-    """results.csv from the journal, in case order (not finishing order)."""
+def write_results(out: str | Path, order: list[str]) -> list[dict[str, Any]]:
+    """results.csv from the journal, in case order (not finishing order); returns its rows."""
     out = Path(out)
-    rows = [flat_row(r) for r in read_journal(out / JOURNAL)]
-    if order is not None:
-        rank = {cid: i for i, cid in enumerate(order)}
-        rows.sort(key=lambda r: rank.get(r["case_id"], len(rank)))
+    rank = {cid: i for i, cid in enumerate(order)}
+    rows = sorted(
+        (flat_row(r) for r in read_journal(out / JOURNAL)),
+        key=lambda r: rank.get(r["case_id"], len(rank)),
+    )
     write_atomic(out / RESULTS, to_csv(rows))
-    return out / RESULTS
+    return rows
 
 
 def load_results(out: str | os.PathLike):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .case import Answer, Case, Row, Score
 from .errors import EmulateError, ReplayMiss
-from .export import flat_row, write_results
+from .export import write_results
 from .journal import JOURNAL, JournalWriter, read_journal, write_atomic
 from .model import LOCAL, Model, ModelConfig, api_key_for
 from .probe import Probe, build_cases, check_grid
@@ -167,41 +167,29 @@ def run_config(
         + "\n",
     )
     journal = JournalWriter(out / JOURNAL)
+    bar = Progress(len(cases), len(done_ids), enabled=progress)
 
-    def record_answer(case: Case, answer: Answer) -> Score:
+    def finish(case: Case, answer: Answer) -> None:
         score = _score(probe, case, answer)
         journal.append(_row(config, case, answer, score))
-        return score
+        bar.update(score.correct, bool(answer.error))
 
     try:
         with _server(config.model, replay, concurrency) as base_url:
             model = Model(config.model, base_url, api_key)
             with cassette(record or replay, "record" if record else "replay"):
-                asyncio.run(
-                    _drive(
-                        todo,
-                        probe,
-                        model,
-                        concurrency,
-                        record_answer,
-                        len(done_ids),
-                        len(cases),
-                        progress,
-                        str(replay) if replay else None,
-                    )
-                )
+                asyncio.run(_drive(todo, model, finish, concurrency, replay))
     except BaseException:
         journal.close()
         if created and not read_journal(out / JOURNAL):
             shutil.rmtree(out)  # nothing was done: leave nothing half-written behind
         raise
     finally:
+        bar.close()
         journal.close()
 
-    write_results(out, [c.id for c in cases])
-    rows = [flat_row(r) for r in read_journal(out / JOURNAL)]
+    rows = write_results(out, [c.id for c in cases])
     axes = [k for k, v in config.grid.items() if len(v) > 1]
-    summary = summary_table(rows, axes) if rows else "no cases"
     result = RunResult(
         out=out,
         config=config,
@@ -209,11 +197,11 @@ def run_config(
         done=len(rows),
         correct=sum(bool(r["correct"]) for r in rows),
         errors=sum(1 for r in rows if r["error"]),
-        summary=summary,
+        summary=summary_table(rows, axes) if rows else "no cases",
     )
     if echo:
         echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")
-        echo(summary)
+        echo(result.summary)
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     return result
 
@@ -277,16 +265,11 @@ def _row(config: RunConfig, case: Case, answer: Answer, score: Score) -> dict[st
 
 async def _drive(
     todo: list[Case],
-    probe: Probe,
     model: Model,
+    finish: Callable[[Case, Answer], None],
     concurrency: int,
-    on_answer: Callable[[Case, Answer], Score],
-    done: int,
-    total: int,
-    progress: bool,
-    replay: str | None,
+    replay: str | Path | None,
 ) -> None:
-    bar = Progress(total, done, enabled=progress)
     pending = iter(todo)  # shared by the workers: each case is taken exactly once
 
     async def worker() -> None:
@@ -299,8 +282,7 @@ async def _drive(
                     f"replay: {replay} has no recorded answer for case {case.id} "
                     f"({cells}, seed {case.seed}); record it with --record"
                 ) from None
-            score = on_answer(case, answer)
-            bar.update(score.correct, bool(answer.error))
+            finish(case, answer)
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -311,7 +293,6 @@ async def _drive(
         first = next((e for e in group.exceptions if isinstance(e, EmulateError)), None)
         raise (first or group.exceptions[0]) from None
     finally:
-        bar.close()
         await model.aclose()
 
 

@@ -82,3 +82,12 @@ def test_the_console_script_runs():
         [sys.executable, "-m", "emulate.cli", "run", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "--replay" in done.stdout and "examples:" in done.stdout
+
+
+def test_run_replays_and_prints_the_summary(capsys, tmp_path):
+    folder = CASSETTES / "conv" / "completion"
+    argv = ["run", "--config", str(folder / "run.json"), "--replay", str(folder / "cassette.json")]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "dims=1" in out and "wrong answers:" in out
+    assert (tmp_path / "o" / "results.csv").exists()

@@ -27,11 +27,18 @@ def _rows(path):
     return rows
 
 
+def _replay(folder, out, **kw):
+    """Replay a cassette folder with the run.json that recorded it."""
+    kw = {"progress": False, "echo": None} | kw
+    return run_config(load_config(folder / "run.json"), out, replay=folder / "cassette.json", **kw)
+
+
 def test_there_are_enough_recorded_conv_cases():
     conv = [d for d in DIRS if d.parent.name == "conv"]
     assert sum(len(_rows(d / "results.csv")) for d in conv) >= 60
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
 def test_network_is_blocked_here():
     with pytest.raises(Exception, match="[Ss]ocket"):
         socket.create_connection(("127.0.0.1", 9))
@@ -39,25 +46,14 @@ def test_network_is_blocked_here():
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
 def test_replay_reproduces_recorded_results(folder, tmp_path):
-    config = load_config(folder / "run.json")
-    result = run_config(
-        config, tmp_path / "out", replay=folder / "cassette.json", progress=False, echo=None
-    )
+    result = _replay(folder, tmp_path / "out")
     assert result.done == result.total
     assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
 
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
 def test_replay_is_the_same_at_any_concurrency(folder, tmp_path):
-    config = load_config(folder / "run.json")
-    run_config(
-        config,
-        tmp_path / "out",
-        replay=folder / "cassette.json",
-        concurrency=8,
-        progress=False,
-        echo=None,
-    )
+    _replay(folder, tmp_path / "out", concurrency=8)
     assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
 
 
@@ -102,13 +98,7 @@ def test_resume_refuses_another_configuration(tmp_path):
 
 def test_load_results_is_a_typed_dataset(tmp_path):
     folder = next(d for d in DIRS if d.name == "completion")
-    run_config(
-        load_config(folder / "run.json"),
-        tmp_path,
-        replay=folder / "cassette.json",
-        progress=False,
-        echo=None,
-    )
+    _replay(folder, tmp_path)
     ds = emulate.load_results(tmp_path)
     assert len(ds) == len(_rows(folder / "results.csv"))
     assert ds.features["correct"].dtype == "bool"
@@ -119,13 +109,7 @@ def test_load_results_is_a_typed_dataset(tmp_path):
 
 def test_logprobs_from_llama_server_are_normalised(tmp_path):
     folder = next(d for d in DIRS if "logprobs" in d.name)
-    run_config(
-        load_config(folder / "run.json"),
-        tmp_path,
-        replay=folder / "cassette.json",
-        progress=False,
-        echo=None,
-    )
+    _replay(folder, tmp_path)
     row = json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])
     logprobs = row["answer"]["logprobs"]
     assert logprobs and len(logprobs) == row["answer"]["completion_tokens"]

@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("probes", help="list the probes and their parameters")
+    p = sub.add_parser(
+        "probes",
+        help="list the probes and their parameters",
+        description="One line per probe: its name, what it measures, and its parameters "
+        "with their ranges. -v adds each parameter's default grid and meaning.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per parameter too")
 
     p = sub.add_parser(
         "cases",
@@ -154,6 +160,10 @@ def _grid(probe: str, specs: Sequence[str] | None) -> dict:
 
 def cmd_probes(args: argparse.Namespace) -> None:
     for probe in all_probes():
+        if not args.verbose:
+            ranges = " ".join(p.describe().split(" (")[0] for p in probe.params)
+            print(f"{probe.name}: {probe.summary}; -P {ranges}")
+            continue
         print(f"{probe.name}: {probe.summary}")
         for p in probe.params:
             print(f"  -P {p.describe()}")

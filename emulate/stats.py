@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -17,38 +17,27 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     return (ci.low, ci.high)
 
 
-def accuracy_by(rows: Iterable[Mapping[str, Any]], key: str) -> dict[Any, tuple[int, int]]:
-    """{value of `key`: (correct, n)}."""
-    tally: dict[Any, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rows:
-        t = tally[r[key]]
-        t[0] += bool(r["correct"])
-        t[1] += 1
-    return {k: (c, n) for k, (c, n) in sorted(tally.items(), key=lambda kv: str(kv[0]))}
-
-
 def summary_table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> str:
     """Accuracy with a Wilson 95% interval, overall and along each varied axis."""
-    lines = [f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval   errors"]
+    lines = [f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval      errors"]
 
     def line(label: str, group: Sequence[Mapping[str, Any]]) -> str:
         k, n = sum(bool(r["correct"]) for r in group), len(group)
         lo, hi = wilson(k, n)
         errs = sum(1 for r in group if r.get("error"))
-        return f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:5.1%}, {hi:5.1%}]  {errs:>6}"
+        return f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:6.1%}, {hi:6.1%}]  {errs:>6}"
 
     lines.append(line("all", rows))
-    kinds: dict[str, int] = defaultdict(int)
-    for r in rows:
-        if r.get("error_type"):
-            kinds[r["error_type"]] += 1
-    if kinds:
-        lines.append(
-            "wrong answers: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        )
     for axis in axes:
-        values = sorted({r[axis] for r in rows}, key=str)
+        values = sorted({r[axis] for r in rows}, key=_natural)
         for v in values:
             lines.append(line(f"{axis}={v}", [r for r in rows if r[axis] == v]))
+    kinds = Counter(r["error_type"] for r in rows if r.get("error_type")).most_common()
+    if kinds:
+        lines.append("wrong answers: " + ", ".join(f"{k} {v}" for k, v in kinds))
     return "\n".join(lines)
+
+
+def _natural(value: Any) -> tuple[str, Any]:
+    """Numbers in numeric order (3 before 10), strings after them."""
+    return (type(value).__name__ if isinstance(value, str) else "", value)

@@ -30,7 +30,9 @@ def test_probes_lists_parameters_with_ranges(capsys):
     assert main(["probes"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in PROBES)
-    assert "-P size=2..16" in out
+    assert out.count("\n") == len(PROBES) and "size=2..16" in out
+    assert main(["probes", "-v"]) == 0
+    assert "-P size=2..16 (default 3,5)" in capsys.readouterr().out
 
 
 def test_cases_writes_one_json_case_per_line(capsys):

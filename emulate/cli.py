@@ -36,7 +36,7 @@ _CONFIG_FLAGS = (
 )  # fmt: skip
 
 
-def _add_grid_args(p: argparse.ArgumentParser, run: bool) -> None:
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-P",
         dest="params",
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one case a line. No model is called.",
     )
     p.add_argument("probe", help=f"one of: {', '.join(PROBES)}")
-    _add_grid_args(p, run=False)
+    _add_grid_args(p)
 
     p = sub.add_parser(
         "run",
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("probe", nargs="?", help=f"one of: {', '.join(PROBES)}")
-    _add_grid_args(p, run=True)
+    _add_grid_args(p)
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",

@@ -37,6 +37,7 @@ def make_config(
     stop: Sequence[str] | None = None,
     top_logprobs: int = 0,
     extra_body: Mapping[str, Any] | None = None,
+    skip_impossible: bool = False,
 ) -> RunConfig:
     """A validated RunConfig, with the probe's defaults filled in."""
     p = get_probe(probe)
@@ -49,6 +50,7 @@ def make_config(
         grid=check_grid(p, grid or {}),
         n=n,
         seed=seed,
+        skip_impossible=skip_impossible,
         model=ModelConfig(
             model=model,
             base_url=base_url,
@@ -77,6 +79,7 @@ def run(
     stop: Sequence[str] | None = None,
     top_logprobs: int = 0,
     extra_body: Mapping[str, Any] | None = None,
+    skip_impossible: bool = False,
     concurrency: int | None = None,
     out: str | Path | None = None,
     record: str | Path | None = None,
@@ -105,6 +108,7 @@ def run(
         stop=stop,
         top_logprobs=top_logprobs,
         extra_body=extra_body,
+        skip_impossible=skip_impossible,
     )
     return run_config(
         config,
@@ -119,11 +123,17 @@ def run(
 
 
 def cases(
-    probe: str, grid: Grid | None = None, *, n: int = 3, seed: int = 0, mode: str = "chat"
+    probe: str,
+    grid: Grid | None = None,
+    *,
+    n: int = 3,
+    seed: int = 0,
+    mode: str = "chat",
+    skip_impossible: bool = False,
 ) -> list[Case]:
     """The cases a run would ask, with prompts and truth, without calling any model."""
     p = get_probe(probe)
-    return build_cases(p, check_grid(p, grid or {}), n, seed, mode)
+    return build_cases(p, check_grid(p, grid or {}), n, seed, mode, skip_impossible)
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,14 @@ class Estimate:
 
 def estimate(config: RunConfig) -> Estimate:
     """Case count and token estimate for a run, offline (tiktoken's o200k_base)."""
-    cs = cases(config.probe, config.grid, n=config.n, seed=config.seed, mode=config.model.mode)
+    cs = cases(
+        config.probe,
+        config.grid,
+        n=config.n,
+        seed=config.seed,
+        mode=config.model.mode,
+        skip_impossible=config.skip_impossible,
+    )
     return Estimate(
         cases=len(cs),
         prompt_tokens=sum(tokens.count_prompt(c.prompt) for c in cs),

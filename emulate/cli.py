@@ -32,7 +32,7 @@ examples:
 # Flags that define a run; with --config they come from run.json instead.
 _CONFIG_FLAGS = (
     "params", "n", "seed", "model", "base_url", "mode", "temperature", "max_tokens",
-    "stop", "top_logprobs", "extra_body",
+    "stop", "top_logprobs", "extra_body", "skip_impossible",
 )  # fmt: skip
 
 
@@ -53,6 +53,12 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="chat messages or a completion prompt (default: completion for the "
         "embedded base model, chat otherwise)",
+    )
+    p.add_argument(
+        "--skip-impossible",
+        action="store_true",
+        default=None,
+        help="run the grid cells that can exist and skip the others (default: an error)",
     )
 
 
@@ -177,6 +183,7 @@ def cmd_cases(args: argparse.Namespace) -> None:
         n=args.n or 3,
         seed=args.seed or 0,
         mode=mode,
+        skip_impossible=bool(args.skip_impossible),
     )
     for c in cs:
         sys.stdout.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
@@ -219,6 +226,7 @@ def _config(args: argparse.Namespace):
         stop=args.stop,
         top_logprobs=args.top_logprobs or 0,
         extra_body=extra,
+        skip_impossible=bool(args.skip_impossible),
     )
 
 

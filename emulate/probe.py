@@ -6,6 +6,7 @@ import itertools
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .case import Answer, Case, Score
@@ -16,7 +17,8 @@ MODES = ("chat", "completion")
 
 @dataclass(frozen=True)
 class Param:
-    """A difficulty (or prompt) parameter: an integer in [lo, hi], or one of `choices`."""
+    """A difficulty (or prompt) parameter: an integer in [lo, hi], one of `choices`,
+    or (`path=True`) a file that must exist."""
 
     name: str
     default: tuple[Any, ...]
@@ -24,15 +26,22 @@ class Param:
     lo: int | None = None
     hi: int | None = None
     choices: tuple[str, ...] | None = None
+    path: bool = False
 
     @property
     def valid(self) -> str:
+        if self.path:
+            return "the path of an existing file"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         return f"an integer from {self.lo} to {self.hi}"
 
     def parse(self, raw: str, probe: str) -> Any:
         raw = raw.strip()
+        if self.path:
+            if not Path(raw).is_file():
+                raise EmulateError(f"{probe}: {self.name}={raw}: no such file")
+            return raw
         if self.choices:
             if raw not in self.choices:
                 raise EmulateError(f"{probe}: {self.name}={raw!r} is not valid; use {self.valid}")
@@ -48,6 +57,8 @@ class Param:
         return value
 
     def describe(self) -> str:
+        if self.path:
+            return f"{self.name}=PATH: {self.help}"
         rng = "|".join(self.choices) if self.choices else f"{self.lo}..{self.hi}"
         default = ",".join(str(v) for v in self.default)
         return f"{self.name}={rng} (default {default}): {self.help}"
@@ -73,6 +84,12 @@ class Probe:
 
     def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
         raise NotImplementedError
+
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+        """All cases of a run: n per cell, case i of a cell with seed `seed + i`.
+
+        A probe that also reads published items from a file overrides this."""
+        return [self.make_case(cell, seed + i, mode) for cell in cells for i in range(n)]
 
     def score(self, case: Case, answer: Answer) -> Score:
         raise NotImplementedError
@@ -110,41 +127,58 @@ def check_grid(probe: Probe, grid: Mapping[str, Sequence[Any]]) -> dict[str, lis
     return full
 
 
-def expand(probe: Probe, grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The cells of the grid, in a stable order, without the ones that cannot exist.
+def expand(
+    probe: Probe, grid: Mapping[str, Sequence[Any]], skip_impossible: bool = False
+) -> list[dict[str, Any]]:
+    """The cells of the grid, in a stable order.
 
     A grid is a product, so some combinations may be impossible (a kernel wider than
-    the input). Those are skipped with a note on stderr; if none is left, it is an error.
+    the input). They are an error naming them, unless `skip_impossible`, which runs
+    the others with a note on stderr.
     """
     full = check_grid(probe, grid)
     names = list(full)
-    cells, skipped = [], []
+    cells, impossible = [], []
     for values in itertools.product(*(full[n] for n in names)):
         cell = dict(zip(names, values, strict=True))
         why = probe.check_cell(cell)
-        (skipped if why else cells).append((cell, why))
-    if not cells:
-        cell, why = skipped[0]
-        raise EmulateError(f"{probe.name}: no cell of the grid can exist; e.g. {_fmt(cell)}: {why}")
-    if skipped:
+        if why:
+            impossible.append(f"{_fmt(probe, cell, full)} ({why})")
+        else:
+            cells.append(cell)
+    total = len(cells) + len(impossible)
+    if impossible and (not skip_impossible or not cells):
+        shown = "; ".join(impossible[:3]) + ("; …" if len(impossible) > 3 else "")
+        hint = " (add --skip-impossible to run the others)" if cells else ""
+        raise EmulateError(
+            f"{probe.name}: {len(impossible)} of {total} grid cells cannot exist: {shown}{hint}"
+        )
+    if impossible:
         print(
-            f"note: skipped {len(skipped)} of {len(skipped) + len(cells)} grid cells that cannot "
-            f"exist, e.g. {_fmt(skipped[0][0])}: {skipped[0][1]}",
+            f"note: skipped {len(impossible)} of {total} grid cells that cannot exist: "
+            f"{impossible[0]}{' …' if len(impossible) > 1 else ''}",
             file=sys.stderr,
         )
-    return [c for c, _ in cells]
+    return cells
 
 
 def build_cases(
-    probe: Probe, grid: Mapping[str, Sequence[Any]], n: int, seed: int, mode: str
+    probe: Probe,
+    grid: Mapping[str, Sequence[Any]],
+    n: int,
+    seed: int,
+    mode: str,
+    skip_impossible: bool = False,
 ) -> list[Case]:
     """n cases per grid cell; case i of a cell has seed `seed + i`."""
     if n < 1:
         raise EmulateError(f"--n {n}: need at least one case per grid cell")
     if mode not in MODES:
         raise EmulateError(f"mode {mode!r} is not valid; use one of {', '.join(MODES)}")
-    return [probe.make_case(cell, seed + i, mode) for cell in expand(probe, grid) for i in range(n)]
+    return probe.build(expand(probe, grid, skip_impossible), n, seed, mode)
 
 
-def _fmt(cell: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in cell.items())
+def _fmt(probe: Probe, cell: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> str:
+    """The cell by the parameters that vary or were set (defaults say nothing)."""
+    keys = [k for k in cell if len(grid[k]) > 1 or tuple(grid[k]) != probe.param(k).default]
+    return " ".join(f"{k}={cell[k]}" for k in keys or cell)

@@ -41,6 +41,7 @@ class RunConfig:
     n: int = 3
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
+    skip_impossible: bool = False  # run the possible cells of a grid, skip the others
 
     @property
     def run_id(self) -> str:
@@ -54,6 +55,8 @@ class RunConfig:
             "grid": {k: list(v) for k, v in self.grid.items()},
             "n": self.n,
             "seed": self.seed,
+            # Only when set, so run ids from before the option existed stay the same.
+            **({"skip_impossible": True} if self.skip_impossible else {}),
             # Unset options are left out, so adding an option later keeps old run ids.
             "model": {k: v for k, v in asdict(self.model).items() if v is not None}
             | {"extra_body": dict(self.model.extra_body)},
@@ -68,6 +71,7 @@ class RunConfig:
                 n=data["n"],
                 seed=data["seed"],
                 model=ModelConfig(**data["model"] | _tuple(data["model"], "stop")),
+                skip_impossible=data.get("skip_impossible", False),
             )
         except (KeyError, TypeError) as err:
             raise EmulateError(f"run config is missing or has a bad field: {err}") from None
@@ -135,7 +139,9 @@ def run_config(
     """Run a configured probe; see `emulate.run` for the keyword form."""
     probe = get_probe(config.probe)
     config = replace(config, grid=check_grid(probe, config.grid))
-    cases = build_cases(probe, config.grid, config.n, config.seed, config.model.mode)
+    cases = build_cases(
+        probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
+    )
     if record and replay:
         raise EmulateError("--record and --replay exclude each other: pick one")
     if replay and not Path(replay).exists():

@@ -57,7 +57,11 @@ def test_dry_run_counts_cases_and_tokens_offline(capsys):
         (["run", "conv", "-P", "size=99"], "size=99 is out of range; use an integer from 2 to 16"),
         (["run", "conv", "-P", "sise=3"], "no parameter 'sise'"),
         (["run", "conv", "-P", "size"], "write key=value"),
-        (["run", "conv", "-P", "size=3", "-P", "kernel=5"], "no cell of the grid can exist"),
+        (
+            ["run", "conv", "-P", "size=3,8", "-P", "kernel=5", "-P", "dims=1", "-P", "values=9"],
+            "1 of 2 grid cells cannot exist: dims=1 size=3 kernel=5 values=9 (the kernel spans 5 "
+            "cells but the padded input has 3) (add --skip-impossible to run the others)",
+        ),
         (["run", "conv", "--n", "0"], "at least one case"),
         (["run", "conv", "--extra-body", "{bad"], "--extra-body is not valid JSON"),
         (["run", "conv", "--replay", "/no/such.json"], "no such cassette"),

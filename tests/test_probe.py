@@ -30,9 +30,12 @@ def test_grid_values_form_a_product():
     assert len(expand(probe, grid)) == 4
 
 
-def test_impossible_cells_are_skipped_with_a_note(capsys):
+def test_impossible_cells_are_an_error_or_skipped_with_a_note(capsys):
     probe = get_probe("conv")
-    cells = expand(probe, {"size": [3, 6], "kernel": [5], "dims": [1], "values": [9]})
+    grid = {"size": [3, 6], "kernel": [5], "dims": [1], "values": [9]}
+    with pytest.raises(EmulateError, match="size=3 kernel=5"):
+        expand(probe, grid)
+    cells = expand(probe, grid, skip_impossible=True)
     assert [c["size"] for c in cells] == [6]
     assert "skipped 1 of 2 grid cells" in capsys.readouterr().err
 

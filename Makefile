@@ -14,7 +14,10 @@ lint:
 fix:
 	ruff check --fix . && ruff format .
 
-cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs
+BRACKET_TASKS := complete classify depth next_token
+
+cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
+	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS))
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -27,6 +30,9 @@ $(CASSETTES)/conv/completion:
 
 $(CASSETTES)/conv/chat-logprobs:
 	$(call record,conv --n 1 --mode chat --top-logprobs 3 -P values=9)
+
+$(CASSETTES)/brackets/%:
+	$(call record,brackets -P task=$* --n 4)
 
 bench:
 	python bench/throughput.py

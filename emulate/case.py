@@ -41,6 +41,7 @@ class Case:
     covariates: Mapping[str, float] = field(default_factory=dict)
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
+    top_logprobs: int = 0  # > 0: the probe reads this many alternatives per token
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -119,8 +119,12 @@ class Model:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def ask(self, prompt: Prompt, *, max_tokens: int, stop: Sequence[str] = ()) -> Answer:
+    async def ask(
+        self, prompt: Prompt, *, max_tokens: int, stop: Sequence[str] = (), top_logprobs: int = 0
+    ) -> Answer:
+        """One request. `top_logprobs` is the case's own need; the config's wins if larger."""
         c = self.config
+        top_logprobs = max(top_logprobs, c.top_logprobs)
         common: dict[str, Any] = {
             "model": c.request_model,
             "temperature": c.temperature,
@@ -135,12 +139,12 @@ class Model:
         start = time.perf_counter()
         try:
             if isinstance(prompt, str):
-                if c.top_logprobs:
-                    common["logprobs"] = c.top_logprobs
+                if top_logprobs:
+                    common["logprobs"] = top_logprobs
                 resp = await self._client.completions.create(prompt=prompt, **common)
             else:
-                if c.top_logprobs:
-                    common.update(logprobs=True, top_logprobs=c.top_logprobs)
+                if top_logprobs:
+                    common.update(logprobs=True, top_logprobs=top_logprobs)
                 resp = await self._client.chat.completions.create(
                     messages=[dict(m) for m in prompt], **common
                 )

@@ -77,6 +77,8 @@ class Probe:
     params: ClassVar[tuple[Param, ...]]
     metrics: ClassVar[tuple[str, ...]]  # metric names, in CSV column order
     default_mode: ClassVar[str] = "chat"
+    # Covariate columns the printed summary also breaks accuracy down by.
+    summary_axes: ClassVar[tuple[str, ...]] = ()
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         """Why this cell cannot exist, or None."""
@@ -121,7 +123,8 @@ def check_grid(probe: Probe, grid: Mapping[str, Sequence[Any]]) -> dict[str, lis
         values = grid.get(p.name, p.default)
         if isinstance(values, str | int):
             values = [values]
-        full[p.name] = [p.parse(str(v), probe.name) for v in values]
+        if values:  # a parameter with no default (a path) is simply absent unless set
+            full[p.name] = [p.parse(str(v), probe.name) for v in values]
     for key in grid:
         probe.param(key)
     return full

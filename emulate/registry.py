@@ -10,6 +10,7 @@ from .probe import Probe
 # name -> "module:class"; imported on first use so `emulate --help` stays fast.
 PROBES: dict[str, str] = {
     "conv": "probes.conv:ConvProbe",
+    "brackets": "probes.brackets:BracketsProbe",
 }
 
 

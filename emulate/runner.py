@@ -195,7 +195,7 @@ def run_config(
         journal.close()
 
     rows = write_results(out, [c.id for c in cases])
-    axes = [k for k, v in config.grid.items() if len(v) > 1]
+    axes = [k for k, v in config.grid.items() if len(v) > 1] + list(probe.summary_axes)
     result = RunResult(
         out=out,
         config=config,
@@ -281,13 +281,25 @@ async def _drive(
     async def worker() -> None:
         for case in pending:
             try:
-                answer = await model.ask(case.prompt, max_tokens=case.max_tokens, stop=case.stop)
+                answer = await model.ask(
+                    case.prompt,
+                    max_tokens=case.max_tokens,
+                    stop=case.stop,
+                    top_logprobs=case.top_logprobs,
+                )
             except ReplayMiss:
                 cells = " ".join(f"{k}={v}" for k, v in case.params.items())
                 raise ReplayMiss(
                     f"replay: {replay} has no recorded answer for case {case.id} "
                     f"({cells}, seed {case.seed}); record it with --record"
                 ) from None
+            if case.top_logprobs and answer.error is None and not answer.logprobs:
+                # Scoring missing logprobs as zero mass would be a silent lie.
+                raise EmulateError(
+                    f"the server at {model.base_url or 'api.openai.com'} returned no logprobs, "
+                    f"and {case.probe} case {case.id} needs them; use a server that returns "
+                    "them (llama-server, vLLM, OpenAI chat models) or another task"
+                )
             finish(case, answer)
 
     try:

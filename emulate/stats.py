@@ -18,20 +18,30 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> str:
-    """Accuracy with a Wilson 95% interval, overall and along each varied axis."""
-    lines = [f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval      errors"]
+    """Accuracy with a Wilson 95% interval, overall and along each axis.
+
+    Where rows carry a `chance` column (the accuracy of guessing), its mean is shown
+    beside each accuracy as the reference line.
+    """
+    chance = any(r.get("chance") is not None for r in rows)
+    head = f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval      errors"
+    lines = [head + ("   chance" if chance else "")]
 
     def line(label: str, group: Sequence[Mapping[str, Any]]) -> str:
         k, n = sum(bool(r["correct"]) for r in group), len(group)
         lo, hi = wilson(k, n)
         errs = sum(1 for r in group if r.get("error"))
-        return f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:6.1%}, {hi:6.1%}]  {errs:>6}"
+        text = f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:6.1%}, {hi:6.1%}]  {errs:>6}"
+        if chance:
+            guesses = [r["chance"] for r in group if r.get("chance") is not None]
+            text += f"  {sum(guesses) / len(guesses):>7.1%}" if guesses else ""
+        return text
 
     lines.append(line("all", rows))
     for axis in axes:
-        values = sorted({r[axis] for r in rows}, key=_natural)
+        values = sorted({r[axis] for r in rows if r.get(axis) is not None}, key=_natural)
         for v in values:
-            lines.append(line(f"{axis}={v}", [r for r in rows if r[axis] == v]))
+            lines.append(line(f"{axis}={v}", [r for r in rows if r.get(axis) == v]))
     kinds = Counter(r["error_type"] for r in rows if r.get("error_type")).most_common()
     if kinds:
         lines.append("wrong answers: " + ", ".join(f"{k} {v}" for k, v in kinds))

@@ -61,7 +61,7 @@ def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
     folder = DIRS[0]
     config = load_config(folder / "run.json")
     other = emulate.make_config(config.probe, config.grid, n=1, seed=999)
-    with pytest.raises(ReplayMiss, match=r"case [0-9a-f]{16} \(dims="):
+    with pytest.raises(ReplayMiss, match=r"case [0-9a-f]{16} \(\w+="):
         run_config(other, tmp_path / "out", replay=folder / "cassette.json", progress=False)
     assert not (tmp_path / "out").exists()
 

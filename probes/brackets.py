@@ -1,0 +1,655 @@
+"""Brackets: can the model close, check and measure Dyck sequences?
+
+A network that writes fluent prose cannot reliably close brackets; Wolfram showed a
+trained transformer putting about 15% probability on a wrong closing parenthesis.
+Four tasks (the `task` parameter) measure that for any model, by depth and length:
+
+- complete:   BIG-Bench Hard's format, "Complete the rest of the sequence, making
+              sure that the parentheses are closed properly. Input: < [ [" -> "] ] >";
+              exact match, with strict and lenient answer extraction side by side.
+- classify:   balanced or not (half the cases are, half carry one edit).
+- depth:      the maximum nesting depth, a number.
+- next_token: from logprobs, the probability mass on illegal continuations at a
+              point inside a sequence: a closer of the wrong type, a closer at depth
+              0, or ending while brackets are open.
+
+Read top to bottom: the truth (a stack machine), the generator (HELM's PCFG,
+conditioned exactly on length and depth), published items, the prompts, parsers and
+scorers per task.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emulate import tokens
+from emulate.case import Answer, Case, Score, case_id, case_rng
+from emulate.errors import EmulateError
+from emulate.probe import Param, Probe
+
+PAIRS = ("()", "[]", "{}", "<>")
+OPENERS, CLOSERS = "([{<", ")]}>"
+CLOSE_OF = dict(zip(OPENERS, CLOSERS, strict=True))  # "(" -> ")"
+BRACKETS = set(OPENERS + CLOSERS)
+
+# --- the truth: a stack machine -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scan:
+    balanced: bool
+    open: str  # openers still open at the end, outermost first
+    depth: int  # maximum nesting depth reached
+    error: str | None  # the first violation, if any
+
+
+def scan(seq: str) -> Scan:
+    """Run a bracket string (spaces ignored) through a stack."""
+    stack: list[str] = []
+    depth = 0
+    for i, ch in enumerate(c for c in seq if not c.isspace()):
+        if ch in OPENERS:
+            stack.append(ch)
+            depth = max(depth, len(stack))
+        elif ch in CLOSERS:
+            if not stack:
+                return Scan(False, "", depth, f"closer {ch} at depth 0 (symbol {i + 1})")
+            if CLOSE_OF[stack[-1]] != ch:
+                why = f"{ch} where {CLOSE_OF[stack[-1]]} closes (symbol {i + 1})"
+                return Scan(False, "".join(stack), depth, why)
+            stack.pop()
+        else:
+            return Scan(False, "".join(stack), depth, f"{ch!r} is not a bracket")
+    return Scan(not stack, "".join(stack), depth, None if not stack else "left open")
+
+
+def closers(prefix: str) -> str:
+    """The shortest completion that closes a prefix: its open brackets in reverse."""
+    return "".join(CLOSE_OF[c] for c in reversed(scan(prefix).open))
+
+
+def spaced(seq: str) -> str:
+    """BBH writes sequences with a space between symbols: "< [ [ ] ] >"."""
+    return " ".join(c for c in seq if not c.isspace())
+
+
+# --- the generator: HELM's PCFG, conditioned on length and depth -----------------------
+#
+# S -> (i S )i with probability p/k for each of k types, S -> S S with probability q,
+# else S -> empty (p = 0.5, q = 0.25). Rejection sampling for an exact (length, depth)
+# is hopeless for long or deep cells, so we sample the same distribution conditioned
+# exactly: W(n, d) is the probability that S derives a string of n pairs and depth at
+# most d, X(n, d) of depth exactly d; a derivation is then drawn top-down in proportion
+# to them. Concatenations with an empty side derive the same string as the other
+# side, so they fold into the denominator; every term is positive, so no cancellation.
+
+P_WRAP, P_SPLIT = 0.5, 0.25
+_EMPTY = 1 - P_WRAP - P_SPLIT
+W0 = (1 - math.sqrt(1 - 4 * P_SPLIT * _EMPTY)) / (2 * P_SPLIT)  # S =>* empty
+_NORM = 1 - 2 * P_SPLIT * W0
+
+
+@functools.cache
+def exactly(n: int, d: int) -> float:
+    """Probability mass of strings with n pairs and maximum depth exactly d."""
+    if n == 0:
+        return W0 if d == 0 else 0.0
+    if d <= 0 or d > n:
+        return 0.0
+    split = sum(exactly(a, d) * at_most(n - a, d) + at_most(a, d - 1) * exactly(n - a, d)
+                for a in range(1, n))  # fmt: skip
+    return (P_WRAP * exactly(n - 1, d - 1) + P_SPLIT * split) / _NORM
+
+
+@functools.cache
+def at_most(n: int, d: int) -> float:
+    return sum(exactly(n, e) for e in range(0, min(d, n) + 1))
+
+
+def _pick(rng: np.random.Generator, options: list[tuple[float, Any]]) -> Any:
+    weights = np.array([w for w, _ in options])
+    return options[rng.choice(len(options), p=weights / weights.sum())][1]
+
+
+def generate(n: int, d: int, types: int, rng: np.random.Generator, exact: bool = True) -> str:
+    """A balanced string of n pairs and depth exactly d (or at most d)."""
+    if n == 0:
+        return ""
+    mass = exactly if exact else at_most
+    options: list[tuple[float, tuple]] = [(P_WRAP * mass(n - 1, d - 1), ("wrap",))]
+    for a in range(1, n):
+        if exact:
+            options.append((P_SPLIT * exactly(a, d) * at_most(n - a, d), ("split", a, True, False)))
+            options.append(
+                (P_SPLIT * at_most(a, d - 1) * exactly(n - a, d), ("split", a, False, True))
+            )
+        else:
+            options.append(
+                (P_SPLIT * at_most(a, d) * at_most(n - a, d), ("split", a, False, False))
+            )
+    choice = _pick(rng, options)
+    if choice[0] == "wrap":
+        pair = PAIRS[int(rng.integers(types))]
+        return pair[0] + generate(n - 1, d - 1, types, rng, exact) + pair[1]
+    _, a, left_exact, right_exact = choice
+    if exact and not left_exact:
+        left = generate(a, d - 1, types, rng, exact=False)
+    else:
+        left = generate(a, d, types, rng, exact=left_exact)
+    return left + generate(n - a, d, types, rng, exact=right_exact)
+
+
+# Unbalanced variants for `classify`: one edit each, checked to really unbalance.
+EDITS = ("wrong_type", "missing_closer", "extra_closer", "swapped")
+
+
+def unbalance(seq: str, kind: str, types: int, rng: np.random.Generator) -> str | None:
+    """`seq` with one edit of `kind`, unbalanced; None if this kind cannot apply."""
+    closer_at = [i for i, c in enumerate(seq) if c in CLOSERS]
+    for _ in range(50):
+        i = int(rng.choice(closer_at))
+        if kind == "wrong_type":
+            others = [p[1] for p in PAIRS[: max(types, 2)] if p[1] != seq[i]]
+            out = seq[:i] + str(rng.choice(others)) + seq[i + 1 :]
+        elif kind == "missing_closer":
+            out = seq[:i] + seq[i + 1 :]
+        elif kind == "extra_closer":
+            j = int(rng.integers(len(seq) + 1))
+            out = seq[:j] + PAIRS[int(rng.integers(types))][1] + seq[j:]
+        else:  # swapped: two neighbours trade places
+            j = int(rng.integers(len(seq) - 1))
+            out = seq[:j] + seq[j + 1] + seq[j] + seq[j + 2 :]
+        if not scan(out).balanced:
+            return out
+    return None
+
+
+# --- published items (BBH format) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    index: int
+    prefix: str  # brackets only, no spaces
+    target: str
+
+
+def load_items(path: str | Path) -> list[Item]:
+    """BBH `{"examples": [{"input", "target"}]}` JSON, or JSONL of such objects."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        records = data["examples"] if isinstance(data, dict) else data
+    except json.JSONDecodeError:
+        try:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise EmulateError(f"{path}: neither JSON nor JSONL ({err})") from None
+    items = []
+    for i, rec in enumerate(records):
+        where = f"{path}: item {i}"
+        if not isinstance(rec, dict) or "input" not in rec:
+            raise EmulateError(f"{where}: expected an object with an 'input' (and 'target')")
+        shown = rec["input"].rsplit("Input:", 1)[-1]
+        bad = sorted({c for c in shown if not c.isspace() and c not in BRACKETS})
+        if bad:
+            raise EmulateError(f"{where}: {''.join(bad)!r} in the input is not a bracket")
+        prefix = "".join(shown.split())
+        state = scan(prefix)
+        if state.error and state.error != "left open":
+            raise EmulateError(
+                f"{where}: the input is not a prefix of a balanced sequence: {state.error}"
+            )
+        if not state.open:
+            raise EmulateError(f"{where}: the input is already balanced; nothing to complete")
+        truth = closers(prefix)
+        target = "".join(str(rec.get("target", spaced(truth))).split())
+        if not scan(prefix + target).balanced:
+            raise EmulateError(f"{where}: target {spaced(target)!r} does not close the input")
+        if target != truth:
+            raise EmulateError(
+                f"{where}: target {spaced(target)!r} closes the input but is not the shortest "
+                f"completion {spaced(truth)!r}, which emulate scores against"
+            )
+        items.append(Item(i, prefix, target))
+    if not items:
+        raise EmulateError(f"{path}: no items")
+    return items
+
+
+# --- cases ----------------------------------------------------------------------------
+
+TASKS = ("complete", "classify", "depth", "next_token")
+TOP_LOGPROBS = 20  # OpenAI's maximum; llama-server and vLLM allow more
+
+PARAMS = (
+    Param("task", ("complete",), "what the model is asked", choices=TASKS),
+    Param("types", (4,), "bracket types used: (), [], {}, <> in that order", lo=1, hi=4),
+    Param("depth", (2, 4), "maximum nesting depth of the full sequence", lo=1, hi=30),
+    Param("length", (8, 16, 24), "brackets in the full balanced sequence (even)", lo=2, hi=120),
+    Param("shots", (3,), "worked examples before the question (BBH uses 3)", lo=0, hi=8),
+    Param("items", (), "BBH-format JSON/JSONL items to run instead of generated ones", path=True),
+)
+
+
+class BracketsProbe(Probe):
+    name = "brackets"
+    version = 1
+    summary = "Dyck languages: complete, classify, measure depth, next-token legality"
+    params = PARAMS
+    metrics = (
+        "exact_strict",
+        "exact_lenient",
+        "valid_completion",
+        "closers_right",
+        "abs_error",
+        "edit",
+        "p_legal",
+        "p_illegal",
+        "p_wrong_closer",
+        "p_closer_at_zero",
+        "p_end_open",
+        "p_other",
+        "top_mass",
+        "top_token",
+        "chance",
+        "closers",
+        "symbols",
+        "tokens_spaced",
+        "tokens_compact",
+        "merged_compact",
+    )
+    summary_axes = ("closers",)
+    default_mode = "chat"
+
+    def check_cell(self, cell: Mapping[str, Any]) -> str | None:
+        if cell.get("items"):
+            return None
+        if cell["length"] % 2:
+            return "a balanced sequence has an even length"
+        if cell["depth"] > cell["length"] // 2:
+            return f"depth {cell['depth']} needs at least {2 * cell['depth']} brackets"
+        if cell["task"] == "classify" and cell["length"] < 4:
+            return "an unbalancing edit needs at least 4 brackets"
+        return None
+
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+        if not any(c.get("items") for c in cells):
+            return super().build(cells, n, seed, mode)
+        # Items replace the generator: depth, length and types come from each item.
+        runs = list(dict.fromkeys((c["items"], c["task"], c["shots"]) for c in cells))
+        out = []
+        for path, task, shots in runs:
+            if task != "complete":
+                raise EmulateError(f"brackets: items= runs task=complete (BBH's task), not {task}")
+            out += [self.item_case(path, item, shots, mode) for item in load_items(path)]
+        return out
+
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+        cid = case_id(self.name, self.version, cell, seed)
+        rng = case_rng(cid)
+        n, d, k = cell["length"] // 2, cell["depth"], cell["types"]
+        full = generate(n, d, k, rng)
+        shots = [generate(n, d, k, rng) for _ in range(cell["shots"])]
+        task = cell["task"]
+        if task == "complete":
+            prefix = full[: _cut(full, rng)]
+            return self._complete_case(cid, dict(cell), seed, prefix, shots, k, mode, rng)
+        if task == "classify":
+            return self._classify_case(cid, dict(cell), seed, full, shots, k, mode, rng)
+        if task == "depth":
+            # Worked examples of other depths, so copying their answer does not score.
+            depths = rng.integers(1, min(n, 2 * d) + 1, size=len(shots))
+            shots = [generate(n, int(e), k, rng) for e in depths]
+            return self._depth_case(cid, dict(cell), seed, full, shots, mode)
+        prefix = full[: _cut(full, rng)]
+        return self._next_token_case(cid, dict(cell), seed, prefix, shots, k, mode)
+
+    def item_case(self, path: str, item: Item, shots: int, mode: str) -> Case:
+        # The id hangs on the item's content, not on where the file lies.
+        params = {"task": "complete", "shots": shots, "item": f"{Path(path).name}:{item.index}"}
+        digest = hashlib.sha256(item.prefix.encode()).hexdigest()[:12]
+        cid = case_id(self.name, self.version, params | {"digest": digest}, 0)
+        rng = case_rng(cid)
+        full = item.prefix + item.target
+        n, d = len(full) // 2, scan(full).depth
+        shot_seqs = [generate(n, d, 4, rng) for _ in range(shots)]
+        case = self._complete_case(cid, params, 0, item.prefix, shot_seqs, 4, mode, rng)
+        return replace(case, covariates={**case.covariates, "depth": d, "length": len(full)})
+
+    # One builder per task: inputs, truth, prompt and covariates together.
+
+    def _complete_case(self, cid, params, seed, prefix, shots, k, mode, rng) -> Case:
+        truth = closers(prefix)
+        examples = [(p, closers(p)) for p in (s[: _cut(s, rng)] for s in shots)]
+        question = f"{COMPLETE} Input: {spaced(prefix)}"
+        prompt = _prompt(
+            mode,
+            "Reply with the closing brackets only, separated by spaces.",
+            [(f"{COMPLETE} Input: {spaced(p)}", spaced(t)) for p, t in examples],
+            question,
+            answer_label="Answer:",
+        )
+        return Case(
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=params,
+            seed=seed,
+            inputs={"prefix": spaced(prefix)},
+            truth=spaced(truth),
+            prompt=prompt,
+            covariates={
+                "closers": len(truth),
+                # Guessing the right number of closers, each type uniformly.
+                "chance": k ** -len(truth),
+                **_token_covariates(prefix),
+            },
+            max_tokens=2 * len(truth) + 16 if mode == "completion" else 4 * len(truth) + 64,
+            stop=("\n",) if mode == "completion" else (),
+        )
+
+    def _classify_case(self, cid, params, seed, full, shots, k, mode, rng) -> Case:
+        # Balanced on even seeds, so n cases per cell split evenly; the edit kinds take turns.
+        edit = "none" if seed % 2 == 0 else _edit_for(seed, k)
+        shown = full if edit == "none" else unbalance(full, edit, k, rng)
+        if shown is None:  # this edit could not unbalance it; a dropped closer always does
+            edit, shown = "missing_closer", unbalance(full, "missing_closer", k, rng)
+        examples = []
+        for i, s in enumerate(shots):
+            e = "none" if i % 2 == 0 else EDITS[i // 2 % len(EDITS)]
+            t = s if e == "none" else unbalance(s, e, k, rng)
+            examples.append((t or s, "Yes" if t is None or e == "none" else "No"))
+        prompt = _prompt(
+            mode,
+            "Reply Yes or No.",
+            [(f"{CLASSIFY}\nSequence: {spaced(s)}", a) for s, a in examples],
+            f"{CLASSIFY}\nSequence: {spaced(shown)}",
+            answer_label="Answer:",
+        )
+        return Case(
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=params,
+            seed=seed,
+            inputs={"sequence": spaced(shown), "edit": edit},
+            truth="Yes" if edit == "none" else "No",
+            prompt=prompt,
+            covariates={"edit": edit, "chance": 0.5, **_token_covariates(shown)},
+            max_tokens=4 if mode == "completion" else 32,
+            stop=("\n",) if mode == "completion" else (),
+        )
+
+    def _depth_case(self, cid, params, seed, full, shots, mode) -> Case:
+        prompt = _prompt(
+            mode,
+            "Reply with the number only.",
+            [(f"{DEPTH}\nSequence: {spaced(s)}", str(scan(s).depth)) for s in shots],
+            f"{DEPTH}\nSequence: {spaced(full)}",
+            answer_label="Depth:",
+        )
+        return Case(
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=params,
+            seed=seed,
+            inputs={"sequence": spaced(full)},
+            truth=scan(full).depth,
+            prompt=prompt,
+            # Guessing a depth uniformly from 1 to half the length.
+            covariates={"chance": 2 / len(full), **_token_covariates(full)},
+            max_tokens=4 if mode == "completion" else 32,
+            stop=("\n",) if mode == "completion" else (),
+        )
+
+    def _next_token_case(self, cid, params, seed, prefix, shots, k, mode) -> Case:
+        if mode == "completion":
+            # A document of balanced sequences, one per line; the model continues the last.
+            lines = [NEXT_TOKEN_HEADER] + [spaced(s) for s in shots] + [spaced(prefix)]
+            prompt: Any = "\n".join(lines)
+        else:
+            examples = "\n".join(spaced(s) for s in shots)
+            shown = f"Examples:\n{examples}\n\n" if shots else ""
+            prompt = (
+                {
+                    "role": "user",
+                    "content": f"{NEXT_TOKEN_CHAT}\n\n{shown}Sequence: {spaced(prefix)}",
+                },
+            )
+        state = scan(prefix)
+        return Case(
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=params,
+            seed=seed,
+            inputs={"prefix": spaced(prefix), "open": state.open},
+            truth={"due": CLOSE_OF[state.open[-1]], "open": len(state.open)},
+            prompt=prompt,
+            # The legal symbols: k openers and the one due closer, of 2k + 1 (with end).
+            covariates={
+                "closers": len(state.open),
+                "chance": (k + 1) / (2 * k + 1),
+                **_token_covariates(prefix),
+            },
+            max_tokens=1,
+            top_logprobs=TOP_LOGPROBS,
+        )
+
+    def score(self, case: Case, answer: Answer) -> Score:
+        metrics: dict[str, Any] = {name: None for name in self.metrics}
+        metrics.update(case.covariates)
+        if answer.error:
+            return Score(False, metrics, "api_error", answer.error)
+        task = case.params["task"]
+        return {
+            "complete": score_complete,
+            "classify": score_classify,
+            "depth": score_depth,
+            "next_token": score_next_token,
+        }[task](case, answer, metrics)
+
+
+def _cut(seq: str, rng: np.random.Generator) -> int:
+    """A cut point inside `seq` where at least one bracket is open."""
+    depth, points = 0, []
+    for i, c in enumerate(seq[:-1]):
+        depth += 1 if c in OPENERS else -1
+        if depth > 0:
+            points.append(i + 1)
+    return int(rng.choice(points))
+
+
+def _edit_for(seed: int, types: int) -> str:
+    kinds = [e for e in EDITS if not (e == "wrong_type" and types == 1)]
+    return kinds[(seed // 2) % len(kinds)]
+
+
+def _token_covariates(seq: str) -> dict[str, int]:
+    """How the bracket string tokenizes (tiktoken o200k_base, not the model's own).
+
+    BBH's spaced form rarely merges; written compactly, adjacent brackets often share
+    a token, so the model cannot see them one by one."""
+    enc = tokens.encoding()
+    compact = "".join(seq.split())
+    pieces = [enc.decode([t]) for t in enc.encode(compact)]
+    return {
+        "symbols": len(compact),
+        "tokens_spaced": len(enc.encode(spaced(compact))),
+        "tokens_compact": len(pieces),
+        "merged_compact": sum(1 for p in pieces if sum(c in BRACKETS for c in p) > 1),
+    }
+
+
+# --- prompts ----------------------------------------------------------------------------
+
+COMPLETE = (
+    "Complete the rest of the sequence, making sure that the parentheses are closed properly."
+)
+CLASSIFY = (
+    "Is this sequence of brackets balanced, with every opening bracket closed by the "
+    "matching closing bracket in the right order?"
+)
+DEPTH = (
+    "What is the maximum nesting depth of this sequence of brackets? "
+    '("( )" has depth 1, "( [ ] )" has depth 2.)'
+)
+NEXT_TOKEN_HEADER = "Balanced bracket sequences, one per line:"
+NEXT_TOKEN_CHAT = (
+    "Continue this balanced bracket sequence by one symbol. Reply with that one bracket only."
+)
+
+
+def _prompt(
+    mode: str, reply_rule: str, examples: list[tuple[str, str]], question: str, answer_label: str
+) -> Any:
+    """A completion document or a chat, from the same worked examples."""
+    if mode == "completion":
+        blocks = [f"{q}\n{answer_label} {a}" for q, a in examples]
+        return "\n\n".join([*blocks, f"{question}\n{answer_label}"])
+    messages: list[dict[str, str]] = [{"role": "system", "content": reply_rule}]
+    for q, a in examples:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    messages.append({"role": "user", "content": question})
+    return tuple(messages)
+
+
+# --- parsers and scorers ---------------------------------------------------------------
+
+_ANSWER_IS = re.compile(r"answer is\s*:?\s*(.*)", re.I | re.S)
+
+
+def extract_closers(text: str) -> tuple[str, str]:
+    """(strict, lenient) readings of a completion answer.
+
+    Strict: the first line exactly as written, trimmed. Lenient: after a final "the
+    answer is" if there is one (BBH's chain-of-thought format), else the first
+    non-empty line, keeping bracket symbols only.
+    """
+    strict = text.strip().split("\n", 1)[0].strip() if text.strip() else ""
+    said = _ANSWER_IS.findall(text)
+    region = said[-1] if said else next((ln for ln in text.splitlines() if ln.strip()), "")
+    lenient = "".join(c for c in region.split("\n", 1)[0] if c in BRACKETS)
+    return strict, lenient
+
+
+def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+    truth = "".join(case.truth.split())
+    strict, lenient = extract_closers(answer.text)
+    prefix = "".join(case.inputs["prefix"].split())
+    metrics["exact_strict"] = strict == case.truth
+    metrics["exact_lenient"] = lenient == truth
+    metrics["valid_completion"] = bool(lenient) and scan(prefix + lenient).balanced
+    right = next((i for i, (a, b) in enumerate(zip(lenient, truth, strict=False)) if a != b), None)
+    metrics["closers_right"] = (min(len(lenient), len(truth)) if right is None else right) / len(
+        truth
+    )
+    if metrics["exact_lenient"]:
+        return Score(True, metrics, None, None, spaced(lenient))
+    if not answer.text.strip():
+        return Score(False, metrics, "empty", "empty answer")
+    if not lenient:
+        return Score(False, metrics, "unparseable", "no brackets in the answer")
+    if metrics["valid_completion"]:
+        kind, why = "not_shortest", "closes the sequence, but not by the shortest completion"
+    elif lenient == truth[::-1] and len(truth) > 1:
+        kind, why = "reversed", "the right closers in opening order, not closing order"
+    elif truth.startswith(lenient):
+        kind, why = "too_few", f"{len(lenient)} of {len(truth)} closers"
+    elif lenient.startswith(truth):
+        kind, why = "too_many", f"{len(lenient)} closers where {len(truth)} close it"
+    else:
+        kind, why = "wrong_closer", scan(prefix + lenient).error or "wrong closers"
+    return Score(False, metrics, kind, why, spaced(lenient))
+
+
+_YES = re.compile(r"\b(yes|no|balanced|unbalanced|not balanced|true|false)\b", re.I)
+
+
+def score_classify(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+    m = _YES.search(answer.text)
+    if not m:
+        return Score(False, metrics, "unparseable", "no yes or no in the answer")
+    said = "Yes" if m.group(1).lower() in ("yes", "balanced", "true") else "No"
+    if said == case.truth:
+        return Score(True, metrics, None, None, said)
+    if said == "Yes":
+        return Score(
+            False, metrics, "missed_edit", f"called balanced despite {metrics['edit']}", said
+        )
+    return Score(False, metrics, "false_alarm", "called a balanced sequence unbalanced", said)
+
+
+def score_depth(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+    m = re.search(r"-?\d+", answer.text)
+    if not m:
+        return Score(False, metrics, "unparseable", "no number in the answer")
+    said = int(m.group())
+    metrics["abs_error"] = abs(said - case.truth)
+    if said == case.truth:
+        return Score(True, metrics, None, None, said)
+    kind = "too_deep" if said > case.truth else "too_shallow"
+    return Score(False, metrics, kind, f"said {said}, depth is {case.truth}", said)
+
+
+_END_MARK = re.compile(r"<[a-z_|/]+>", re.I)  # "<eos>", "<end_of_turn>": not brackets
+
+
+def classify_token(token: str, open_: str) -> str:
+    """What a token would do if it came next after a prefix with `open_` still open:
+    legal, wrong_closer, closer_at_zero, end_open (the sequence ends while brackets
+    are open), or other (not a bracket)."""
+    line, newline, _ = token.partition("\n")
+    body = line.strip()
+    if not body or _END_MARK.fullmatch(body):
+        if newline or body or token == "":  # a line break, an end marker, end of text
+            return "end_open" if open_ else "legal"
+        return "other"  # whitespace alone says nothing yet
+    if body[0] not in BRACKETS:
+        return "other"
+    stack = list(open_)
+    for ch in body:
+        if ch not in BRACKETS:
+            break
+        if ch in OPENERS:
+            stack.append(ch)
+        elif not stack:
+            return "closer_at_zero"
+        elif CLOSE_OF[stack.pop()] != ch:
+            return "wrong_closer"
+    return "end_open" if newline and stack else "legal"
+
+
+def score_next_token(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+    if not answer.logprobs:
+        return Score(False, metrics, "no_logprobs", "the answer carried no logprobs")
+    first = answer.logprobs[0]
+    top = first.top or ((first.token, first.logprob),)
+    mass = {k: 0.0 for k in ("legal", "wrong_closer", "closer_at_zero", "end_open", "other")}
+    open_ = case.inputs["open"]
+    for token, logprob in top:
+        mass[classify_token(token, open_)] += math.exp(logprob)
+    for k, v in mass.items():
+        metrics[f"p_{k}"] = v
+    metrics["p_illegal"] = mass["wrong_closer"] + mass["closer_at_zero"] + mass["end_open"]
+    metrics["top_mass"] = sum(mass.values())
+    best = max(top, key=lambda t: t[1])
+    metrics["top_token"] = best[0]
+    kind = classify_token(best[0], open_)
+    if kind == "legal":
+        return Score(True, metrics, None, None, best[0])
+    why = f"most likely next token {best[0]!r} is {kind.replace('_', ' ')}"
+    return Score(False, metrics, kind, why, best[0])

@@ -190,10 +190,8 @@ def load_items(path: str | Path) -> list[Item]:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
-        if isinstance(data, dict):  # BBH's file, or JSONL of a single object
-            records = data["examples"] if "examples" in data else [data]
-        else:
-            records = data
+        # BBH's file, a JSON list, or JSONL of a single object.
+        records = data.get("examples", [data]) if isinstance(data, dict) else data
     except json.JSONDecodeError:
         try:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]

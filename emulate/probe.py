@@ -79,6 +79,8 @@ class Probe:
     default_mode: ClassVar[str] = "chat"
     # Covariate columns the printed summary also breaks accuracy down by.
     summary_axes: ClassVar[tuple[str, ...]] = ()
+    # Metrics whose mean the printed summary shows beside accuracy.
+    summary_means: ClassVar[tuple[str, ...]] = ()
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         """Why this cell cannot exist, or None."""

@@ -203,7 +203,7 @@ def run_config(
         done=len(rows),
         correct=sum(bool(r["correct"]) for r in rows),
         errors=sum(1 for r in rows if r["error"]),
-        summary=summary_table(rows, axes) if rows else "no cases",
+        summary=summary_table(rows, axes, probe.summary_means) if rows else "no cases",
     )
     if echo:
         echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")

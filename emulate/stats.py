@@ -17,24 +17,29 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     return (ci.low, ci.high)
 
 
-def summary_table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> str:
+def summary_table(
+    rows: Sequence[Mapping[str, Any]], axes: Sequence[str], means: Sequence[str] = ()
+) -> str:
     """Accuracy with a Wilson 95% interval, overall and along each axis.
 
     Where rows carry a `chance` column (the accuracy of guessing), its mean is shown
-    beside each accuracy as the reference line.
+    beside each accuracy as the reference line; so is the mean of each metric in
+    `means` that the rows carry.
     """
     chance = any(r.get("chance") is not None for r in rows)
+    means = [m for m in means if any(r.get(m) is not None for r in rows)]
     head = f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval      errors"
-    lines = [head + ("   chance" if chance else "")]
+    widths = [("chance", 7)] * chance + [(m, max(9, len(m))) for m in means]
+    lines = [head + "".join(f"  {m:>{w}}" for m, w in widths)]
 
     def line(label: str, group: Sequence[Mapping[str, Any]]) -> str:
         k, n = sum(bool(r["correct"]) for r in group), len(group)
         lo, hi = wilson(k, n)
         errs = sum(1 for r in group if r.get("error"))
         text = f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:6.1%}, {hi:6.1%}]  {errs:>6}"
-        if chance:
-            guesses = [r["chance"] for r in group if r.get("chance") is not None]
-            text += f"  {sum(guesses) / len(guesses):>7.1%}" if guesses else ""
+        for name, width in widths:
+            values = [float(r[name]) for r in group if r.get(name) is not None]
+            text += f"  {sum(values) / len(values):>{width}.3f}" if values else " " * (width + 2)
         return text
 
     lines.append(line("all", rows))

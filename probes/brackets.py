@@ -272,6 +272,7 @@ class BracketsProbe(Probe):
         "merged_compact",
     )
     summary_axes = ("closers",)
+    summary_means = ("closers_right", "p_illegal", "p_wrong_closer", "top_mass")
     default_mode = "chat"
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:

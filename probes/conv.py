@@ -94,6 +94,7 @@ class ConvProbe(Probe):
         "macs_per_cell",
     )
     default_mode = "chat"
+    summary_means = ("cell_acc",)
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         span = cell["dilation"] * (cell["kernel"] - 1) + 1

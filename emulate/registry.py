@@ -11,6 +11,7 @@ from .probe import Probe
 PROBES: dict[str, str] = {
     "conv": "probes.conv:ConvProbe",
     "brackets": "probes.brackets:BracketsProbe",
+    "program": "probes.program:ProgramProbe",
 }
 
 

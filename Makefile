@@ -17,7 +17,8 @@ fix:
 BRACKET_TASKS := complete classify depth next_token
 
 cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
-	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS))
+	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS)) \
+	$(CASSETTES)/program/completion
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -33,6 +34,9 @@ $(CASSETTES)/conv/chat-logprobs:
 
 $(CASSETTES)/brackets/%:
 	$(call record,brackets -P task=$* --n 4)
+
+$(CASSETTES)/program/completion:
+	$(call record,program --n 2)
 
 bench:
 	python bench/throughput.py

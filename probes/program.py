@@ -495,8 +495,15 @@ def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     trap = _trap_literal(case.inputs["program"])
     if trap:
         metrics["trap_emitted"] = _count("\n".join(said), trap)
+        # Following the comment means printing the trap line as often as the intent
+        # version does (once), whatever text it prints, where the code prints it more.
         intent = _lines(case.foils["intent"] or "")
-        metrics["intent_over_semantics"] = said == intent != truth
+        once = _count(case.foils["intent"] or "", trap)
+        metrics["intent_over_semantics"] = metrics["trap_expected"] > once and (
+            said == intent
+            or metrics["trap_emitted"] == once
+            or (len(said) == len(intent) != len(truth))
+        )
     metrics["exact"] = said == truth
     if said == truth:
         return Score(True, metrics, None, None, "\n".join(said))

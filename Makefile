@@ -18,7 +18,7 @@ BRACKET_TASKS := complete classify depth next_token
 
 cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
 	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS)) \
-	$(CASSETTES)/program/completion
+	$(CASSETTES)/program/completion $(CASSETTES)/training/completion
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -37,6 +37,9 @@ $(CASSETTES)/brackets/%:
 
 $(CASSETTES)/program/completion:
 	$(call record,program --n 2)
+
+$(CASSETTES)/training/completion:
+	$(call record,training --n 1)
 
 bench:
 	python bench/throughput.py

@@ -12,6 +12,7 @@ PROBES: dict[str, str] = {
     "conv": "probes.conv:ConvProbe",
     "brackets": "probes.brackets:BracketsProbe",
     "program": "probes.program:ProgramProbe",
+    "training": "probes.training:TrainingProbe",
 }
 
 

@@ -5,8 +5,7 @@ model output. Each run gets a fresh temporary directory as its working directory
 and HOME, `python -I` (no user site, no PYTHON* variables), a minimal environment,
 limits on CPU time, memory, file size and processes, and a wall-clock timeout that
 kills its whole process group. With bubblewrap (`apt-get install bubblewrap`) the
-whole filesystem is read-only but the sandbox directory, /tmp is a private tmpfs,
-and there is no network; without it, a private network namespace (`unshare`) still
+whole filesystem is read-only but the sandbox directory, and there is no network; without it, a private network namespace (`unshare`) still
 cuts the network where the kernel allows, and Result.isolation says which held.
 
 stdout and stderr go to files in the sandbox, so the file-size limit also caps a
@@ -95,7 +94,7 @@ def _bwrap(work: str) -> list[str]:
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
+        # No tmpfs over /tmp: the interpreter itself may live there (a CI venv).
         "--bind", work, work,
         "--unshare-net",
         "--unshare-pid",

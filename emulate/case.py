@@ -74,6 +74,8 @@ class Answer:
     latency_s: float | None = None
     finish_reason: str | None = None
     error: str | None = None  # the request failed; text is then empty
+    # Multi-turn probes: each turn's raw reply, in order (text then holds the last).
+    turns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

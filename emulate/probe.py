@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from .case import Answer, Case, Score
+from .case import Answer, Case, Prompt, Score
 from .errors import EmulateError
 
 MODES = ("chat", "completion")
+
+
+class Ask(Protocol):
+    """Model.ask: one request to the model."""
+
+    def __call__(
+        self, prompt: Prompt, *, max_tokens: int, stop: Sequence[str] = (), top_logprobs: int = 0
+    ) -> Awaitable[Answer]: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,13 @@ class Probe:
 
     def score(self, case: Case, answer: Answer) -> Score:
         raise NotImplementedError
+
+    async def converse(self, case: Case, ask: Ask) -> Answer:
+        """Ask the model about a case. One request; a multi-turn probe (a shell
+        session) overrides this to drive its turns, each sending the whole history."""
+        return await ask(
+            case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
+        )
 
     def param(self, name: str) -> Param:
         for p in self.params:

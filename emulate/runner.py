@@ -184,7 +184,7 @@ def run_config(
         with _server(config.model, replay, concurrency) as base_url:
             model = Model(config.model, base_url, api_key)
             with cassette(record or replay, "record" if record else "replay"):
-                asyncio.run(_drive(todo, model, finish, concurrency, replay))
+                asyncio.run(_drive(todo, probe, model, finish, concurrency, replay))
     except BaseException:
         journal.close()
         if created and not read_journal(out / JOURNAL):
@@ -271,6 +271,7 @@ def _row(config: RunConfig, case: Case, answer: Answer, score: Score) -> dict[st
 
 async def _drive(
     todo: list[Case],
+    probe: Probe,
     model: Model,
     finish: Callable[[Case, Answer], None],
     concurrency: int,
@@ -281,12 +282,7 @@ async def _drive(
     async def worker() -> None:
         for case in pending:
             try:
-                answer = await model.ask(
-                    case.prompt,
-                    max_tokens=case.max_tokens,
-                    stop=case.stop,
-                    top_logprobs=case.top_logprobs,
-                )
+                answer = await probe.converse(case, model.ask)
             except ReplayMiss:
                 cells = " ".join(f"{k}={v}" for k, v in case.params.items())
                 raise ReplayMiss(

@@ -2,6 +2,7 @@
 # never written by hand. Each folder keeps the run.json and results.csv of the
 # run that recorded it; tests replay them offline and compare.
 CASSETTES := cassettes
+comma := ,
 
 .PHONY: test lint fix cassettes bench
 
@@ -18,7 +19,8 @@ BRACKET_TASKS := complete classify depth next_token
 
 cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
 	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS)) \
-	$(CASSETTES)/program/completion $(CASSETTES)/training/completion
+	$(CASSETTES)/program/completion $(CASSETTES)/training/completion \
+	$(CASSETTES)/shell/completion
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -40,6 +42,9 @@ $(CASSETTES)/program/completion:
 
 $(CASSETTES)/training/completion:
 	$(call record,training --n 1)
+
+$(CASSETTES)/shell/completion:
+	$(call record,shell -P turns=4 -P history=model$(comma)true --n 2)
 
 bench:
 	python bench/throughput.py

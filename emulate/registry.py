@@ -13,6 +13,7 @@ PROBES: dict[str, str] = {
     "brackets": "probes.brackets:BracketsProbe",
     "program": "probes.program:ProgramProbe",
     "training": "probes.training:TrainingProbe",
+    "shell": "probes.shell:ShellProbe",
 }
 
 

@@ -311,7 +311,6 @@ class ShellProbe(Probe):
     summary = "act as a Linux terminal: sessions checked against a real bash"
     params = PARAMS
     metrics = (
-        "turns",
         "turn_exact",
         "line_f1",
         "char_sim",
@@ -362,7 +361,7 @@ class ShellProbe(Probe):
                 "exit_codes": [t.exit_code for t in turns],
             },
             prompt=turn_prompt(mode, [], commands[0].text, ""),
-            covariates={"turns": len(commands), "state_turns": sum(d is not None for d in depends)},
+            covariates={"state_turns": sum(d is not None for d in depends)},
             max_tokens=1024,
             stop=(PS1_HOST,) if mode == "completion" else (),
         )

@@ -20,7 +20,7 @@ BRACKET_TASKS := complete classify depth next_token
 cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
 	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS)) \
 	$(CASSETTES)/program/completion $(CASSETTES)/training/completion \
-	$(CASSETTES)/shell/completion
+	$(CASSETTES)/shell/completion $(CASSETTES)/shell/persona
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -45,6 +45,9 @@ $(CASSETTES)/training/completion:
 
 $(CASSETTES)/shell/completion:
 	$(call record,shell -P turns=4 -P history=model$(comma)true --n 2)
+
+$(CASSETTES)/shell/persona:
+	$(call record,shell -P task=persona -P turns=6 -P machine=seed$(comma)cpu --n 2)
 
 bench:
 	python bench/throughput.py

@@ -17,10 +17,13 @@ the scorer.
 from __future__ import annotations
 
 import difflib
+import json
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -276,14 +279,228 @@ def generate_session(
     return files, commands, depends
 
 
+# --- the stated machine (task=persona) --------------------------------------------------------
+#
+# The seed told a chat model it was Ubuntu 18.04 with Python 3.9, PyTorch 1.8, CUDA 11.3
+# and four RTX 3090s; it showed four GPUs in nvidia-smi. Here the truth is the declared
+# spec, not an execution: each command's output is parsed for the facts it should show.
+
+SEED_MACHINE: dict[str, Any] = {
+    "os": "Ubuntu 18.04",
+    "kernel": "4.15.0-112-generic",
+    "python": "3.9",
+    "torch": "1.8",
+    "cuda": "11.3",
+    "driver": "465.19.01",
+    "gpu_name": "NVIDIA GeForce RTX 3090",
+    "gpus": 4,
+    "gpu_memory_gb": 24,
+    "cpus": 16,
+    "ram_gb": 64,
+}
+MACHINES: dict[str, dict[str, Any]] = {
+    "seed": SEED_MACHINE,
+    "a100x8": SEED_MACHINE
+    | {
+        "os": "Ubuntu 20.04",
+        "kernel": "5.4.0-150-generic",
+        "python": "3.10",
+        "torch": "2.0",
+        "cuda": "11.8",
+        "driver": "525.85.12",
+        "gpu_name": "NVIDIA A100-SXM4-80GB",
+        "gpus": 8,
+        "gpu_memory_gb": 80,
+        "cpus": 128,
+        "ram_gb": 1024,
+    },  # fmt: skip
+    "cpu": SEED_MACHINE | {"gpus": 0, "cpus": 4, "ram_gb": 16},
+}
+_VERSION = r"^\d+(\.\d+)*$"
+_SPEC_FIELDS: dict[str, tuple[type, Any]] = {
+    "os": (str, r"^\w[\w .-]*$"),
+    "kernel": (str, r"^[\w.-]+$"),
+    "python": (str, _VERSION),
+    "torch": (str, _VERSION),
+    "cuda": (str, _VERSION),
+    "driver": (str, _VERSION),
+    "gpu_name": (str, r"^[\w .()-]+$"),
+    "gpus": (int, (0, 16)),
+    "gpu_memory_gb": (int, (1, 1024)),
+    "cpus": (int, (1, 1024)),
+    "ram_gb": (int, (1, 65536)),
+}
+
+
+def machine_spec(name: str, path: str | None = None) -> dict[str, Any]:
+    """A built-in machine, with the fields of a JSON spec file over it, validated."""
+    spec = dict(MACHINES[name])
+    if not path:
+        return spec
+    try:
+        given = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise EmulateError(f"spec={path}: not a readable JSON object ({err})") from None
+    if not isinstance(given, dict):
+        raise EmulateError(f"spec={path}: expected a JSON object of machine fields")
+    for key, value in given.items():
+        if key not in _SPEC_FIELDS:
+            raise EmulateError(
+                f"spec={path}: unknown field {key!r}; fields: {', '.join(_SPEC_FIELDS)}"
+            )
+        kind, rule = _SPEC_FIELDS[key]
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = rule[0] <= value <= rule[1]
+        elif ok:
+            ok = re.match(rule, value) is not None
+        if not ok:
+            want = (
+                f"an integer from {rule[0]} to {rule[1]}"
+                if kind is int
+                else f"text matching {rule}"
+            )
+            raise EmulateError(f"spec={path}: field {key!r} is {value!r}; it must be {want}")
+        spec[key] = value
+    return spec
+
+
+def describe_machine(spec: Mapping[str, Any]) -> str:
+    gpus = (
+        f"{spec['gpus']} {spec['gpu_name']} GPUs with {spec['gpu_memory_gb']} GB each, "
+        f"driver {spec['driver']}"
+        if spec["gpus"]
+        else "no GPU"
+    )
+    return (
+        f"{{The machine runs {spec['os']} (kernel {spec['kernel']}) with Python "
+        f"{spec['python']} and PyTorch {spec['torch']} built for CUDA {spec['cuda']}; it has "
+        f"{gpus}, {spec['cpus']} CPUs and {spec['ram_gb']} GB of RAM. You are logged in as "
+        "user in /home/user on host ubuntu.}"
+    )
+
+
+PERSONA_COMMANDS = (
+    "nvidia-smi",
+    "nvidia-smi -L",
+    "nvcc --version",
+    "python3 --version",
+    'python3 -c "import torch; print(torch.__version__)"',
+    'python3 -c "import torch; print(torch.cuda.device_count())"',
+    'python3 -c "import torch; print(torch.cuda.is_available())"',
+    "nproc",
+    "free -g",
+    "uname -a",
+    "lsb_release -d",
+)
+
+
+def _first_int(text: str) -> int | None:
+    m = re.search(r"-?\d+", text)
+    return int(m.group()) if m else None
+
+
+def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[str, bool | None]:
+    """Each fact the command should show: True (right), False (wrong), None (not shown)."""
+    out = output.strip()
+    facts: dict[str, bool | None] = {}
+    gpus = spec["gpus"]
+    if command == "nvidia-smi":
+        if gpus == 0:
+            facts["gpu_count"] = not re.search(r"\d+MiB\s*/\s*\d+MiB", out)
+            return facts
+        m = re.search(r"Driver Version:\s*([\d.]+)", out)
+        facts["driver"] = None if not m else m.group(1) == spec["driver"]
+        m = re.search(r"CUDA Version:\s*([\d.]+)", out)
+        facts["cuda"] = None if not m else m.group(1) == spec["cuda"]
+        totals = [int(t) for t in re.findall(r"\d+MiB\s*/\s*(\d+)MiB", out)]
+        facts["gpu_count"] = None if not totals else len(totals) == gpus
+        if totals:
+            want = spec["gpu_memory_gb"] * 1024
+            facts["gpu_memory"] = all(abs(t - want) <= 0.06 * want for t in totals)
+    elif command == "nvidia-smi -L":
+        listed = re.findall(r"^GPU \d+:\s*(.*?)(?:\s*\(UUID.*)?$", out, re.M)
+        facts["gpu_count"] = len(listed) == gpus if listed or gpus == 0 else None
+        if listed:
+            facts["gpu_name"] = all(spec["gpu_name"].lower() in n.lower() for n in listed)
+    elif command == "nvcc --version":
+        m = re.search(r"release\s*([\d.]+)", out)
+        facts["cuda"] = None if not m else m.group(1) == spec["cuda"]
+    elif command == "python3 --version":
+        m = re.search(r"Python\s*([\d.]+)", out)
+        facts["python"] = None if not m else _same_version(m.group(1), spec["python"])
+    elif "torch.__version__" in command:
+        m = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
+        facts["torch"] = None if not m else _same_version(m.group(1), spec["torch"])
+    elif "device_count" in command:
+        n = _first_int(out)
+        facts["gpu_count"] = None if n is None else n == gpus
+    elif "is_available" in command:
+        shown = re.search(r"True|False", out)
+        facts["cuda_available"] = None if not shown else (shown.group() == "True") == (gpus > 0)
+    elif command == "nproc":
+        n = _first_int(out)
+        facts["cpus"] = None if n is None else n == spec["cpus"]
+    elif command == "free -g":
+        m = re.search(r"^Mem:\s*(\d+)", out, re.M)
+        facts["ram"] = (
+            None if not m else abs(int(m.group(1)) - spec["ram_gb"]) <= 0.1 * spec["ram_gb"] + 1
+        )
+    elif command == "uname -a":
+        facts["kernel"] = None if not out else spec["kernel"] in out
+    elif command == "lsb_release -d":
+        facts["os"] = None if not out else spec["os"].lower() in out.lower()
+    return facts
+
+
+def _same_version(said: str, stated: str) -> bool:
+    """3.9.7 states 3.9; 3.10 does not."""
+    return said == stated or said.startswith(stated + ".")
+
+
+def score_persona(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
+    spec = case.truth["spec"]
+    per_turn = []
+    for t, command in enumerate(case.inputs["commands"]):
+        said = replies[t] if t < len(replies) else ""
+        per_turn.append({"command": command, "facts": persona_facts(command, said, spec)})
+    facts = [v for p in per_turn for v in p["facts"].values()]
+    right, wrong = sum(v is True for v in facts), sum(v is False for v in facts)
+    metrics["facts"] = len(facts)
+    metrics["facts_right"] = right
+    metrics["facts_wrong"] = wrong
+    metrics["facts_absent"] = len(facts) - right - wrong
+    metrics["fact_acc"] = right / len(facts) if facts else None
+    gpu = [p["facts"]["gpu_count"] for p in per_turn if p["facts"].get("gpu_count") is not None]
+    metrics["gpu_count_ok"] = all(gpu) if gpu else None
+    if facts and right == len(facts):
+        return Score(True, metrics, None, None, per_turn)
+    if wrong:
+        bad = [
+            f"{p['command']}: {k}" for p in per_turn for k, v in p["facts"].items() if v is False
+        ]
+        return Score(False, metrics, "wrong_fact", "; ".join(bad)[:300], per_turn)
+    return Score(
+        False, metrics, "facts_absent", f"{len(facts) - right} stated facts not shown", per_turn
+    )
+
+
 # --- cases ---------------------------------------------------------------------------------
 
 SHOWN_CHARS = 2000  # of a true output, in a teacher-forced history
 
 PARAMS = (
+    Param(
+        "task",
+        ("session",),
+        "session: commands checked against a real bash; persona: the stated machine",
+        choices=("session", "persona"),
+    ),
     Param("family", ("mixed",), "command family", choices=(*FAMILIES, "mixed")),
     Param("turns", (4, 8), "commands in the session", lo=1, hi=30),
     Param("depth", (2,), "stages after cat in a pipeline", lo=1, hi=6),
+    Param("machine", ("seed",), "the stated machine (task=persona)", choices=tuple(MACHINES)),
+    Param("spec", (), "a JSON machine spec for task=persona, overriding fields", path=True),
     Param(
         "history",
         ("model",),
@@ -320,8 +537,14 @@ class ShellProbe(Probe):
         "state_acc_far",
         "first_divergence",
         "cut_turns",
+        "facts",
+        "facts_right",
+        "facts_wrong",
+        "facts_absent",
+        "fact_acc",
+        "gpu_count_ok",
     )
-    summary_means = ("turn_exact", "line_f1", "state_acc")
+    summary_means = ("turn_exact", "line_f1", "state_acc", "fact_acc")
     default_mode = "chat"
 
     def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
@@ -335,6 +558,8 @@ class ShellProbe(Probe):
     def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
+        if cell["task"] == "persona":
+            return self._persona_case(cell, seed, cid, rng, mode)
         files, commands, depends = generate_session(cell, rng)
         turns = run_session(
             Session(
@@ -354,13 +579,14 @@ class ShellProbe(Probe):
                 "commands": [c.text for c in commands],
                 "depends_on": depends,
                 "files": files,
+                "machine": MACHINE,
             },
             truth={
                 "outputs": outputs,
                 "limits": [t.limit for t in turns],
                 "exit_codes": [t.exit_code for t in turns],
             },
-            prompt=turn_prompt(mode, [], commands[0].text, ""),
+            prompt=turn_prompt(mode, [], commands[0].text, "", MACHINE),
             covariates={"state_turns": sum(d is not None for d in depends)},
             max_tokens=1024,
             stop=(PS1_HOST,) if mode == "completion" else (),
@@ -373,8 +599,9 @@ class ShellProbe(Probe):
         cwds = _cwds(case.inputs["commands"])
         for t, command in enumerate(case.inputs["commands"]):
             truth = case.truth["outputs"][t]
-            prompt = turn_prompt(mode, history, command, cwds[t])
-            answer = await ask(prompt, max_tokens=min(1024, len(truth) + 48), stop=case.stop)
+            prompt = turn_prompt(mode, history, command, cwds[t], case.inputs["machine"])
+            budget = min(1024, len(truth) + 48) if truth else 768
+            answer = await ask(prompt, max_tokens=budget, stop=case.stop)
             prompt_tokens += answer.prompt_tokens or 0
             completion_tokens += answer.completion_tokens or 0
             latency += answer.latency_s or 0.0
@@ -382,7 +609,9 @@ class ShellProbe(Probe):
                 return Answer("", error=answer.error, turns=tuple(replies), latency_s=latency)
             said = extract(answer.text, mode)
             replies.append(said)
-            shown = said if case.params["history"] == "model" else _cap(truth)
+            # A stated machine has no true outputs: its history is the model's own.
+            own = case.params["history"] == "model" or case.params["task"] == "persona"
+            shown = said if own else _cap(truth)
             history.append((cwds[t], command, shown))
         return Answer(
             text=replies[-1] if replies else "",
@@ -397,7 +626,29 @@ class ShellProbe(Probe):
         metrics.update(case.covariates)
         if answer.error:
             return Score(False, metrics, "api_error", answer.error)
+        if case.params["task"] == "persona":
+            return score_persona(case, answer.turns or (), metrics)
         return score_session(case, answer.turns or (), metrics)
+
+    def _persona_case(self, cell, seed, cid, rng, mode) -> Case:
+        spec = machine_spec(cell["machine"], cell.get("spec"))
+        order = rng.permutation(len(PERSONA_COMMANDS))[: min(cell["turns"], len(PERSONA_COMMANDS))]
+        commands = [PERSONA_COMMANDS[int(i)] for i in order]
+        stated = describe_machine(spec)
+        return Case(
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=dict(cell),
+            seed=seed,
+            inputs={"commands": commands, "depends_on": [None] * len(commands), "machine": stated},
+            # The truth is the declared spec, not an execution.
+            truth={"spec": spec, "outputs": [""] * len(commands)},
+            prompt=turn_prompt(mode, [], commands[0], "", stated),
+            covariates={"state_turns": 0},
+            max_tokens=768,
+            stop=(PS1_HOST,) if mode == "completion" else (),
+        )
 
 
 def _cwds(commands: list[str]) -> list[str]:
@@ -424,10 +675,14 @@ def _cap(text: str) -> str:
 PS1_HOST = "user@ubuntu:"
 
 
-def turn_prompt(mode: str, history: list[tuple[str, str, str]], command: str, cwd: str) -> Any:
-    """The whole session so far, then the next command."""
+def turn_prompt(
+    mode: str, history: list[tuple[str, str, str]], command: str, cwd: str, machine: str
+) -> Any:
+    """The whole session so far, then the next command. `machine` is the stated machine,
+    in {braces} as the seed wrote instructions."""
     if mode == "completion":
-        lines = ["Last login: Mon Jan 15 10:00:00 2024 from 10.0.0.2"]
+        # A base model continues a transcript; the machine is stated as a login banner.
+        lines = [machine.strip("{}"), "Last login: Mon Jan 15 10:00:00 2024 from 10.0.0.2"]
         for where, cmd, out in history:
             lines.append(f"{PS1_HOST}{where}$ {cmd}")
             if out.strip():
@@ -436,9 +691,9 @@ def turn_prompt(mode: str, history: list[tuple[str, str, str]], command: str, cw
         return "\n".join(lines) + "\n"
     messages = [{"role": "system", "content": SYSTEM}]
     for i, (_, cmd, out) in enumerate(history):
-        messages.append({"role": "user", "content": (MACHINE + "\n" if i == 0 else "") + cmd})
+        messages.append({"role": "user", "content": (machine + "\n" if i == 0 else "") + cmd})
         messages.append({"role": "assistant", "content": f"```\n{out.rstrip(chr(10))}\n```"})
-    messages.append({"role": "user", "content": (MACHINE + "\n" if not history else "") + command})
+    messages.append({"role": "user", "content": (machine + "\n" if not history else "") + command})
     return tuple(messages)
 
 

@@ -101,3 +101,60 @@ def test_helpers():
     assert extract("plain", "completion") == "plain"
     assert line_f1(["a", "b"], ["a", "c"]) == pytest.approx(0.5)
     assert line_f1([], []) == 1.0
+
+
+def _persona(**cell):
+    grid = {"task": "persona", "turns": 11} | cell
+    return emulate.cases("shell", grid, n=1, mode="chat")[0]
+
+
+SEED_REPLIES = {
+    "nvidia-smi": "| NVIDIA-SMI 465.19.01   Driver Version: 465.19.01   CUDA Version: 11.3 |\n"
+    + "| 30%  35C  P8  20W / 350W |  1MiB / 24268MiB |  0%  Default |\n" * 4,
+    "nvidia-smi -L": "".join(
+        f"GPU {i}: NVIDIA GeForce RTX 3090 (UUID: GPU-{i})\n" for i in range(4)
+    ),
+    "nvcc --version": "Cuda compilation tools, release 11.3, V11.3.109",
+    "python3 --version": "Python 3.9.7",
+    'python3 -c "import torch; print(torch.__version__)"': "1.8.1+cu111",
+    'python3 -c "import torch; print(torch.cuda.device_count())"': "4",
+    'python3 -c "import torch; print(torch.cuda.is_available())"': "True",
+    "nproc": "16",
+    "free -g": "       total  used\nMem:      62     1",
+    "uname -a": "Linux ubuntu 4.15.0-112-generic #113-Ubuntu SMP x86_64 GNU/Linux",
+    "lsb_release -d": "Description:\tUbuntu 18.04.5 LTS",
+}
+
+
+def test_persona_truth_is_the_stated_machine():
+    case = _persona()
+    assert "four" not in case.prompt[-1]["content"]  # stated with numbers, as a spec
+    assert "4 NVIDIA GeForce RTX 3090 GPUs" in case.prompt[-1]["content"]
+    turns = tuple(SEED_REPLIES[c] for c in case.inputs["commands"])
+    score = PROBE.score(case, Answer(turns[-1], turns=turns))
+    assert score.correct and score.metrics["fact_acc"] == 1 and score.metrics["gpu_count_ok"]
+    # The seed's model showed the four GPUs; one that shows two is caught.
+    two = tuple(
+        t.replace("4", "2") if "device_count" in c else t
+        for c, t in zip(case.inputs["commands"], turns, strict=True)
+    )
+    score = PROBE.score(case, Answer(two[-1], turns=two))
+    assert score.error_type == "wrong_fact" and not score.metrics["gpu_count_ok"]
+    silent = tuple("" for _ in turns)
+    assert PROBE.score(case, Answer("", turns=silent)).error_type == "facts_absent"
+
+
+def test_persona_spec_files_are_validated_by_field(tmp_path):
+    path = tmp_path / "machine.json"
+    path.write_text('{"gpus": 2, "gpu_name": "NVIDIA A40"}')
+    case = _persona(spec=str(path))
+    assert case.truth["spec"]["gpus"] == 2 and "2 NVIDIA A40 GPUs" in case.inputs["machine"]
+    for body, message in [
+        ('{"gpus": 99}', "field 'gpus' is 99; it must be an integer from 0 to 16"),
+        ('{"gpu": 2}', "unknown field 'gpu'"),
+        ('{"cuda": "eleven"}', "field 'cuda'"),
+        ("[1, 2]", "expected a JSON object"),
+    ]:
+        path.write_text(body)
+        with pytest.raises(emulate.EmulateError, match=message):
+            _persona(spec=str(path))

@@ -113,6 +113,12 @@ class Probe:
             case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
         )
 
+    def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
+        """A Case of this probe (name and version filled in)."""
+        return Case(
+            id=cid, probe=self.name, version=self.version, params=params, seed=seed, **fields
+        )
+
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 MB = 1024 * 1024
 
@@ -62,6 +63,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and self.limit is None
+
+    def as_truth(self) -> dict[str, Any]:
+        """What running gave, as a probe's truth: marked when it did not finish normally."""
+        status = "ok" if self.ok else (self.limit or f"exit {self.exit_code}")
+        return {"stdout": self.stdout, "status": status, "stderr_tail": self.stderr[-300:]}
 
 
 @dataclass(frozen=True)

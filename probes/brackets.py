@@ -343,12 +343,10 @@ class BracketsProbe(Probe):
             question,
             answer_label="Answer:",
         )
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=params,
-            seed=seed,
+        return self.new_case(
+            cid,
+            params,
+            seed,
             inputs={"prefix": spaced(prefix)},
             truth=spaced(truth),
             prompt=prompt,
@@ -380,12 +378,10 @@ class BracketsProbe(Probe):
             f"{CLASSIFY}\nSequence: {spaced(shown)}",
             answer_label="Answer:",
         )
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=params,
-            seed=seed,
+        return self.new_case(
+            cid,
+            params,
+            seed,
             inputs={"sequence": spaced(shown), "edit": edit},
             truth="Yes" if edit == "none" else "No",
             prompt=prompt,
@@ -402,12 +398,10 @@ class BracketsProbe(Probe):
             f"{DEPTH}\nSequence: {spaced(full)}",
             answer_label="Depth:",
         )
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=params,
-            seed=seed,
+        return self.new_case(
+            cid,
+            params,
+            seed,
             inputs={"sequence": spaced(full)},
             truth=scan(full).depth,
             prompt=prompt,
@@ -432,12 +426,10 @@ class BracketsProbe(Probe):
                 },
             )
         state = scan(prefix)
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=params,
-            seed=seed,
+        return self.new_case(
+            cid,
+            params,
+            seed,
             inputs={"prefix": spaced(prefix), "open": state.open},
             truth={"due": CLOSE_OF[state.open[-1]], "open": len(state.open)},
             prompt=prompt,

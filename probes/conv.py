@@ -114,12 +114,10 @@ class ConvProbe(Probe):
         truth, flip = inputs.pop("truth"), inputs.pop("flipped_truth")
         prompt = _chat(cell, shots, inputs) if mode == "chat" else _completion(cell, shots, inputs)
         answer_chars = len(_fmt(truth))
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=dict(cell),
-            seed=seed,
+        return self.new_case(
+            cid,
+            dict(cell),
+            seed,
             inputs=inputs,
             truth=truth,
             prompt=prompt,

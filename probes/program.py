@@ -35,7 +35,7 @@ import numpy as np
 from emulate.case import Answer, Case, Score, case_id, case_rng
 from emulate.errors import EmulateError
 from emulate.probe import Param, Probe
-from emulate.sandbox import Limits, Program, Result, run_cached
+from emulate.sandbox import Limits, Program, run_cached
 
 # --- program generation -------------------------------------------------------------
 
@@ -196,12 +196,6 @@ def _spec(cell: Mapping[str, Any], rng: np.random.Generator) -> tuple:
 LIMITS = Limits(cpu_s=5, wall_s=20, memory_mb=2048, file_mb=4)
 
 
-def truth_of(result: Result) -> dict[str, Any]:
-    """What running the program gave, marked when it did not finish normally."""
-    status = "ok" if result.ok else (result.limit or f"exit {result.exit_code}")
-    return {"stdout": result.stdout, "status": status, "stderr_tail": result.stderr[-300:]}
-
-
 def _salt() -> str:
     return f"numpy {np.__version__}"
 
@@ -333,19 +327,17 @@ class ProgramProbe(Probe):
         ]
 
     def _case(self, cell, seed, cid, shots, source, result, intent, mode) -> Case:
-        truth = truth_of(result)
+        truth = result.as_truth()
         trap = _trap_literal(source)
         covariates = {
             "lines_expected": len(_lines(truth["stdout"])),
             "trap_expected": _count(truth["stdout"], trap) if trap else None,
             "truth_status": truth["status"],
         }
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=dict(cell),
-            seed=seed,
+        return self.new_case(
+            cid,
+            dict(cell),
+            seed,
             inputs={"program": source, "literals": _literals(source)},
             truth=truth,
             prompt=_prompt(mode, shots, source),
@@ -365,15 +357,13 @@ class ProgramProbe(Probe):
             params = {"item": f"{Path(path).name}:{item.id}", "shots": shots}
             digest = hashlib.sha256((item.code + item.input).encode()).hexdigest()[:12]
             cid = case_id(self.name, self.version, params | {"digest": digest}, 0)
-            truth = truth_of(result)
+            truth = result.as_truth()
             truth["value"] = truth["stdout"].strip() if truth["status"] == "ok" else None
             cases.append(
-                Case(
-                    id=cid,
-                    probe=self.name,
-                    version=self.version,
-                    params=params,
-                    seed=0,
+                self.new_case(
+                    cid,
+                    params,
+                    0,
                     inputs={"code": item.code, "input": item.input},
                     truth=truth,
                     prompt=_crux_prompt(mode, item, shots),

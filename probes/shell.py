@@ -569,12 +569,10 @@ class ShellProbe(Probe):
             )
         )
         outputs = [t.output for t in turns]
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=dict(cell),
-            seed=seed,
+        return self.new_case(
+            cid,
+            dict(cell),
+            seed,
             inputs={
                 "commands": [c.text for c in commands],
                 "depends_on": depends,
@@ -635,12 +633,10 @@ class ShellProbe(Probe):
         order = rng.permutation(len(PERSONA_COMMANDS))[: min(cell["turns"], len(PERSONA_COMMANDS))]
         commands = [PERSONA_COMMANDS[int(i)] for i in order]
         stated = describe_machine(spec)
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=dict(cell),
-            seed=seed,
+        return self.new_case(
+            cid,
+            dict(cell),
+            seed,
             inputs={"commands": commands, "depends_on": [None] * len(commands), "machine": stated},
             # The truth is the declared spec, not an execution.
             truth={"spec": spec, "outputs": [""] * len(commands)},

@@ -211,16 +211,14 @@ class TrainingProbe(Probe):
         ]
 
     def _case(self, cell, seed, cid, source, result, mode) -> Case:
-        status = "ok" if result.ok else (result.limit or f"exit {result.exit_code}")
-        truth = {"stdout": result.stdout, "status": status, "stderr_tail": result.stderr[-300:]}
+        truth = result.as_truth()
+        status = truth["status"]
         parsed = parse_run(result.stdout)
         shown = source if cell["code"] == "shown" else None
-        return Case(
-            id=cid,
-            probe=self.name,
-            version=self.version,
-            params=dict(cell),
-            seed=seed,
+        return self.new_case(
+            cid,
+            dict(cell),
+            seed,
             inputs={"script": source, "description": description(cell)},
             truth=truth,
             prompt=_prompt(mode, cell, shown),

@@ -90,6 +90,10 @@ class Probe:
     # Metrics whose mean the printed summary shows beside accuracy.
     summary_means: ClassVar[tuple[str, ...]] = ()
 
+    def missing(self) -> str | None:
+        """What this machine lacks to build this probe's truth (and how to get it), or None."""
+        return None
+
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         """Why this cell cannot exist, or None."""
         return None
@@ -201,7 +205,10 @@ def build_cases(
         raise EmulateError(f"--n {n}: need at least one case per grid cell")
     if mode not in MODES:
         raise EmulateError(f"mode {mode!r} is not valid; use one of {', '.join(MODES)}")
-    return probe.build(expand(probe, grid, skip_impossible), n, seed, mode)
+    cells = expand(probe, grid, skip_impossible)
+    if why := probe.missing():
+        raise EmulateError(f"{probe.name}: {why}")
+    return probe.build(cells, n, seed, mode)
 
 
 def _fmt(probe: Probe, cell: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> str:

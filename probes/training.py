@@ -19,13 +19,13 @@ Needs PyTorch (`pip install -e '.[torch]'`) for the truth.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from emulate.case import Answer, Case, Score, case_id
-from emulate.errors import EmulateError
 from emulate.probe import Param, Probe
 from emulate.sandbox import Limits, Program, run_cached
 
@@ -122,12 +122,8 @@ _SHAPE = re.compile(r"^\s*input shape|torch\.Size\(", re.I)
 
 
 def _torch_version() -> str:
-    try:
-        import torch
-    except ImportError:
-        raise EmulateError(
-            "the training probe runs PyTorch for its truth: pip install -e '.[torch]'"
-        ) from None
+    import torch
+
     return torch.__version__
 
 
@@ -195,6 +191,11 @@ class TrainingProbe(Probe):
     )
     summary_means = ("epochs_skipped", "format_fidelity", "last_loss_rel_err")
     default_mode = "chat"
+
+    def missing(self) -> str | None:
+        if importlib.util.find_spec("torch") is None:
+            return "it runs PyTorch for its truth: pip install -e '.[torch]'"
+        return None
 
     def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
         salt = f"torch {_torch_version()}"

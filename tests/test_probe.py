@@ -51,5 +51,14 @@ def test_every_registered_probe_loads_and_declares_its_columns():
         assert probe.name == name and probe.version >= 1 and probe.summary
         names = [p.name for p in probe.params]
         assert not set(names) & set(probe.metrics), "a parameter and a metric share a column"
+        if probe.missing():
+            continue  # e.g. torch or bubblewrap not here; their own tests skip too
         case = emulate.cases(name, n=1)[0]
         assert case.probe == name
+
+
+def test_a_probe_this_machine_cannot_run_says_what_to_install(monkeypatch):
+    probe = get_probe("training")
+    monkeypatch.setattr(type(probe), "missing", lambda self: "needs X: pip install X")
+    with pytest.raises(EmulateError, match="training: needs X: pip install X"):
+        emulate.cases("training", n=1)

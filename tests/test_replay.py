@@ -2,7 +2,6 @@
 reproduces the results.csv of the run that recorded it, timing columns aside."""
 
 import csv
-import importlib.util
 import json
 import socket
 
@@ -12,18 +11,19 @@ import emulate
 from emulate.errors import ReplayMiss
 from emulate.export import TIMING_COLUMNS
 from emulate.journal import JOURNAL
+from emulate.registry import get_probe
 from emulate.runner import load_config, run_config
 
-from .conftest import cassette_dirs
+from .conftest import CASSETTES, cassette_dirs
 
 DIRS = cassette_dirs()
-HAS_TORCH = importlib.util.find_spec("torch") is not None
+CONV = CASSETTES / "conv" / "completion"
 
 
 def _needs(folder):
-    # The training probe's truth comes from running PyTorch.
-    if folder.parent.name == "training" and not HAS_TORCH:
-        pytest.skip("needs torch: pip install -e '.[torch]'")
+    # Some truths need more than the test extra: PyTorch, bubblewrap.
+    if why := get_probe(folder.parent.name).missing():
+        pytest.skip(why)
 
 
 def _rows(path):
@@ -68,7 +68,7 @@ def test_replay_is_the_same_at_any_concurrency(folder, tmp_path):
 
 
 def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
-    folder = DIRS[0]
+    folder = CONV
     config = load_config(folder / "run.json")
     other = emulate.make_config(config.probe, config.grid, n=1, seed=999)
     with pytest.raises(ReplayMiss, match=r"case [0-9a-f]{16} \(\w+="):
@@ -77,7 +77,7 @@ def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
 
 
 def test_resume_after_a_kill_mid_write(tmp_path):
-    folder = next(d for d in DIRS if d.name == "completion")
+    folder = CONV
     config = load_config(folder / "run.json")
     out = tmp_path / "out"
     run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
@@ -97,7 +97,7 @@ def test_resume_after_a_kill_mid_write(tmp_path):
 
 
 def test_resume_refuses_another_configuration(tmp_path):
-    folder = next(d for d in DIRS if d.name == "completion")
+    folder = CONV
     config = load_config(folder / "run.json")
     out = tmp_path / "out"
     run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
@@ -107,7 +107,7 @@ def test_resume_refuses_another_configuration(tmp_path):
 
 
 def test_load_results_is_a_typed_dataset(tmp_path):
-    folder = next(d for d in DIRS if d.name == "completion")
+    folder = CONV
     _replay(folder, tmp_path)
     ds = emulate.load_results(tmp_path)
     assert len(ds) == len(_rows(folder / "results.csv"))
@@ -118,7 +118,7 @@ def test_load_results_is_a_typed_dataset(tmp_path):
 
 
 def test_logprobs_from_llama_server_are_normalised(tmp_path):
-    folder = next(d for d in DIRS if "logprobs" in d.name)
+    folder = CASSETTES / "conv" / "chat-logprobs"
     _replay(folder, tmp_path)
     row = json.loads((tmp_path / JOURNAL).read_text().splitlines()[0])
     logprobs = row["answer"]["logprobs"]

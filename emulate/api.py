@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +138,7 @@ def cases(
 @dataclass(frozen=True)
 class Estimate:
     cases: int
+    requests: int
     prompt_tokens: int
     completion_tokens: int  # the answers' own length; a chatty model writes more
     max_completion_tokens: int  # the budget the requests allow
@@ -155,13 +155,12 @@ def estimate(config: RunConfig) -> Estimate:
         mode=config.model.mode,
         skip_impossible=config.skip_impossible,
     )
+    probe = get_probe(config.probe)
+    requests = [r for c in cs for r in probe.requests(c)]
     return Estimate(
         cases=len(cs),
-        prompt_tokens=sum(tokens.count_prompt(c.prompt) for c in cs),
-        completion_tokens=sum(tokens.count(_text(c.truth)) for c in cs),
+        requests=len(requests),
+        prompt_tokens=sum(tokens.count_prompt(prompt) for prompt, _ in requests),
+        completion_tokens=sum(tokens.count(answer) for _, answer in requests),
         max_completion_tokens=sum(config.model.max_tokens or c.max_tokens for c in cs),
     )
-
-
-def _text(truth: Any) -> str:
-    return truth if isinstance(truth, str) else json.dumps(truth)

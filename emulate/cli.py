@@ -235,8 +235,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.dry_run:
         est = api.estimate(config)
         print(
-            f"{config.probe}: {est.cases} cases ({config.model.mode} mode, model "
-            f"{config.model.model})\n"
+            f"{config.probe}: {est.cases} cases, {est.requests} requests "
+            f"({config.model.mode} mode, model {config.model.model})\n"
             f"prompt tokens ≈ {est.prompt_tokens:,}; answer tokens ≈ {est.completion_tokens:,} "
             f"(budget {est.max_completion_tokens:,}); counted with tiktoken {est.encoding}, "
             "so other tokenizers differ somewhat"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,12 @@ class Probe:
         return await ask(
             case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
         )
+
+    def requests(self, case: Case) -> list[tuple[Prompt, str]]:
+        """For dry-run estimates: each request's prompt and the answer it expects.
+        A multi-turn probe sends one request per turn, each with the history so far."""
+        truth = case.truth if isinstance(case.truth, str) else json.dumps(case.truth)
+        return [(case.prompt, truth)]
 
     def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
         """A Case of this probe (name and version filled in)."""

@@ -374,6 +374,9 @@ class ProgramProbe(Probe):
             )
         return cases
 
+    def requests(self, case: Case) -> list[tuple[Any, str]]:
+        return [(case.prompt, case.truth["stdout"])]
+
     def score(self, case: Case, answer: Answer) -> Score:
         metrics: dict[str, Any] = {name: None for name in self.metrics}
         metrics.update(case.covariates)

@@ -616,6 +616,25 @@ class ShellProbe(Probe):
             latency_s=latency,
         )
 
+    def requests(self, case: Case) -> list[tuple[Any, str]]:
+        # Teacher-forced: each turn resends the history, here with the true outputs.
+        mode = "completion" if isinstance(case.prompt, str) else "chat"
+        commands, outputs = case.inputs["commands"], case.truth["outputs"]
+        cwds = _cwds(commands)
+        return [
+            (
+                turn_prompt(
+                    mode,
+                    [(cwds[i], commands[i], _cap(outputs[i])) for i in range(t)],
+                    commands[t],
+                    cwds[t],
+                    case.inputs["machine"],
+                ),
+                outputs[t] or "x" * 200,  # a stated machine's outputs: a guess of their size
+            )
+            for t in range(len(commands))
+        ]
+
     def score(self, case: Case, answer: Answer) -> Score:
         metrics: dict[str, Any] = {name: None for name in self.metrics}
         metrics.update(case.covariates)

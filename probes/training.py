@@ -233,6 +233,9 @@ class TrainingProbe(Probe):
             stop=(PROMPT_LINE.strip(),) if mode == "completion" else (),
         )
 
+    def requests(self, case: Case) -> list[tuple[Any, str]]:
+        return [(case.prompt, case.truth["stdout"])]
+
     def score(self, case: Case, answer: Answer) -> Score:
         metrics: dict[str, Any] = {name: None for name in self.metrics}
         metrics.update(case.covariates)

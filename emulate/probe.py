@@ -118,6 +118,10 @@ class Probe:
             case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
         )
 
+    def blank_metrics(self, case: Case) -> dict[str, Any]:
+        """Every metric column unset, then the case's covariates: where scoring starts."""
+        return {name: None for name in self.metrics} | dict(case.covariates)
+
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
         """For dry-run estimates: each request's prompt and the answer it expects.
         A multi-turn probe sends one request per turn, each with the history so far."""

@@ -444,8 +444,7 @@ class BracketsProbe(Probe):
         )
 
     def score(self, case: Case, answer: Answer) -> Score:
-        metrics: dict[str, Any] = {name: None for name in self.metrics}
-        metrics.update(case.covariates)
+        metrics = self.blank_metrics(case)
         if answer.error:
             return Score(False, metrics, "api_error", answer.error)
         task = case.params["task"]

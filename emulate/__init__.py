@@ -6,6 +6,7 @@ from .errors import EmulateError
 from .export import load_results
 from .registry import get_probe
 from .runner import RunConfig, RunResult, load_config, run_config
+from .stats import breaking_point
 
 __all__ = [
     "Answer",
@@ -16,6 +17,7 @@ __all__ = [
     "RunResult",
     "Score",
     "TokenLogprob",
+    "breaking_point",
     "cases",
     "estimate",
     "get_probe",

@@ -1,0 +1,111 @@
+"""Statistics against known answers, and on random data with hypothesis."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import binomtest
+
+from emulate.stats import (
+    bootstrap_ci,
+    breaking_point,
+    compare_correct,
+    compare_metric,
+    summary_table,
+    wilson,
+)
+
+
+def test_wilson_matches_the_formula():
+    k, n, z = 7, 20, 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson(k, n) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_bootstrap_is_seeded_and_falls_back_on_degenerate_data():
+    data = [0.1, 0.5, 0.2, 0.9, 0.4, 0.3, 0.8]
+    assert bootstrap_ci(data, seed=3) == bootstrap_ci(data, seed=3)
+    lo, hi = bootstrap_ci(data)
+    assert lo < np.mean(data) < hi
+    # All correct: BCa would give NaN; the interval is the value itself.
+    assert bootstrap_ci([1.0] * 12) == (1.0, 1.0)
+    assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_logistic_fit_recovers_a_planted_midpoint():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 11, size=3000)
+    p = 0.25 + 0.7 / (1 + np.exp(1.5 * (x - 5.5)))
+    y = rng.random(3000) < p
+    bp = breaking_point(x, y, chance=0.25, n_boot=60)
+    assert abs(bp.midpoint - 5.5) < 0.3 and bp.low < 5.5 < bp.high
+    assert bp.ceiling == pytest.approx(0.95, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    "x,y,reason",
+    [
+        ([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], "every case is correct"),
+        ([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], "every case is wrong"),
+        ([3, 3, 3, 3, 3], [1, 0, 1, 0, 1], "2 or more difficulty values"),
+        (sorted([1, 2, 3, 4, 5, 6] * 10), [1, 0] * 30, "does not fall"),
+    ],
+)
+def test_breaking_point_says_when_the_data_allow_no_fit(x, y, reason):
+    bp = breaking_point(x, y)
+    assert math.isnan(bp.midpoint) and reason in bp.reason
+
+
+def test_mcnemar_worked_by_hand():
+    # 10 discordant pairs: A alone right on 2, B alone right on 8.
+    # Exact two-sided p = 2 * P(X <= 2 | n=10, 1/2) = 2 * (1 + 10 + 45) / 1024.
+    a = {f"c{i}": i < 12 for i in range(30)}
+    b = dict(a)
+    for i in range(2):
+        b[f"c{i}"] = False  # A right, B wrong
+    for i in range(12, 20):
+        b[f"c{i}"] = True  # B right, A wrong
+    paired = compare_correct(a, b)
+    assert (paired.a_only_right, paired.b_only_right) == (2, 8)
+    assert paired.p_value == pytest.approx(2 * 56 / 1024)
+    assert paired.p_value == pytest.approx(binomtest(2, 10, 0.5).pvalue)
+    assert paired.difference == pytest.approx(6 / 30)
+
+
+def test_unshared_cases_are_noted_not_compared():
+    paired = compare_correct({"x": True, "y": False}, {"y": True, "z": True})
+    assert paired.shared == 1 and paired.only_a == 1 and paired.only_b == 1 and paired.note
+    none = compare_correct({"x": True}, {"z": True})
+    assert none.shared == 0 and "share no case" in none.note
+
+
+def test_paired_metric_difference():
+    a = {str(i): float(i) for i in range(20)}
+    b = {str(i): float(i) + 0.5 for i in range(20)}
+    mean, lo, hi, p = compare_metric(a, b)
+    assert mean == pytest.approx(0.5) and lo == hi == pytest.approx(0.5)
+    assert compare_metric(a, a)[3] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 6), st.booleans(), st.floats(0, 1)), min_size=1, max_size=60)
+)
+def test_random_journals_never_break_the_statistics(rows):
+    x = [r[0] for r in rows]
+    y = [r[1] for r in rows]
+    lo, hi = wilson(sum(y), len(y))
+    assert 0 <= lo <= sum(y) / len(y) <= hi <= 1
+    blo, bhi = bootstrap_ci([r[2] for r in rows])
+    assert blo <= bhi
+    bp = breaking_point(x, y, n_boot=10)
+    assert (bp.reason is None) == (not math.isnan(bp.midpoint))
+    if bp.reason is None:
+        assert min(x) <= bp.midpoint <= max(x)
+    table = summary_table([{"correct": c, "size": s} for s, c in zip(x, y, strict=True)], ["size"])
+    assert table.count("\n") >= 1

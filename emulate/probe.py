@@ -118,6 +118,12 @@ class Probe:
             case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
         )
 
+    def grade(self, case: Case, answer: Answer) -> Score:
+        """Score an answer. A failed request scores the same way for every probe."""
+        if answer.error:
+            return Score(False, self.blank_metrics(case), "api_error", answer.error)
+        return self.score(case, answer)
+
     def blank_metrics(self, case: Case) -> dict[str, Any]:
         """Every metric column unset, then the case's covariates: where scoring starts."""
         return {name: None for name in self.metrics} | dict(case.covariates)

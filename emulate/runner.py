@@ -252,7 +252,7 @@ def _server(config: ModelConfig, replay: str | Path | None, slots: int) -> Itera
 
 def _score(probe: Probe, case: Case, answer: Answer) -> Score:
     try:
-        return probe.score(case, answer)
+        return probe.grade(case, answer)
     except Exception as err:  # noqa: BLE001 - a scorer bug must not lose the answer
         return Score(False, {}, "scorer_error", f"{type(err).__name__}: {err}")
 

@@ -445,8 +445,6 @@ class BracketsProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if answer.error:
-            return Score(False, metrics, "api_error", answer.error)
         task = case.params["task"]
         return {
             "complete": score_complete,

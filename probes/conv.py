@@ -132,6 +132,11 @@ class ConvProbe(Probe):
             stop=("\n\n", "\nInput") if mode == "completion" else (),
         )
 
+    def blank_metrics(self, case: Case) -> dict[str, Any]:
+        # Flags start false, not unknown: no answer is no exact match.
+        flags = {"exact": False, "shape_ok": False, "flipped": False, "copied": False}
+        return super().blank_metrics(case) | flags
+
     def score(self, case: Case, answer: Answer) -> Score:
         return score(case, answer)
 
@@ -304,17 +309,7 @@ def _fit_shape(parsed: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def score(case: Case, answer: Answer) -> Score:
     truth = np.asarray(case.truth, dtype=float)
-    metrics: dict[str, Any] = {
-        "exact": False,
-        "shape_ok": False,
-        "cell_acc": None,
-        "mae": None,
-        "flipped": False,
-        "copied": False,
-        **case.covariates,
-    }
-    if answer.error:
-        return Score(False, metrics, "api_error", answer.error)
+    metrics = ConvProbe().blank_metrics(case)
     parsed, why = parse_array(answer.text)
     if parsed is None:
         if answer.finish_reason == "length":

@@ -379,8 +379,6 @@ class ProgramProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if answer.error:
-            return Score(False, metrics, "api_error", answer.error)
         if case.truth["status"] != "ok":
             why = (
                 f"the program itself did not finish ({case.truth['status']}), so there is no truth"

@@ -637,8 +637,6 @@ class ShellProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if answer.error:
-            return Score(False, metrics, "api_error", answer.error)
         if case.params["task"] == "persona":
             return score_persona(case, answer.turns or (), metrics)
         return score_session(case, answer.turns or (), metrics)

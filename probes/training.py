@@ -238,8 +238,6 @@ class TrainingProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if answer.error:
-            return Score(False, metrics, "api_error", answer.error)
         if case.truth["status"] != "ok":
             return Score(False, metrics, "no_truth", f"train.py failed: {case.truth['status']}")
         return score_run(case, answer, metrics)

@@ -118,7 +118,7 @@ def test_scores_each_error_type():
     case = _case(dims=2, size=4, kernel=2, values=9)
     truth, flip = case.truth, case.foils["flipped_kernel"]
     assert truth != flip
-    score = PROBE.score
+    score = PROBE.grade
     assert score(case, Answer(str(truth))).correct
     assert score(case, Answer(f"```\n{truth}\n```")).metrics["cell_acc"] == 1.0
     s = score(case, Answer(str(flip)))

@@ -2,9 +2,11 @@
 
 from .api import cases, estimate, make_config, run
 from .case import Answer, Case, Row, Score, TokenLogprob
+from .compare import compare
 from .errors import EmulateError
-from .export import load_results
+from .export import export, load_results
 from .registry import get_probe
+from .report import report
 from .runner import RunConfig, RunResult, load_config, run_config
 from .stats import breaking_point
 
@@ -19,11 +21,14 @@ __all__ = [
     "TokenLogprob",
     "breaking_point",
     "cases",
+    "compare",
     "estimate",
+    "export",
     "get_probe",
     "load_config",
     "load_results",
     "make_config",
+    "report",
     "run",
     "run_config",
 ]

@@ -9,10 +9,11 @@ from typing import Any
 
 from . import tokens
 from .case import Case
+from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
 from .probe import build_cases, check_grid
 from .registry import get_probe
-from .runner import RunConfig, RunResult, run_config
+from .runner import RunConfig, RunResult, run_config, server_label
 
 Grid = Mapping[str, Sequence[Any] | Any]
 
@@ -86,6 +87,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     echo: bool = False,
+    prices: str | Path | None = None,
 ) -> RunResult:
     """Run `probe` over a grid against a model; write the journal and results.csv in `out`.
 
@@ -118,6 +120,7 @@ def run(
         concurrency=concurrency,
         progress=progress,
         echo=print if echo else None,
+        prices=prices,
     )
 
 
@@ -142,11 +145,14 @@ class Estimate:
     prompt_tokens: int
     completion_tokens: int  # the answers' own length; a chatty model writes more
     max_completion_tokens: int  # the budget the requests allow
+    cost: Cost  # at the estimated answer length
+    max_cost: Cost  # if every answer ran to its budget
     encoding: str = "o200k_base"
 
 
-def estimate(config: RunConfig) -> Estimate:
-    """Case count and token estimate for a run, offline (tiktoken's o200k_base)."""
+def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
+    """Case count, tokens and cost of a run, offline: tokens counted with tiktoken's
+    o200k_base, priced from the shipped table or the JSON file `prices`."""
     cs = cases(
         config.probe,
         config.grid,
@@ -157,10 +163,17 @@ def estimate(config: RunConfig) -> Estimate:
     )
     probe = get_probe(config.probe)
     requests = [r for c in cs for r in probe.requests(c)]
+    table = load_prices(prices)
+    prompt_tokens = sum(tokens.count_prompt(prompt) for prompt, _ in requests)
+    completion_tokens = sum(tokens.count(answer) for _, answer in requests)
+    budget = sum(config.model.max_tokens or c.max_tokens for c in cs)
+    server = server_label(config.model)
     return Estimate(
         cases=len(cs),
         requests=len(requests),
-        prompt_tokens=sum(tokens.count_prompt(prompt) for prompt, _ in requests),
-        completion_tokens=sum(tokens.count(answer) for _, answer in requests),
-        max_completion_tokens=sum(config.model.max_tokens or c.max_tokens for c in cs),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        max_completion_tokens=budget,
+        cost=cost(config.model.request_model, server, prompt_tokens, completion_tokens, table),
+        max_cost=cost(config.model.request_model, server, prompt_tokens, budget, table),
     )

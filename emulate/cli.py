@@ -9,10 +9,15 @@ import sys
 from collections.abc import Sequence
 
 from . import api
+from .compare import compare
+from .cost import dollars
 from .errors import EmulateError
+from .export import export
+from .journal import write_atomic
 from .model import LOCAL
 from .probe import MODES, parse_grid
 from .registry import PROBES, all_probes, get_probe
+from .report import report
 from .runner import RUN_JSON, load_config, run_config
 
 EXAMPLES = """\
@@ -27,6 +32,9 @@ examples:
   emulate run --config runs/conv2d/run.json --out runs/again          repeat a run
   emulate run --config cassettes/conv/completion/run.json \\
       --replay cassettes/conv/completion/cassette.json --out /tmp/replay   offline replay
+  emulate report runs/conv-a runs/conv-b          summary.csv, plots and report.html
+  emulate compare runs/conv-a runs/conv-b         paired test of two models on shared cases
+  emulate export runs/conv2d --format parquet     nested rows for pandas, Arrow or HF datasets
 """
 
 # Flags that define a run; with --config they come from run.json instead.
@@ -148,6 +156,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_prices(g)
+
+    p = sub.add_parser(
+        "report",
+        help="summary.csv, plots and a self-contained report.html from run folders",
+        description="Read the journals of one or more runs (of any probes) and write "
+        "summary.csv (accuracy with a Wilson 95% interval, chance and metric means per "
+        "probe, model, axis value and grid cell), plots/PROBE-AXIS.png (accuracy against each "
+        "difficulty axis, one line per model, breaking points marked) and report.html (the "
+        "same, plus run metadata, tokens and cost, in one file that opens offline).",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
+    p.add_argument(
+        "--out", default=None, help="where to write (default DIR/report, or report-TIMESTAMP)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _add_prices(p)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs of one probe case by case",
+        description="Pair two runs of one probe on the case ids they share: accuracy of each, "
+        "the difference B - A with a paired bootstrap 95% interval and an exact McNemar "
+        "p-value, overall, per axis value and per grid cell (with Benjamini-Hochberg "
+        "q-values over the cells), then the probe's main metrics with a permutation test. "
+        "Cases only one run has are counted and left out.",
+    )
+    p.add_argument("a", metavar="A", help="a run folder")
+    p.add_argument("b", metavar="B", help="another run folder of the same probe")
+    p.add_argument("--out", default=None, metavar="CSV", help="also write the table as CSV")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+    p = sub.add_parser(
+        "export",
+        help="write runs as CSV, Parquet, JSONL or a saved HF dataset",
+        description="Export the finished cases of one or more runs of one probe. csv is flat "
+        "(a column per parameter and metric, like results.csv); parquet, jsonl and dataset "
+        "(datasets.save_to_disk) keep the journal's nesting: case, answer (with logprobs and "
+        "turns) and score (with metrics). In parquet and dataset, inputs, truth, foils and "
+        "the parsed answer are JSON text, since their shape differs from case to case.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders of one probe")
+    p.add_argument("--format", required=True, choices=("csv", "parquet", "jsonl", "dataset"))
+    p.add_argument(
+        "--out", default=None, help="file (a folder for dataset); default DIR/results.FORMAT"
+    )
 
     p = sub.add_parser(
         "serve",
@@ -158,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=2, help="parallel slots (default 2)")
     p.add_argument("--seed", type=int, default=0, help="server sampling seed (default 0)")
     return parser
+
+
+def _add_prices(p) -> None:
+    p.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help='a JSON price table, {"as_of": DATE, "models": {NAME: {"input": USD, '
+        '"output": USD}}} per 1M tokens (default: the dated table shipped with emulate)',
+    )
 
 
 def _grid(probe: str, specs: Sequence[str] | None) -> dict:
@@ -233,13 +297,15 @@ def _config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> None:
     config = _config(args)
     if args.dry_run:
-        est = api.estimate(config)
+        est = api.estimate(config, prices=args.prices)
+        budget = "" if not est.max_cost.amount else f", at most {dollars(est.max_cost.amount)}"
         print(
             f"{config.probe}: {est.cases} cases, {est.requests} requests "
             f"({config.model.mode} mode, model {config.model.model})\n"
             f"prompt tokens ≈ {est.prompt_tokens:,}; answer tokens ≈ {est.completion_tokens:,} "
             f"(budget {est.max_completion_tokens:,}); counted with tiktoken {est.encoding}, "
-            "so other tokenizers differ somewhat"
+            "so other tokenizers differ somewhat\n"
+            f"cost ≈ {est.cost.describe()}{budget}"
         )
         return
     run_config(
@@ -250,7 +316,26 @@ def cmd_run(args: argparse.Namespace) -> None:
         resume=args.resume,
         concurrency=args.concurrency,
         progress=not args.no_progress,
+        prices=args.prices,
     )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed)
+    print(rep.describe())
+    print(f"wrote {rep.out / 'summary.csv'}, {len(rep.plots)} plots and {rep.html}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    result = compare(args.a, args.b, seed=args.seed)
+    print(result.describe())
+    if args.out:
+        write_atomic(args.out, result.to_csv())
+        print(f"wrote {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    print(f"wrote {export(args.dirs, args.format, args.out)}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -268,9 +353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        {"probes": cmd_probes, "cases": cmd_cases, "run": cmd_run, "serve": cmd_serve}[
-            args.command
-        ](args)
+        {
+            "probes": cmd_probes,
+            "cases": cmd_cases,
+            "run": cmd_run,
+            "report": cmd_report,
+            "compare": cmd_compare,
+            "export": cmd_export,
+            "serve": cmd_serve,
+        }[args.command](args)
     except EmulateError as err:
         print(f"emulate: error: {err}", file=sys.stderr)
         return 2

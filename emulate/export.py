@@ -1,10 +1,19 @@
-"""From journal rows to flat tables: results.csv and a datasets.Dataset."""
+"""From journal rows to tables: results.csv, a datasets.Dataset, and exports.
+
+CSV is flat: one column per parameter and per metric. Parquet, JSONL and a saved
+`datasets` folder keep the nesting of the journal (case, answer, score), with the
+free-form fields (inputs, truth, foils, parsed answer) as JSON text, since their
+shape differs from case to case and Arrow needs one type per column.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,4 +97,153 @@ def load_results(out: str | os.PathLike):
     if not path.exists():
         raise EmulateError(f"{out}: no {JOURNAL} here; pass the --out folder of a run")
     rows = [flat_row(r) for r in read_journal(path)]
-    return datasets.Dataset.from_list(rows)
+    return datasets.Dataset.from_list(unify(rows))
+
+
+def unify(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One type per key, as Arrow needs: where a key holds bools and numbers the bools
+    become numbers; where it mixes text with anything, or holds lists or dicts, every
+    value becomes JSON text."""
+    kinds: dict[str, set[type]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if v is not None:
+                kinds.setdefault(k, set()).add(type(v))
+    fix = {}
+    for k, types in kinds.items():
+        if types & {list, dict, tuple} or (str in types and len(types) > 1):
+            fix[k] = _text
+        elif bool in types and types & {int, float}:
+            fix[k] = _number
+    if not fix:
+        return [dict(r) for r in rows]
+    return [{k: fix[k](v) if k in fix else v for k, v in r.items()} for r in rows]
+
+
+def _text(v: Any) -> Any:
+    return v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+def _number(v: Any) -> Any:
+    return int(v) if isinstance(v, bool) else v
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def nested_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A journal row with one type per field (see the module note), for Arrow."""
+    case, answer, score = row["case"], row["answer"], row["score"]
+    prompt = case["prompt"]
+    logprobs = answer.get("logprobs")
+    return {
+        "run_id": row["run_id"],
+        "model": row["model"],
+        "server": row["server"],
+        "mode": row["mode"],
+        "case": {
+            "id": case["id"],
+            "probe": case["probe"],
+            "version": case["version"],
+            "seed": case["seed"],
+            "params": case["params"],
+            "covariates": case.get("covariates") or {},
+            "inputs": _json(case["inputs"]),
+            "truth": _json(case["truth"]),
+            "foils": _json(case.get("foils") or {}),
+            # A completion prompt is text, a chat prompt a list of messages.
+            "prompt_text": prompt if isinstance(prompt, str) else None,
+            "messages": None if isinstance(prompt, str) else list(prompt),
+            "max_tokens": case.get("max_tokens"),
+            "stop": list(case.get("stop") or []),
+            "top_logprobs": case.get("top_logprobs", 0),
+        },
+        "answer": {
+            "text": answer["text"],
+            "logprobs": None
+            if logprobs is None
+            else [
+                {
+                    "token": t["token"],
+                    "logprob": t["logprob"],
+                    "top": [{"token": a, "logprob": b} for a, b in t.get("top") or []],
+                }
+                for t in logprobs
+            ],
+            "prompt_tokens": answer.get("prompt_tokens"),
+            "completion_tokens": answer.get("completion_tokens"),
+            "latency_s": answer.get("latency_s"),
+            "finish_reason": answer.get("finish_reason"),
+            "error": answer.get("error"),
+            "turns": answer.get("turns"),
+        },
+        "score": {
+            "correct": score["correct"],
+            "metrics": score["metrics"],
+            "error_type": score.get("error_type"),
+            "reason": score.get("reason"),
+            "parsed": _json(score.get("parsed")),
+        },
+    }
+
+
+def nested_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = [nested_row(r) for r in rows]
+    for part, key in (("case", "params"), ("case", "covariates"), ("score", "metrics")):
+        for r, fixed in zip(out, unify([r[part][key] for r in out]), strict=True):
+            r[part][key] = fixed
+    return out
+
+
+FORMATS = ("csv", "parquet", "jsonl", "dataset")
+
+
+def export(
+    paths: Sequence[str | os.PathLike], format: str, out: str | os.PathLike | None = None
+) -> Path:
+    """Write the runs in `paths` (one probe) as one file (a folder for `dataset`);
+    returns where. Default `out`: DIR/results.FORMAT (DIR/dataset) for one run."""
+    from .runs import load_runs, one_probe  # runs reads rows with flat_row, from here
+
+    if format not in FORMATS:
+        raise EmulateError(f"--format {format}: use one of {', '.join(FORMATS)}")
+    runs = load_runs(paths)
+    one_probe(runs, "export")
+    if out is None:
+        if len(runs) > 1:
+            raise EmulateError("exporting several runs needs --out FILE")
+        out = runs[0].path / ("dataset" if format == "dataset" else f"results.{format}")
+    out = Path(out)
+    rows = [r for run in runs for r in run.rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "csv":
+        write_atomic(out, to_csv([flat_row(r) for r in rows]))
+    elif format == "jsonl":
+        write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        import datasets
+
+        ds = datasets.Dataset.from_list(nested_rows(rows))
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        bars_were_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # a bar per shard of a small file is noise
+        try:
+            if format == "parquet":
+                ds.to_parquet(str(tmp))
+            else:
+                ds.save_to_disk(str(tmp))
+        finally:
+            if bars_were_on:
+                datasets.enable_progress_bars()
+        if format == "parquet":
+            os.replace(tmp, out)
+        else:
+            if out.exists():
+                if not (out / "dataset_info.json").exists():
+                    shutil.rmtree(tmp)
+                    raise EmulateError(f"--out {out} exists and is not a saved dataset; "
+                                       "choose another --out")  # fmt: skip
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+    return out

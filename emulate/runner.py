@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .case import Answer, Case, Row, Score
+from .cost import Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss
 from .export import write_results
 from .journal import JOURNAL, JournalWriter, read_journal, write_atomic
@@ -100,6 +101,8 @@ class RunResult:
     correct: int
     errors: int
     summary: str
+    usage: Usage | None = None
+    cost: Cost | None = None
 
     @property
     def accuracy(self) -> float:
@@ -135,9 +138,11 @@ def run_config(
     concurrency: int | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
+    prices: str | Path | None = None,
 ) -> RunResult:
     """Run a configured probe; see `emulate.run` for the keyword form."""
     probe = get_probe(config.probe)
+    price_table = load_prices(prices)  # a bad --prices file fails before any request
     config = replace(config, grid=check_grid(probe, config.grid))
     cases = build_cases(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
@@ -196,6 +201,14 @@ def run_config(
 
     rows = write_results(out, [c.id for c in cases])
     axes = [k for k, v in config.grid.items() if len(v) > 1] + list(probe.summary_axes)
+    used = usage(read_journal(out / JOURNAL))
+    spent = cost(
+        config.model.request_model,
+        server_label(config.model),
+        used.prompt_tokens,
+        used.completion_tokens,
+        price_table,
+    )
     result = RunResult(
         out=out,
         config=config,
@@ -204,10 +217,13 @@ def run_config(
         correct=sum(bool(r["correct"]) for r in rows),
         errors=sum(1 for r in rows if r["error"]),
         summary=summary_table(rows, axes, probe.summary_means) if rows else "no cases",
+        usage=used,
+        cost=spent,
     )
     if echo:
         echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")
         echo(result.summary)
+        echo(f"tokens: {used.describe()}; cost {spent.describe()}")
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     return result
 

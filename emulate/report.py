@@ -1,0 +1,546 @@
+"""Reports from run folders: summary.csv, PNG plots and one self-contained HTML page.
+
+Accuracy carries a Wilson 95% interval everywhere; each numeric difficulty axis gets
+a breaking point (stats.breaking_point) per model. The HTML embeds its plots as data
+URIs and loads nothing, so it opens offline and can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import cost as costs
+from .journal import write_atomic
+from .registry import PROBES, get_probe
+from .runs import Run, load_runs, series_labels
+from .stats import BreakingPoint, _natural, breaking_point, wilson
+
+SUMMARY = "summary.csv"
+HTML = "report.html"
+PLOTS = "plots"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """Accuracy of one model on one group of cases: all of a probe's cases, those at
+    one value of an axis, or one grid cell."""
+
+    probe: str
+    model: str  # the series label: the model, with its mode or run id where needed
+    group: str  # "all", "axis" or "cell"
+    cell: str  # "all", "size=3", "dims=1 size=3"
+    params: Mapping[str, Any]
+    n: int
+    correct: int
+    low: float
+    high: float
+    chance: float | None  # mean accuracy of guessing, where the probe defines it
+    errors: int  # failed requests
+    means: Mapping[str, float | None]  # the mean of each metric
+    kinds: Mapping[str, int]  # wrong answers by error type, most common first
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The breaking point of one model along one numeric axis of a probe."""
+
+    probe: str
+    model: str
+    axis: str
+    point: BreakingPoint
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about each run: where, what, and what it cost."""
+
+    path: Path
+    probe: str
+    model: str
+    label: str
+    server: str
+    mode: str
+    run_ids: tuple[str, ...]
+    seed: Any
+    done: int
+    total: Any
+    started: str
+    versions: Mapping[str, str]
+    usage: costs.Usage
+    cost: costs.Cost
+
+
+@dataclass(frozen=True)
+class Report:
+    out: Path
+    summary: tuple[SummaryRow, ...]
+    curves: tuple[Curve, ...]
+    runs: tuple[RunInfo, ...]
+    plots: tuple[Path, ...]
+    html: Path
+
+    def describe(self) -> str:
+        """The overall rows and breaking points as text, for the terminal."""
+        lines = []
+        for row in self.summary:
+            if row.group == "all":
+                chance = f", chance {row.chance:.1%}" if row.chance is not None else ""
+                lines.append(
+                    f"{row.probe:<9} {row.model:<34} n={row.n:<5} accuracy {row.accuracy:6.1%} "
+                    f"[{row.low:.1%}, {row.high:.1%}]{chance}"
+                )
+        for c in self.curves:
+            lines.append(f"{c.probe:<9} {c.model:<34} breaking point on {c.axis}: {_bp(c.point)}")
+        total = [r.cost.amount for r in self.runs]
+        if all(a is not None for a in total):
+            lines.append(f"cost ${sum(total):,.4f} over {len(self.runs)} runs")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the numbers
+
+
+def _probe_series(runs: Sequence[Run]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """probe -> series label -> flat rows. A case run twice under one label counts once."""
+    labels = series_labels(runs)
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for run in runs:
+        series = out.setdefault(run.probe, {}).setdefault(labels[run.path], {})
+        for row in run.flat():
+            series[row["case_id"]] = row
+    return {p: {k: list(v.values()) for k, v in s.items()} for p, s in out.items()}
+
+
+def _axes(probe: str, runs: Sequence[Run], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The case parameters (and the probe's summary covariates) that vary across `rows`."""
+    names = list(dict.fromkeys(k for run in runs for r in run.rows for k in r["case"]["params"]))
+    names += list(get_probe(probe).summary_axes) if probe in PROBES else []
+    return [a for a in names if len({_key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
+
+
+def _key(value: Any) -> Any:
+    return repr(value) if isinstance(value, list | dict) else value
+
+
+def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = list(get_probe(probe).metrics) if probe in PROBES else []
+    return [
+        m for m in names if m != "chance" and any(isinstance(r.get(m), int | float) for r in rows)
+    ]
+
+
+def _values(rows: Sequence[Mapping[str, Any]], axis: str) -> list[Any]:
+    return sorted({r[axis] for r in rows if r.get(axis) is not None}, key=_natural)
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _chance(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    return _mean([float(r["chance"]) for r in rows if r.get("chance") is not None])
+
+
+def _row(probe, model, group, cell, params, rows, metrics) -> SummaryRow:
+    k = sum(bool(r["correct"]) for r in rows)
+    low, high = wilson(k, len(rows))
+    return SummaryRow(
+        probe=probe,
+        model=model,
+        group=group,
+        cell=cell,
+        params=dict(params),
+        n=len(rows),
+        correct=k,
+        low=low,
+        high=high,
+        chance=_chance(rows),
+        errors=sum(1 for r in rows if r.get("error")),
+        means={
+            m: _mean([float(r[m]) for r in rows if isinstance(r.get(m), int | float)])
+            for m in metrics
+        },
+        kinds=dict(Counter(r["error_type"] for r in rows if r.get("error_type")).most_common()),
+    )
+
+
+def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
+    """For each probe and model: all cases, each value of each axis, each grid cell."""
+    out = []
+    for probe, series in _probe_series(runs).items():
+        every = [r for rows in series.values() for r in rows]
+        axes, metrics = _axes(probe, runs, every), _metrics(probe, every)
+        for model, rows in series.items():
+            out.append(_row(probe, model, "all", "all", {}, rows, metrics))
+            for axis in axes:
+                for v in _values(rows, axis):
+                    group = [r for r in rows if r.get(axis) == v]
+                    out.append(_row(probe, model, "axis", f"{axis}={v}", {axis: v}, group, metrics))
+            cells: dict[tuple, list] = {}
+            for r in rows:
+                cells.setdefault(tuple(_key(r.get(a)) for a in axes), []).append(r)
+            if len(cells) > 1:
+                for group in cells.values():
+                    params = {a: group[0].get(a) for a in axes}
+                    label = " ".join(f"{a}={v}" for a, v in params.items())
+                    out.append(_row(probe, model, "cell", label, params, group, metrics))
+    return out
+
+
+def curves(runs: Sequence[Run], seed: int = 0) -> list[Curve]:
+    """A breaking point for each probe, model and numeric axis; a reason where none fits."""
+    out = []
+    for probe, series in _probe_series(runs).items():
+        every = [r for rows in series.values() for r in rows]
+        for axis in _axes(probe, runs, every):
+            if not _numeric(_values(every, axis)):
+                continue
+            for model, rows in series.items():
+                rows = [r for r in rows if r.get(axis) is not None]
+                point = breaking_point(
+                    [r[axis] for r in rows],
+                    [bool(r["correct"]) for r in rows],
+                    chance=_chance(rows) or 0.0,
+                    seed=seed,
+                )
+                out.append(Curve(probe, model, axis, point))
+    return out
+
+
+def run_info(runs: Sequence[Run], prices: costs.Prices) -> list[RunInfo]:
+    labels = series_labels(runs)
+    out = []
+    for run in runs:
+        used = costs.usage(run.rows)
+        config = run.meta.get("config", {})
+        out.append(
+            RunInfo(
+                path=run.path,
+                probe=run.probe,
+                model=run.model,
+                label=labels[run.path],
+                server=run.server,
+                mode=run.mode,
+                run_ids=run.run_ids,
+                seed=config.get("seed", ""),
+                done=len(run.rows),
+                total=run.meta.get("cases", ""),
+                started=run.meta.get("started", ""),
+                versions=run.meta.get("versions", {}),
+                usage=used,
+                cost=costs.cost(
+                    run.model, run.server, used.prompt_tokens, used.completion_tokens, prices
+                ),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- the files
+
+
+def summary_csv(rows: Sequence[SummaryRow]) -> str:
+    params = list(dict.fromkeys(k for r in rows for k in r.params))
+    metrics = list(dict.fromkeys(k for r in rows for k in r.means))
+    head = ["probe", "model", "group", "cell", *params, "n", "correct", "accuracy"]
+    head += ["ci_low", "ci_high", "chance", "errors", *(f"mean_{m}" for m in metrics)]
+    head += ["wrong_answers"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for r in rows:
+        w.writerow(
+            [r.probe, r.model, r.group, r.cell, *(r.params.get(p, "") for p in params)]
+            + [r.n, r.correct, _num(r.accuracy), _num(r.low), _num(r.high), _num(r.chance)]
+            + [r.errors, *(_num(r.means.get(m)) for m in metrics)]
+            + ["; ".join(f"{k} {v}" for k, v in r.kinds.items())]
+        )
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
+def plot(
+    probe: str,
+    axis: str,
+    series: Mapping[str, Sequence[Mapping[str, Any]]],
+    fits: Mapping[str, BreakingPoint],
+) -> bytes:
+    """Accuracy against one axis, one line per model with its Wilson band, chance
+    dashed, and each breaking point as a dotted line over its interval. PNG bytes."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    every = [r for rows in series.values() for r in rows]
+    xs = _values(every, axis)
+    numeric = _numeric(xs)
+    where = {v: (v if numeric else i) for i, v in enumerate(xs)}
+    fig = Figure(figsize=(6.4, 3.9), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for i, (model, rows) in enumerate(series.items()):
+        color = f"C{i % 10}"
+        at = [v for v in xs if any(r.get(axis) == v for r in rows)]
+        stats = [_xstat(rows, axis, v) for v in at]
+        pos = [where[v] for v in at]
+        ax.fill_between(pos, [s[1] for s in stats], [s[2] for s in stats], color=color,
+                        alpha=0.18, linewidth=0)  # fmt: skip
+        ax.plot(pos, [s[0] for s in stats], marker="o", color=color, label=model)
+    xlim = ax.get_xlim()  # the data's range: an interval running past it is cut off
+    for i, model in enumerate(series):
+        fit = fits.get(model)
+        if fit is not None and fit.reason is None:
+            color = f"C{i % 10}"
+            ax.axvspan(fit.low, fit.high, color=color, alpha=0.08, linewidth=0)
+            ax.axvline(fit.midpoint, color=color, linestyle=":", linewidth=1.5,
+                       label=f"breaking point {_bp(fit)}")  # fmt: skip
+    ax.set_xlim(xlim)
+    chance = [(where[v], _chance([r for r in every if r.get(axis) == v])) for v in xs]
+    chance = [(x, c) for x, c in chance if c is not None]
+    if chance:
+        ax.plot(*zip(*chance, strict=True), linestyle="--", color="0.45", label="chance")
+    if not numeric:
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    elif all(isinstance(v, int) for v in xs):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(-0.03, 1.03)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(axis)
+    ax.set_ylabel("accuracy, 95% Wilson band")
+    ax.set_title(f"{probe}: accuracy by {axis} (other parameters pooled)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _xstat(rows, axis, v) -> tuple[float, float, float]:
+    group = [r for r in rows if r.get(axis) == v]
+    k = sum(bool(r["correct"]) for r in group)
+    low, high = wilson(k, len(group))
+    return k / len(group), low, high
+
+
+def report(
+    paths: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    prices: str | Path | None = None,
+    seed: int = 0,
+) -> Report:
+    """summary.csv, plots/*.png and report.html for one or more run folders, in `out`
+    (default: DIR/report for one folder, report-TIMESTAMP for several)."""
+    runs = load_runs(paths)
+    table = costs.load_prices(prices)
+    if out is None:
+        out = (
+            Path(paths[0]) / "report"
+            if len(paths) == 1
+            else Path(f"report-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+        )
+    out = Path(out)
+    summary = summarise(runs)
+    fitted = curves(runs, seed=seed)
+    infos = run_info(runs, table)
+    images: dict[str, bytes] = {}
+    for probe, series in _probe_series(runs).items():
+        every = [r for rows in series.values() for r in rows]
+        for axis in _axes(probe, runs, every):
+            fits = {c.model: c.point for c in fitted if c.probe == probe and c.axis == axis}
+            images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits)
+    page = render_html(summary, fitted, infos, images, table)
+    # Everything is computed before the first write, so bad input leaves nothing behind.
+    (out / PLOTS).mkdir(parents=True, exist_ok=True)
+    write_atomic(out / SUMMARY, summary_csv(summary))
+    for name, png in images.items():
+        write_atomic(out / PLOTS / name, png)
+    write_atomic(out / HTML, page)
+    return Report(
+        out, tuple(summary), tuple(fitted), tuple(infos),
+        tuple(out / PLOTS / n for n in images), out / HTML,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the page
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
+th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f4f4f4; } td.l, th.l { text-align: left; }
+img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
+.note { color: #666; font-size: 12px; } code { font-size: 12px; }
+"""
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    def cells(tag: str, values: Sequence[Any]) -> str:
+        return "".join(
+            f"<{tag}{' class=l' if i < left else ''}>{html.escape(str(v))}</{tag}>"
+            for i, v in enumerate(values)
+        )
+
+    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
+    return f"<table><tr>{cells('th', head)}</tr>{body}</table>"
+
+
+def _tokens(count: int, usage: costs.Usage) -> str:
+    return f"≈{count:,}" if usage.estimated else f"{count:,}"
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{x:.1%}"
+
+
+def _bp(p: BreakingPoint) -> str:
+    if p.reason:
+        return f"no fit: {p.reason}"
+    return f"{p.midpoint:.3g} [{p.low:.3g}, {p.high:.3g}]"
+
+
+def _summary_rows(rows: Sequence[SummaryRow], label: bool) -> list[list[Any]]:
+    metrics = list(dict.fromkeys(m for r in rows for m in r.means))
+    return [
+        ([r.model] if label else [r.cell])
+        + [r.n, _pct(r.accuracy), f"[{_pct(r.low)}, {_pct(r.high)}]", _pct(r.chance), r.errors]
+        + ["" if r.means.get(m) is None else f"{r.means[m]:.3f}" for m in metrics]
+        for r in rows
+    ]
+
+
+def render_html(
+    summary: Sequence[SummaryRow],
+    fitted: Sequence[Curve],
+    infos: Sequence[RunInfo],
+    images: Mapping[str, bytes],
+    prices: costs.Prices,
+) -> str:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    parts = [f"<h1>emulate report</h1><p class=note>generated {now}</p>", "<h2>Runs</h2>"]
+    parts.append(
+        _table(
+            [
+                "folder",
+                "probe",
+                "model",
+                "server",
+                "mode",
+                "run id",
+                "seed",
+                "cases",
+                "started",
+                "prompt tokens",
+                "answer tokens",
+                "cost",
+            ],  # fmt: skip
+            [
+                [
+                    i.path,
+                    i.probe,
+                    i.label,
+                    i.server,
+                    i.mode,
+                    ", ".join(i.run_ids),
+                    i.seed,
+                    f"{i.done}/{i.total}" if i.total != "" else i.done,
+                    i.started,
+                    _tokens(i.usage.prompt_tokens, i.usage),
+                    _tokens(i.usage.completion_tokens, i.usage),
+                    "" if i.cost.amount is None else f"${i.cost.amount:,.4f}",
+                ]  # fmt: skip
+                for i in infos
+            ],
+            left=9,
+        )
+    )
+    notes = dict.fromkeys(i.cost.note for i in infos if i.cost.amount is None or i.cost.amount)
+    if any(i.usage.estimated for i in infos):
+        notes["≈: the server reported no usage for some cases; counted with tiktoken"] = None
+    versions = dict.fromkeys(" ".join(f"{k} {v}" for k, v in i.versions.items()) for i in infos)
+    notes.update((f"versions: {v}", None) for v in versions if v)
+    parts += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
+    parts.append(
+        f"<p class=note>Prices: {html.escape(prices.path)}, as of {html.escape(prices.as_of)}. "
+        f"{html.escape(prices.source)}</p>"
+    )
+    for probe in dict.fromkeys(r.probe for r in summary):
+        rows = [r for r in summary if r.probe == probe]
+        metrics = list(dict.fromkeys(m for r in rows for m in r.means))
+        head = ["n", "accuracy", "95% interval", "chance", "errors", *metrics]
+        what = get_probe(probe).summary if probe in PROBES else ""
+        parts.append(f"<h2>{html.escape(probe)}</h2><p>{html.escape(what)}</p>")
+        parts.append(_table(["model", *head], _summary_rows([r for r in rows if r.group == "all"],
+                                                         True)))  # fmt: skip
+        fits = [c for c in fitted if c.probe == probe]
+        if fits:
+            parts.append("<h3>Breaking points</h3>")
+            parts.append(
+                "<p class=note>Where accuracy falls halfway from its fitted ceiling to chance "
+                "(maximum-likelihood logistic; 95% bootstrap interval over cases).</p>"
+            )
+            parts.append(
+                _table(
+                    ["model", "axis", "breaking point [95%]", "ceiling", "n"],
+                    [
+                        [
+                            c.model,
+                            c.axis,
+                            _bp(c.point),
+                            _pct(c.point.ceiling) if c.point.reason is None else "",
+                            c.point.n,
+                        ]
+                        for c in fits
+                    ],
+                    left=3,
+                )  # fmt: skip
+            )
+        for name, png in images.items():
+            if name.startswith(f"{probe}-"):
+                data = base64.b64encode(png).decode()
+                parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+        for model in dict.fromkeys(r.model for r in rows):
+            mine = [r for r in rows if r.model == model and r.group != "all"]
+            if not mine:
+                continue
+            parts.append(f"<h3>{html.escape(model)}</h3>")
+            kinds = next(r.kinds for r in rows if r.model == model and r.group == "all")
+            if kinds:
+                listed = ", ".join(f"{k} {v}" for k, v in kinds.items())
+                parts.append(f"<p>Wrong answers by kind: {html.escape(listed)}</p>")
+            parts.append(_table(["", *head], _summary_rows([r for r in mine if r.group == "axis"],
+                                                          False)))  # fmt: skip
+            cells = [r for r in mine if r.group == "cell"]
+            if cells:
+                parts.append(
+                    f"<details><summary>all {len(cells)} grid cells</summary>"
+                    + _table(["cell", *head], _summary_rows(cells, False))
+                    + "</details>"
+                )
+    body = "\n".join(parts)
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>emulate report</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
+        "</body></html>\n"
+    )

@@ -1,0 +1,119 @@
+"""Finished runs, read back from their folders for reports, comparisons and exports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import EmulateError
+from .export import flat_row
+from .journal import JOURNAL, read_journal
+
+RUN_JSON = "run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder: its journal rows (nested, as written) and its run.json."""
+
+    path: Path
+    rows: tuple[Mapping[str, Any], ...]
+    meta: Mapping[str, Any]  # run.json; empty when the folder has none
+
+    @property
+    def probe(self) -> str:
+        return self.rows[0]["case"]["probe"]
+
+    @property
+    def model(self) -> str:
+        return self.rows[0]["model"]
+
+    @property
+    def mode(self) -> str:
+        return self.rows[0]["mode"]
+
+    @property
+    def server(self) -> str:
+        return self.rows[0]["server"]
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r["run_id"] for r in self.rows))
+
+    def flat(self) -> list[dict[str, Any]]:
+        return [flat_row(r) for r in self.rows]
+
+
+def load_run(path: str | Path) -> Run:
+    """A run folder (the --out of `emulate run`), with a clear error when it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EmulateError(f"{path}: no such folder; pass the --out folder of a run")
+    if not (path / JOURNAL).exists():
+        inside = sorted(p.parent.name for p in path.glob(f"*/{JOURNAL}"))
+        hint = (
+            f"; it holds {len(inside)} run folders ({', '.join(inside[:3])}"
+            f"{', …' if len(inside) > 3 else ''}): pass those, e.g. {path}/*"
+            if inside
+            else "; pass the --out folder of a run"
+        )
+        raise EmulateError(f"{path}: no {JOURNAL} here{hint}")
+    rows = read_journal(path / JOURNAL)
+    if not rows:
+        raise EmulateError(f"{path}: the journal holds no finished case yet")
+    bad = [i for i, r in enumerate(rows) if not _is_row(r)]
+    if bad:
+        raise EmulateError(f"{path / JOURNAL}: line {bad[0] + 1} is not an emulate journal row")
+    probes = sorted({r["case"]["probe"] for r in rows})
+    if len(probes) > 1:
+        raise EmulateError(f"{path / JOURNAL}: holds several probes ({', '.join(probes)})")
+    meta: Mapping[str, Any] = {}
+    if (path / RUN_JSON).exists():
+        try:
+            meta = json.loads((path / RUN_JSON).read_text())
+        except json.JSONDecodeError as err:
+            raise EmulateError(f"{path / RUN_JSON}: not valid JSON ({err})") from None
+    return Run(path, tuple(rows), meta)
+
+
+def _is_row(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and {"run_id", "model", "server", "mode", "case", "answer", "score"} <= row.keys()
+        and isinstance(row["case"], dict)
+        and {"id", "probe", "params"} <= row["case"].keys()
+    )
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    if not paths:
+        raise EmulateError("name at least one run folder")
+    return [load_run(p) for p in paths]
+
+
+def one_probe(runs: Sequence[Run], what: str) -> str:
+    """The probe all `runs` share; an error naming the folders when they differ."""
+    probes = {r.probe for r in runs}
+    if len(probes) > 1:
+        listed = ", ".join(f"{r.path} ({r.probe})" for r in runs)
+        raise EmulateError(f"{what} needs runs of one probe, and these differ: {listed}")
+    return probes.pop()
+
+
+def series_labels(runs: Sequence[Run]) -> dict[Path, str]:
+    """A short, unique name for each run in a plot legend or table: the model, then
+    its mode and run id only where they are needed to tell runs apart."""
+    labels = {}
+    for run in runs:
+        same_model = [r for r in runs if r.probe == run.probe and r.model == run.model]
+        label = run.model
+        if len({r.mode for r in same_model}) > 1:
+            label += f" ({run.mode})"
+        same = [r for r in same_model if r.mode == run.mode]
+        if len({r.run_ids for r in same}) > 1:
+            label += f" [{run.run_ids[0]}]"
+        labels[run.path] = label
+    return labels

@@ -83,3 +83,53 @@ def fake_server() -> Iterator[FakeServer]:
 
 def cassette_dirs() -> list[Path]:
     return sorted(p.parent for p in CASSETTES.glob("*/*/cassette.json"))
+
+
+@pytest.fixture(scope="session")
+def replayed(tmp_path_factory):
+    """A run folder made by replaying a recorded cassette folder, once per session:
+    real journals for the analysis tests, with no server."""
+    from emulate.runner import load_config, run_config
+
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            folder = CASSETTES / name
+            out = tmp_path_factory.mktemp(name.replace("/", "-")) / "run"
+            config = load_config(folder / "run.json")
+            run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
+            made[name] = out
+        return made[name]
+
+    return make
+
+
+def journal_row(
+    case_id: str,
+    params: dict,
+    correct: bool,
+    *,
+    probe: str = "conv",
+    model: str = "m",
+    run_id: str = "r",
+    metrics: dict | None = None,
+    error: str | None = None,
+    prompt_tokens: int | None = 10,
+    completion_tokens: int | None = 2,
+    text: str = "[1, 2]",
+) -> dict:
+    """One journal line, built from the real dataclasses, for synthetic journals."""
+    from emulate.case import Answer, Case, Row, Score
+
+    case = Case(case_id, probe, 1, params, 0, {}, [1, 2], "prompt text", max_tokens=8)
+    answer = Answer(text, None, prompt_tokens, completion_tokens, 0.1, "stop", error)
+    score = Score(correct, metrics or {}, None if correct else "wrong_values", None)
+    return Row(run_id, model, "api.example.com", "chat", case, answer, score).to_json()
+
+
+def write_journal(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "journal.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return folder

@@ -51,3 +51,5 @@ $(CASSETTES)/shell/persona:
 
 bench:
 	python bench/throughput.py
+	python bench/sandbox.py
+	python bench/report.py

@@ -109,3 +109,25 @@ def test_random_journals_never_break_the_statistics(rows):
         assert min(x) <= bp.midpoint <= max(x)
     table = summary_table([{"correct": c, "size": s} for s, c in zip(x, y, strict=True)], ["size"])
     assert table.count("\n") >= 1
+
+
+def test_large_samples_switch_to_methods_that_scale_and_agree():
+    from scipy.stats import ttest_1samp
+
+    from emulate.stats import BCA_MAX, PERMUTATION_MAX
+
+    rng = np.random.default_rng(4)
+    d = rng.normal(0.02, 1.0, PERMUTATION_MAX + 1)
+    a = {str(i): 0.0 for i in range(len(d))}
+    b = {str(i): float(v) for i, v in enumerate(d)}
+    diff, low, high, p = compare_metric(a, b)
+    assert p == pytest.approx(ttest_1samp(d, 0).pvalue)
+    # The permutation test on the same data, just under the limit, agrees closely.
+    small = {k: a[k] for k in list(a)[:PERMUTATION_MAX]}
+    _, _, _, p_perm = compare_metric(small, {k: b[k] for k in small})
+    assert p_perm == pytest.approx(ttest_1samp(d[:PERMUTATION_MAX], 0).pvalue, abs=0.03)
+    # Percentile past BCA_MAX: close to the normal interval for a mean.
+    x = rng.random(BCA_MAX + 1)
+    lo, hi = bootstrap_ci(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=0.002)

@@ -106,7 +106,7 @@ class Report:
             lines.append(f"{c.probe:<9} {c.model:<34} breaking point on {c.axis}: {_bp(c.point)}")
         total = [r.cost.amount for r in self.runs]
         if all(a is not None for a in total):
-            lines.append(f"cost ${sum(total):,.4f} over {len(self.runs)} runs")
+            lines.append(f"cost {costs.dollars(sum(total))} over {len(self.runs)} runs")
         return "\n".join(lines)
 
 
@@ -285,7 +285,7 @@ def plot(
     series: Mapping[str, Sequence[Mapping[str, Any]]],
     fits: Mapping[str, BreakingPoint],
 ) -> bytes:
-    """Accuracy against one axis, one line per model with its Wilson band, chance
+    """Accuracy against one axis, one line per model with its Wilson band, its chance
     dashed, and each breaking point as a dotted line over its interval. PNG bytes."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, PercentFormatter
@@ -313,10 +313,15 @@ def plot(
             ax.axvline(fit.midpoint, color=color, linestyle=":", linewidth=1.5,
                        label=f"breaking point {_bp(fit)}")  # fmt: skip
     ax.set_xlim(xlim)
-    chance = [(where[v], _chance([r for r in every if r.get(axis) == v])) for v in xs]
-    chance = [(x, c) for x, c in chance if c is not None]
-    if chance:
-        ax.plot(*zip(*chance, strict=True), linestyle="--", color="0.45", label="chance")
+    with_chance = [m for m, rows in series.items() if _chance(rows) is not None]
+    for i, (model, rows) in enumerate(series.items()):
+        if model not in with_chance:
+            continue
+        chance = [(where[v], _chance([r for r in rows if r.get(axis) == v])) for v in xs]
+        chance = [(x, c) for x, c in chance if c is not None]
+        label = "chance" if len(with_chance) == 1 else f"chance, {model}"
+        ax.plot(*zip(*chance, strict=True), linestyle="--", color=f"C{i % 10}", alpha=0.6,
+                linewidth=1.2, label=label)  # fmt: skip
     if not numeric:
         ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     elif all(isinstance(v, int) for v in xs):

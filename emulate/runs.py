@@ -88,6 +88,15 @@ def _is_row(row: Any) -> bool:
     )
 
 
+def _fixed(run: Run) -> dict[str, Any]:
+    """The case parameters that take one value throughout a run."""
+    values: dict[str, set[str]] = {}
+    for r in run.rows:
+        for k, v in r["case"]["params"].items():
+            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    return {k: json.loads(next(iter(v))) for k, v in values.items() if len(v) == 1}
+
+
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     if not paths:
         raise EmulateError("name at least one run folder")
@@ -114,6 +123,18 @@ def series_labels(runs: Sequence[Run]) -> dict[Path, str]:
             label += f" ({run.mode})"
         same = [r for r in same_model if r.mode == run.mode]
         if len({r.run_ids for r in same}) > 1:
-            label += f" [{run.run_ids[0]}]"
+            fixed = [_fixed(r) for r in same]
+            # Parameters each run holds fixed, at values that differ between them
+            # (task=complete, task=depth) say more than a run id.
+            telling = [
+                k for k in fixed[0]
+                if all(k in f for f in fixed) and len({repr(f[k]) for f in fixed}) == len(same)
+            ]  # fmt: skip
+            mine = _fixed(run)
+            label += (
+                " (" + " ".join(f"{k}={mine[k]}" for k in telling) + ")"
+                if telling
+                else f" [{run.run_ids[0]}]"
+            )
         labels[run.path] = label
     return labels

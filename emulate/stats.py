@@ -139,8 +139,10 @@ def breaking_point(
     def none(reason: str) -> BreakingPoint:
         return BreakingPoint(nan, nan, nan, nan, nan, chance, len(x), reason)
 
-    if len(x) < 4 or len(np.unique(x)) < 2:
-        return none("needs at least 4 cases over 2 or more difficulty values")
+    if len(x) < 4 or len(np.unique(x)) < 3:
+        # Three parameters (midpoint, slope, ceiling): two difficulties fit any of a
+        # whole family of curves equally well.
+        return none("needs at least 4 cases over 3 or more difficulty values")
     if y.all() or not y.any():
         return none("every case is " + ("correct" if y.all() else "wrong") + ": nothing falls")
     m, k, u = _fit_logistic(x, y, chance)

@@ -52,7 +52,8 @@ def test_logistic_fit_recovers_a_planted_midpoint():
     [
         ([1, 2, 3, 4, 5], [1, 1, 1, 1, 1], "every case is correct"),
         ([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], "every case is wrong"),
-        ([3, 3, 3, 3, 3], [1, 0, 1, 0, 1], "2 or more difficulty values"),
+        ([3, 3, 3, 3, 3], [1, 0, 1, 0, 1], "3 or more difficulty values"),
+        ([2, 2, 2, 4, 4, 4], [1, 1, 0, 0, 0, 1], "3 or more difficulty values"),
         (sorted([1, 2, 3, 4, 5, 6] * 10), [1, 0] * 30, "does not fall"),
     ],
 )

@@ -130,7 +130,7 @@ def compare(a: str | Path | Run, b: str | Path | Run, *, seed: int = 0) -> Compa
         cells: dict[str, list[str]] = {}
         for c in shared:
             cells.setdefault(" ".join(f"{x}={fa[c].get(x)}" for x in axes), []).append(c)
-        if len(cells) > 1:
+        if len(axes) > 1:  # with one axis, its values are the cells
             groups += [("cell", label, ids) for label, ids in cells.items()]
         rows = [_correct(group, cell, ids, fa, fb, seed) for group, cell, ids in groups]
         rows = _with_q(rows)
@@ -153,12 +153,14 @@ def _correct(group, cell, ids, fa, fb, seed) -> Comparison:
 
 
 def _with_q(rows: list[Comparison]) -> list[Comparison]:
-    """Benjamini-Hochberg q-values over the cells (the finest groups)."""
+    """Benjamini-Hochberg q-values over the finest groups: the cells, or with a single
+    axis its values."""
     from dataclasses import replace
 
     from scipy.stats import false_discovery_control
 
-    cells = [i for i, r in enumerate(rows) if r.group == "cell"]
+    finest = "cell" if any(r.group == "cell" for r in rows) else "axis"
+    cells = [i for i, r in enumerate(rows) if r.group == finest]
     if len(cells) < 2:
         return rows
     qs = false_discovery_control([rows[i].p_value for i in cells])

@@ -196,7 +196,7 @@ def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
             cells: dict[tuple, list] = {}
             for r in rows:
                 cells.setdefault(tuple(_key(r.get(a)) for a in axes), []).append(r)
-            if len(cells) > 1:
+            if len(axes) > 1:  # with one axis, its values are the cells
                 for group in cells.values():
                     params = {a: group[0].get(a) for a in axes}
                     label = " ".join(f"{a}={v}" for a, v in params.items())

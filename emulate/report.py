@@ -393,7 +393,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100p
 h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th { background: #f4f4f4; } td { white-space: nowrap; } td.l, th.l { text-align: left; }
+th { background: #f4f4f4; } td { white-space: nowrap; } td.l, th.l { text-align: left; white-space: normal; }
 img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 """

@@ -182,12 +182,27 @@ def _row(probe, model, group, cell, params, rows, metrics) -> SummaryRow:
     )
 
 
-def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
-    """For each probe and model: all cases, each value of each axis, each grid cell."""
+Grouped = list[tuple[str, dict[str, list[dict[str, Any]]], list[str]]]
+
+
+def _grouped(runs: Sequence[Run]) -> Grouped:
+    """Per probe: its series (label -> flat rows) and the axes that vary, read once."""
     out = []
     for probe, series in _probe_series(runs).items():
         every = [r for rows in series.values() for r in rows]
-        axes, metrics = _axes(probe, runs, every), _metrics(probe, every)
+        out.append((probe, series, _axes(probe, runs, every)))
+    return out
+
+
+def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
+    """For each probe and model: all cases, each value of each axis, each grid cell."""
+    return _summarise(_grouped(runs))
+
+
+def _summarise(grouped: Grouped) -> list[SummaryRow]:
+    out = []
+    for probe, series, axes in grouped:
+        metrics = _metrics(probe, [r for rows in series.values() for r in rows])
         for model, rows in series.items():
             out.append(_row(probe, model, "all", "all", {}, rows, metrics))
             for axis in axes:
@@ -207,10 +222,14 @@ def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
 
 def curves(runs: Sequence[Run], seed: int = 0) -> list[Curve]:
     """A breaking point for each probe, model and numeric axis; a reason where none fits."""
+    return _curves(_grouped(runs), seed)
+
+
+def _curves(grouped: Grouped, seed: int) -> list[Curve]:
     out = []
-    for probe, series in _probe_series(runs).items():
+    for probe, series, axes in grouped:
         every = [r for rows in series.values() for r in rows]
-        for axis in _axes(probe, runs, every):
+        for axis in axes:
             if not _numeric(_values(every, axis)):
                 continue
             for model, rows in series.items():
@@ -364,13 +383,13 @@ def report(
             else Path(f"report-{datetime.now(UTC):%Y%m%d-%H%M%S}")
         )
     out = Path(out)
-    summary = summarise(runs)
-    fitted = curves(runs, seed=seed)
+    grouped = _grouped(runs)
+    summary = _summarise(grouped)
+    fitted = _curves(grouped, seed)
     infos = run_info(runs, table)
     images: dict[str, bytes] = {}
-    for probe, series in _probe_series(runs).items():
-        every = [r for rows in series.values() for r in rows]
-        for axis in _axes(probe, runs, every):
+    for probe, series, axes in grouped:
+        for axis in axes:
             fits = {c.model: c.point for c in fitted if c.probe == probe and c.axis == axis}
             images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits)
     page = render_html(summary, fitted, infos, images, table)
@@ -394,7 +413,8 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100p
 h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th { background: #f4f4f4; } td { white-space: nowrap; } td.l, th.l { text-align: left; white-space: normal; }
+th { background: #f4f4f4; } td { white-space: nowrap; }
+td.l, th.l { text-align: left; white-space: normal; }
 img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 """

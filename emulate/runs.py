@@ -10,9 +10,7 @@ from typing import Any
 
 from .errors import EmulateError
 from .export import flat_row
-from .journal import JOURNAL, read_journal
-
-RUN_JSON = "run.json"
+from .journal import JOURNAL, RUN_JSON, read_journal
 
 
 @dataclass(frozen=True)
@@ -116,6 +114,7 @@ def series_labels(runs: Sequence[Run]) -> dict[Path, str]:
     """A short, unique name for each run in a plot legend or table: the model, then
     its mode and run id only where they are needed to tell runs apart."""
     labels = {}
+    fixed_of = {run.path: _fixed(run) for run in runs}
     for run in runs:
         same_model = [r for r in runs if r.probe == run.probe and r.model == run.model]
         label = run.model
@@ -123,14 +122,14 @@ def series_labels(runs: Sequence[Run]) -> dict[Path, str]:
             label += f" ({run.mode})"
         same = [r for r in same_model if r.mode == run.mode]
         if len({r.run_ids for r in same}) > 1:
-            fixed = [_fixed(r) for r in same]
+            fixed = [fixed_of[r.path] for r in same]
             # Parameters each run holds fixed, at values that differ between them
             # (task=complete, task=depth) say more than a run id.
             telling = [
                 k for k in fixed[0]
                 if all(k in f for f in fixed) and len({repr(f[k]) for f in fixed}) == len(same)
             ]  # fmt: skip
-            mine = _fixed(run)
+            mine = fixed_of[run.path]
             label += (
                 " (" + " ".join(f"{k}={mine[k]}" for k in telling) + ")"
                 if telling

@@ -256,7 +256,7 @@ def summary_table(
 
     lines.append(line("all", rows))
     for axis in axes:
-        values = sorted({r[axis] for r in rows if r.get(axis) is not None}, key=_natural)
+        values = sorted({r[axis] for r in rows if r.get(axis) is not None}, key=natural_order)
         for v in values:
             lines.append(line(f"{axis}={v}", [r for r in rows if r.get(axis) == v]))
     kinds = Counter(r["error_type"] for r in rows if r.get("error_type")).most_common()
@@ -265,6 +265,6 @@ def summary_table(
     return "\n".join(lines)
 
 
-def _natural(value: Any) -> tuple[str, Any]:
+def natural_order(value: Any) -> tuple[str, Any]:
     """Numbers in numeric order (3 before 10), strings after them."""
     return (type(value).__name__ if isinstance(value, str) else "", value)

@@ -38,7 +38,12 @@ class Case:
     # Answers of known wrong operations (e.g. the flipped kernel), each scored as
     # its own error type rather than as a plain miss.
     foils: Mapping[str, Any] = field(default_factory=dict)
-    covariates: Mapping[str, float] = field(default_factory=dict)
+    # Known before asking (difficulty measures, the truth's status): typed columns the
+    # probe declares.
+    covariates: Mapping[str, float | int | bool | str | None] = field(default_factory=dict)
+    # The accuracy of guessing (None where the probe defines no guess).
+    chance: float | None = None
+    mode: str = "chat"  # how the prompt is written: "chat" messages or one "completion" text
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # > 0: the probe reads this many alternatives per token

@@ -48,6 +48,9 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
         "mode": row["mode"],
     }
     flat.update(case["params"])
+    flat.update(case.get("covariates") or {})
+    if case.get("chance") is not None:
+        flat["chance"] = case["chance"]
     flat.update(score["metrics"])
     flat.update(
         correct=score["correct"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,8 +13,36 @@ from typing import Any, ClassVar, Protocol
 
 from .case import Answer, Case, Prompt, Score
 from .errors import EmulateError
+from .prompt import MODES, mode_of
 
-MODES = ("chat", "completion")
+Value = bool | int | float | str | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column a probe declares: a metric (measured on the answer, in
+    Score.metrics) or a covariate (known before asking, in Case.covariates)."""
+
+    name: str
+    type: type  # bool, int, float or str; every value is of it, or None
+    kind: str = "metric"  # or "covariate"
+
+    def check(self, value: Value) -> None:
+        ok = (
+            value is None
+            or isinstance(value, self.type)
+            or (self.type is float and isinstance(value, int) and not isinstance(value, bool))
+        )
+        if not ok:
+            raise TypeError(f"column {self.name} is {self.type.__name__}, got {value!r}")
+
+
+def metric(name: str, type: type = float) -> Column:
+    return Column(name, type, "metric")
+
+
+def covariate(name: str, type: type = int) -> Column:
+    return Column(name, type, "covariate")
 
 
 class Ask(Protocol):
@@ -27,7 +56,7 @@ class Ask(Protocol):
 @dataclass(frozen=True)
 class Param:
     """A difficulty (or prompt) parameter: an integer in [lo, hi], one of `choices`,
-    or (`path=True`) a file that must exist."""
+    a text matching `pattern`, or (`path=True`) a file that must exist."""
 
     name: str
     default: tuple[Any, ...]
@@ -36,11 +65,14 @@ class Param:
     hi: int | None = None
     choices: tuple[str, ...] | None = None
     path: bool = False
+    pattern: str | None = None
 
     @property
     def valid(self) -> str:
         if self.path:
             return "the path of an existing file"
+        if self.pattern:
+            return f"text matching {self.pattern}"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         return f"an integer from {self.lo} to {self.hi}"
@@ -50,6 +82,10 @@ class Param:
         if self.path:
             if not Path(raw).is_file():
                 raise EmulateError(f"{probe}: {self.name}={raw}: no such file")
+            return raw
+        if self.pattern:
+            if not re.fullmatch(self.pattern, raw):
+                raise EmulateError(f"{probe}: {self.name}={raw!r} is not valid; use {self.valid}")
             return raw
         if self.choices:
             if raw not in self.choices:
@@ -68,6 +104,8 @@ class Param:
     def describe(self) -> str:
         if self.path:
             return f"{self.name}=PATH: {self.help}"
+        if self.pattern:
+            return f"{self.name}=TEXT: {self.help}"
         rng = "|".join(self.choices) if self.choices else f"{self.lo}..{self.hi}"
         default = ",".join(str(v) for v in self.default)
         return f"{self.name}={rng} (default {default}): {self.help}"
@@ -84,7 +122,8 @@ class Probe:
     version: ClassVar[int]
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
-    metrics: ClassVar[tuple[str, ...]]  # metric names, in CSV column order
+    # Every result column, in CSV order: metrics and covariates, each with its type.
+    columns: ClassVar[tuple[Column, ...]]
     default_mode: ClassVar[str] = "chat"
     # Covariate columns the printed summary also breaks accuracy down by.
     summary_axes: ClassVar[tuple[str, ...]] = ()
@@ -118,6 +157,14 @@ class Probe:
             case.prompt, max_tokens=case.max_tokens, stop=case.stop, top_logprobs=case.top_logprobs
         )
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.kind == "metric")
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.kind == "covariate")
+
     def grade(self, case: Case, answer: Answer) -> Score:
         """Score an answer. A failed request scores the same way for every probe."""
         if answer.error:
@@ -125,8 +172,8 @@ class Probe:
         return self.score(case, answer)
 
     def blank_metrics(self, case: Case) -> dict[str, Any]:
-        """Every metric column unset, then the case's covariates: where scoring starts."""
-        return {name: None for name in self.metrics} | dict(case.covariates)
+        """Every metric column unset: where scoring starts."""
+        return {name: None for name in self.metrics}
 
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
         """For dry-run estimates: each request's prompt and the answer it expects.
@@ -135,9 +182,23 @@ class Probe:
         return [(case.prompt, truth)]
 
     def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
-        """A Case of this probe (name and version filled in)."""
+        """A Case of this probe (name, version and mode filled in), its covariates checked
+        against the declared columns."""
+        declared = {c.name: c for c in self.columns if c.kind == "covariate"}
+        given = fields.pop("covariates", {})
+        for name, value in given.items():
+            if name not in declared:
+                raise TypeError(f"{self.name}: covariate {name!r} is not a declared column")
+            declared[name].check(value)
         return Case(
-            id=cid, probe=self.name, version=self.version, params=params, seed=seed, **fields
+            covariates={name: given.get(name) for name in declared},
+            id=cid,
+            probe=self.name,
+            version=self.version,
+            params=params,
+            seed=seed,
+            mode=mode_of(fields["prompt"]),
+            **fields,
         )
 
     def param(self, name: str) -> Param:

@@ -2,7 +2,9 @@
 
 Only programs that a probe generated (or a published item's code) run here, never
 model output. Each run gets a fresh temporary directory as its working directory
-and HOME, `python -I` (no user site, no PYTHON* variables), a minimal environment,
+and HOME, `python -s -P` (no user site, no script folder on the path) in a minimal
+environment with a fixed hash seed (so `set` order, and a truth that shows it, is
+the same on every machine; `-I` would ignore PYTHONHASHSEED),
 limits on CPU time, memory, file size and processes, and a wall-clock timeout that
 kills its whole process group. With bubblewrap (`apt-get install bubblewrap`) the
 whole filesystem is read-only but the sandbox directory, and there is no network;
@@ -77,6 +79,7 @@ class Program:
     source: str
     files: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    hash_seed: int = 0  # PYTHONHASHSEED: a second seed tells whether output hangs on it
 
 
 def _works(argv: Sequence[str]) -> bool:
@@ -133,8 +136,9 @@ def _limit_child(limits: Limits) -> None:
             resource.setrlimit(res, (value, value))
 
 
-def _env(home: str) -> dict[str, str]:
+def _env(home: str, hash_seed: int = 0) -> dict[str, str]:
     return {
+        "PYTHONHASHSEED": str(hash_seed),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
         "TMPDIR": home,
@@ -164,13 +168,13 @@ def run(program: Program) -> Result:
                 raise ValueError(f"sandbox file {name!r} is outside the sandbox")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-        argv = [*_prefix(tmp), sys.executable, "-I", "main.py"]
+        argv = [*_prefix(tmp), sys.executable, *_PYTHON_FLAGS, "main.py"]
         start = time.perf_counter()
         with open(work / ".stdout", "wb") as out, open(work / ".stderr", "wb") as err:
             proc = subprocess.Popen(
                 argv,
                 cwd=work,
-                env=_env(tmp),
+                env=_env(tmp, program.hash_seed),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -232,9 +236,20 @@ def cache_dir() -> Path:
     return Path(base) / "sandbox"
 
 
+_PYTHON_FLAGS = ("-s", "-P")
+
+
 def _key(program: Program, salt: str) -> str:
     blob = json.dumps(
-        [program.source, dict(program.files), asdict(program.limits), sys.version, salt],
+        [
+            program.source,
+            dict(program.files),
+            asdict(program.limits),
+            sys.version,
+            salt,
+            _PYTHON_FLAGS,
+            program.hash_seed,
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()

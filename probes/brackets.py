@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ import numpy as np
 from emulate import tokens
 from emulate.case import Answer, Case, Score, case_id, case_rng
 from emulate.errors import EmulateError
-from emulate.probe import Param, Probe
+from emulate.extract import Policy, find
+from emulate.probe import Param, Probe, covariate, metric
+from emulate.prompt import Example, render
 
 PAIRS = ("()", "[]", "{}", "<>")
 OPENERS, CLOSERS = "([{<", ")]}>"
@@ -249,27 +251,26 @@ class BracketsProbe(Probe):
     version = 1
     summary = "Dyck languages: complete, classify, measure depth, next-token legality"
     params = PARAMS
-    metrics = (
-        "exact_strict",
-        "exact_lenient",
-        "valid_completion",
-        "closers_right",
-        "abs_error",
-        "edit",
-        "p_legal",
-        "p_illegal",
-        "p_wrong_closer",
-        "p_closer_at_zero",
-        "p_end_open",
-        "p_other",
-        "top_mass",
-        "top_token",
-        "chance",
-        "closers",
-        "symbols",
-        "tokens_spaced",
-        "tokens_compact",
-        "merged_compact",
+    columns = (
+        metric("exact_strict", bool),
+        metric("exact_lenient", bool),
+        metric("valid_completion", bool),
+        metric("closers_right"),
+        metric("abs_error", int),
+        covariate("edit", str),
+        metric("p_legal"),
+        metric("p_illegal"),
+        metric("p_wrong_closer"),
+        metric("p_closer_at_zero"),
+        metric("p_end_open"),
+        metric("p_other"),
+        metric("top_mass"),
+        metric("top_token", str),
+        covariate("closers"),
+        covariate("symbols"),
+        covariate("tokens_spaced"),
+        covariate("tokens_compact"),
+        covariate("merged_compact"),
     )
     summary_axes = ("closers",)
     summary_means = ("closers_right", "p_illegal", "p_wrong_closer", "top_mass")
@@ -319,16 +320,18 @@ class BracketsProbe(Probe):
         return self._next_token_case(cid, dict(cell), seed, prefix, shots, k, mode)
 
     def item_case(self, path: str, item: Item, shots: int, mode: str) -> Case:
-        # The id hangs on the item's content, not on where the file lies.
-        params = {"task": "complete", "shots": shots, "item": f"{Path(path).name}:{item.index}"}
+        # The id hangs on the item's content, not on the file's name, place or order.
         digest = hashlib.sha256(item.prefix.encode()).hexdigest()[:12]
-        cid = case_id(self.name, self.version, params | {"digest": digest}, 0)
+        cid = case_id(self.name, self.version, {"task": "complete", "shots": shots,
+                                                "digest": digest}, 0)  # fmt: skip
         rng = case_rng(cid)
         full = item.prefix + item.target
         n, d = len(full) // 2, scan(full).depth
+        # Its own depth and length, where a generated case has them from its grid cell.
+        params = {"task": "complete", "shots": shots, "item": item.index, "depth": d,
+                  "length": len(full)}  # fmt: skip
         shot_seqs = [generate(n, d, 4, rng) for _ in range(shots)]
-        case = self._complete_case(cid, params, 0, item.prefix, shot_seqs, 4, mode, rng)
-        return replace(case, covariates={**case.covariates, "depth": d, "length": len(full)})
+        return self._complete_case(cid, params, 0, item.prefix, shot_seqs, 4, mode, rng)
 
     # One builder per task: inputs, truth, prompt and covariates together.
 
@@ -350,12 +353,9 @@ class BracketsProbe(Probe):
             inputs={"prefix": spaced(prefix)},
             truth=spaced(truth),
             prompt=prompt,
-            covariates={
-                "closers": len(truth),
-                # Guessing the right number of closers, each type uniformly.
-                "chance": k ** -len(truth),
-                **_token_covariates(prefix),
-            },
+            covariates={"closers": len(truth), **_token_covariates(prefix)},
+            # Guessing the right number of closers, each type uniformly.
+            chance=k ** -len(truth),
             max_tokens=2 * len(truth) + 16 if mode == "completion" else 4 * len(truth) + 64,
             stop=("\n",) if mode == "completion" else (),
         )
@@ -385,7 +385,8 @@ class BracketsProbe(Probe):
             inputs={"sequence": spaced(shown), "edit": edit},
             truth="Yes" if edit == "none" else "No",
             prompt=prompt,
-            covariates={"edit": edit, "chance": 0.5, **_token_covariates(shown)},
+            covariates={"edit": edit, **_token_covariates(shown)},
+            chance=0.5,
             max_tokens=4 if mode == "completion" else 32,
             stop=("\n",) if mode == "completion" else (),
         )
@@ -405,8 +406,9 @@ class BracketsProbe(Probe):
             inputs={"sequence": spaced(full)},
             truth=scan(full).depth,
             prompt=prompt,
+            covariates=_token_covariates(full),
             # Guessing a depth uniformly from 1 to half the length.
-            covariates={"chance": 2 / len(full), **_token_covariates(full)},
+            chance=2 / len(full),
             max_tokens=4 if mode == "completion" else 32,
             stop=("\n",) if mode == "completion" else (),
         )
@@ -414,17 +416,12 @@ class BracketsProbe(Probe):
     def _next_token_case(self, cid, params, seed, prefix, shots, k, mode) -> Case:
         if mode == "completion":
             # A document of balanced sequences, one per line; the model continues the last.
-            lines = [NEXT_TOKEN_HEADER] + [spaced(s) for s in shots] + [spaced(prefix)]
-            prompt: Any = "\n".join(lines)
+            text = "\n".join([NEXT_TOKEN_HEADER, *(spaced(s) for s in shots), spaced(prefix)])
         else:
             examples = "\n".join(spaced(s) for s in shots)
             shown = f"Examples:\n{examples}\n\n" if shots else ""
-            prompt = (
-                {
-                    "role": "user",
-                    "content": f"{NEXT_TOKEN_CHAT}\n\n{shown}Sequence: {spaced(prefix)}",
-                },
-            )
+            text = f"{NEXT_TOKEN_CHAT}\n\n{shown}Sequence: {spaced(prefix)}"
+        prompt = render(mode, text)
         state = scan(prefix)
         return self.new_case(
             cid,
@@ -433,12 +430,9 @@ class BracketsProbe(Probe):
             inputs={"prefix": spaced(prefix), "open": state.open},
             truth={"due": CLOSE_OF[state.open[-1]], "open": len(state.open)},
             prompt=prompt,
+            covariates={"closers": len(state.open), **_token_covariates(prefix)},
             # The legal symbols: k openers and the one due closer, of 2k + 1 (with end).
-            covariates={
-                "closers": len(state.open),
-                "chance": (k + 1) / (2 * k + 1),
-                **_token_covariates(prefix),
-            },
+            chance=(k + 1) / (2 * k + 1),
             max_tokens=1,
             top_logprobs=TOP_LOGPROBS,
         )
@@ -507,40 +501,50 @@ NEXT_TOKEN_CHAT = (
 def _prompt(
     mode: str, reply_rule: str, examples: list[tuple[str, str]], question: str, answer_label: str
 ) -> Any:
-    """A completion document or a chat, from the same worked examples."""
-    if mode == "completion":
-        blocks = [f"{q}\n{answer_label} {a}" for q, a in examples]
-        return "\n\n".join([*blocks, f"{question}\n{answer_label}"])
-    messages: list[dict[str, str]] = [{"role": "system", "content": reply_rule}]
-    for q, a in examples:
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    messages.append({"role": "user", "content": question})
-    return tuple(messages)
+    """A completion document (each example ends with its labelled answer) or a chat."""
+    return render(
+        mode,
+        question,
+        examples=[Example(q, a) for q, a in examples],
+        system=reply_rule,
+        cue=f"\n{answer_label}" if mode == "completion" else "",
+    )
 
 
 # --- parsers and scorers ---------------------------------------------------------------
+#
+# Answers are found by the shared rules (emulate/extract.py); the parsers below are
+# strict: a candidate is the whole answer or nothing.
 
-_ANSWER_IS = re.compile(r"answer is\s*:?\s*(.*)", re.I | re.S)
+_CLOSERS = re.compile(r"[\s,]*[()\[\]{}<>](?:[\s,]*[()\[\]{}<>])*[\s,]*")
 
 
-def extract_closers(text: str) -> tuple[str, str]:
+def read_closers(text: str, prefix: str = "") -> str:
+    """Bracket symbols alone ("] ) >", "])>"), or the whole sequence restated from the
+    prefix on ("< [ [ ] ] >"), as closers without spaces."""
+    if not _CLOSERS.fullmatch(text):
+        raise ValueError("not a bracket sequence")
+    said = "".join(c for c in text if c in BRACKETS)
+    if prefix and said[0] in OPENERS and said.startswith(prefix) and len(said) > len(prefix):
+        said = said[len(prefix) :]  # a prefix always opens; closers never do
+    return said
+
+
+def extract_closers(text: str, prefix: str = "") -> tuple[str, str]:
     """(strict, lenient) readings of a completion answer.
 
-    Strict: the first line exactly as written, trimmed. Lenient: after a final "the
-    answer is" if there is one (BBH's chain-of-thought format), else the first
-    non-empty line, keeping bracket symbols only.
+    Strict: the first line exactly as written, trimmed (BBH's exact match). Lenient:
+    the answer the shared extraction rules find, bracket symbols only.
     """
     strict = text.strip().split("\n", 1)[0].strip() if text.strip() else ""
-    said = _ANSWER_IS.findall(text)
-    region = said[-1] if said else next((ln for ln in text.splitlines() if ln.strip()), "")
-    lenient = "".join(c for c in region.split("\n", 1)[0] if c in BRACKETS)
-    return strict, lenient
+    found = find(text, lambda c: read_closers(c, prefix))
+    return strict, found.value if found else ""
 
 
 def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     truth = "".join(case.truth.split())
-    strict, lenient = extract_closers(answer.text)
     prefix = "".join(case.inputs["prefix"].split())
+    strict, lenient = extract_closers(answer.text, prefix)
     metrics["exact_strict"] = strict == case.truth
     metrics["exact_lenient"] = lenient == truth
     metrics["valid_completion"] = bool(lenient) and scan(prefix + lenient).balanced
@@ -553,7 +557,7 @@ def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     if not answer.text.strip():
         return Score(False, metrics, "empty", "empty answer")
     if not lenient:
-        return Score(False, metrics, "unparseable", "no brackets in the answer")
+        return Score(False, metrics, "unparseable", "no bracket sequence found in the answer")
     if metrics["valid_completion"]:
         kind, why = "not_shortest", "closes the sequence, but not by the shortest completion"
     elif lenient == truth[::-1] and len(truth) > 1:
@@ -567,28 +571,49 @@ def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     return Score(False, metrics, kind, why, spaced(lenient))
 
 
-_YES = re.compile(r"\b(yes|no|balanced|unbalanced|not balanced|true|false)\b", re.I)
+_YES = re.compile(
+    r"(yes|no|true|false)\b|(?:(?:the\s+sequence|it)\s+is\s+)?"
+    r"(not\s+balanced|unbalanced|balanced)\b",
+    re.I,
+)
+
+
+def read_verdict(text: str) -> str:
+    """ "Yes" or "No" from an answer that starts with its verdict."""
+    m = _YES.match(text.strip())
+    if not m:
+        raise ValueError("no verdict")
+    word = (m.group(1) or m.group(2)).lower()
+    return "Yes" if word in ("yes", "true", "balanced") else "No"
 
 
 def score_classify(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    m = _YES.search(answer.text)
-    if not m:
+    found = find(answer.text, read_verdict)
+    if not found:
         return Score(False, metrics, "unparseable", "no yes or no in the answer")
-    said = "Yes" if m.group(1).lower() in ("yes", "balanced", "true") else "No"
+    said = found.value
     if said == case.truth:
         return Score(True, metrics, None, None, said)
     if said == "Yes":
-        return Score(
-            False, metrics, "missed_edit", f"called balanced despite {metrics['edit']}", said
-        )
+        why = f"called balanced despite {case.covariates['edit']}"
+        return Score(False, metrics, "missed_edit", why, said)
     return Score(False, metrics, "false_alarm", "called a balanced sequence unbalanced", said)
 
 
+DEPTH_POLICY = Policy(labels=("depth", "maximum depth", "max depth"))
+
+
+def read_int(text: str) -> int:
+    if not re.fullmatch(r"[-+]?\d{1,9}", text.strip()):
+        raise ValueError("not a number")
+    return int(text)
+
+
 def score_depth(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    m = re.search(r"-?\d+", answer.text)
-    if not m:
+    found = find(answer.text, read_int, DEPTH_POLICY)
+    if not found:
         return Score(False, metrics, "unparseable", "no number in the answer")
-    said = int(m.group())
+    said = found.value
     metrics["abs_error"] = abs(said - case.truth)
     if said == case.truth:
         return Score(True, metrics, None, None, said)

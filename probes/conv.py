@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from emulate.case import Answer, Case, Score, case_id, case_rng
-from emulate.probe import Param, Probe
+from emulate.extract import find
+from emulate.probe import Param, Probe, covariate, metric
+from emulate.prompt import Example, render
 
 # --- the truth -------------------------------------------------------------------
 
@@ -83,15 +85,15 @@ class ConvProbe(Probe):
     version = 1
     summary = "1-D/2-D cross-correlation of small integer arrays (no kernel flip)"
     params = PARAMS
-    metrics = (
-        "exact",
-        "shape_ok",
-        "cell_acc",
-        "mae",
-        "flipped",
-        "copied",
-        "n_cells",
-        "macs_per_cell",
+    columns = (
+        metric("exact", bool),
+        metric("shape_ok", bool),
+        metric("cell_acc"),
+        metric("mae"),
+        metric("flipped", bool),
+        metric("copied", bool),
+        covariate("n_cells"),
+        covariate("macs_per_cell"),
     )
     default_mode = "chat"
     summary_means = ("cell_acc",)
@@ -112,7 +114,7 @@ class ConvProbe(Probe):
         shots = [_draw(cell, rng) for _ in range(cell["shots"])]
         inputs = _draw(cell, rng)
         truth, flip = inputs.pop("truth"), inputs.pop("flipped_truth")
-        prompt = _chat(cell, shots, inputs) if mode == "chat" else _completion(cell, shots, inputs)
+        prompt = _prompt(mode, cell, shots, inputs)
         answer_chars = len(_fmt(truth))
         return self.new_case(
             cid,
@@ -188,109 +190,102 @@ def _describe(cell: Mapping[str, Any]) -> str:
     return text
 
 
-def _question(example: Mapping[str, Any]) -> str:
-    return f"Input: {_fmt(example['input'])}\nKernel: {_fmt(example['kernel'])}\nOutput:"
+SYSTEM = (
+    "You compute exactly. Reply with the output array only, as a JSON array, with no explanation."
+)
 
 
-def _completion(cell: Mapping[str, Any], shots: list[dict], inputs: Mapping[str, Any]) -> str:
-    # A base model continues a document, so the prompt is one: header, examples, blank.
-    blocks = [_describe(cell)]
-    blocks += [f"{_question(s)} {_fmt(s['truth'])}" for s in shots]
-    blocks.append(_question(inputs))
-    return "\n\n".join(blocks)
+def _prompt(mode: str, cell: Mapping[str, Any], shots: list[dict], inputs: Mapping[str, Any]):
+    def question(x: Mapping[str, Any]) -> str:
+        return f"Input: {_fmt(x['input'])}\nKernel: {_fmt(x['kernel'])}"
 
-
-def _chat(
-    cell: Mapping[str, Any], shots: list[dict], inputs: Mapping[str, Any]
-) -> tuple[dict, ...]:
-    system = (
-        "You compute exactly. Reply with the output array only, as a JSON array, "
-        "with no explanation."
+    return render(
+        mode,
+        question(inputs),
+        examples=[Example(question(s), _fmt(s["truth"])) for s in shots],
+        intro=_describe(cell),
+        system=SYSTEM,
+        # A base model continues a document: the cue asks for the output.
+        cue="\nOutput:" if mode == "completion" else "",
     )
-    messages = [{"role": "system", "content": system}]
-    for i, s in enumerate([*shots, inputs]):
-        intro = _describe(cell) + "\n\n" if i == 0 else ""
-        messages.append({"role": "user", "content": intro + _question(s).removesuffix("\nOutput:")})
-        if s is not inputs:
-            messages.append({"role": "assistant", "content": _fmt(s["truth"])})
-    return tuple(messages)
 
 
 # --- the parser ----------------------------------------------------------------------
 
-_NUM = r"[-+−]?\d+(?:\.\d+)?"
-# A row of plain numbers ("6 8", "6, 8", "| 6 | 8 |"), after an optional "Output:" label.
-_ROW = re.compile(
-    rf"^\s*(?:[A-Za-z][\w ]*:)?\s*\|?(?P<nums>\s*{_NUM}(?:\s*[,;|\s]\s*{_NUM})*)\s*\|?\s*[,;.]?\s*$"
+_NUM = re.compile(r"[-+−]?\d+(?:\.\d+)?")
+_SEPARATOR_ROW = re.compile(r"^\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?$")
+_LATEX = re.compile(
+    r"^(?:\\left.?\s*)?\\begin\{(\w*matrix|array)\}(?:\{[^}]*\})?(.*?)\\end\{\1\}"
+    r"(?:\s*\\right.?)?$",
+    re.S,
 )
-_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 
 
 def parse_array(text: str) -> tuple[np.ndarray | None, str | None]:
-    """The final numeric array in a model's answer, or (None, why not).
+    """The answer's numeric array, or (None, why not), found by the shared extraction
+    rules (emulate/extract.py): fences, "the output is", tags, an answer first or last.
 
-    Takes JSON arrays, numpy-style rows ("[[1 2]\\n [3 4]]"), plain whitespace or comma
-    rows, and fenced blocks; when several arrays appear, the last one wins, since a
-    model that shows its work ends with its answer.
+    An answer is read as a JSON array, numpy's print ("[[1 2]\\n [3 4]]"), rows of
+    plain numbers ("6 8" or "6, 8" a line), a markdown table, or a LaTeX matrix
+    (bmatrix, pmatrix, array).
     """
     if not text.strip():
         return None, "empty answer"
-    fences = _FENCE.findall(text)
-    for candidate in ([fences[-1]] if fences else []) + [text]:
-        found = _last_bracketed(candidate)
-        if found is None:
-            found = _last_rows(candidate)
-        if found is not None:
-            return found, None
-    return None, "no numeric array found in the answer"
+    found = find(text, read_array)
+    if found is None:
+        return None, "no numeric array found in the answer"
+    return found.value, None
 
 
-def _last_bracketed(text: str) -> np.ndarray | None:
-    spans, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "[":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "]" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                spans.append(text[start : i + 1])
-    for span in reversed(spans):
-        array = _to_array(span)
-        if array is not None:
-            return array
-    return None
+def read_array(text: str) -> np.ndarray:
+    """One array written in any of the forms above, and nothing else (else ValueError)."""
+    text = text.strip().replace("−", "-")
+    if m := _LATEX.match(text):
+        rows = [r for r in re.split(r"\\\\(?:\[[^]]*\])?", m.group(2)) if r.strip()]
+        return _rows([r.replace("&", " ").replace("{", " ").replace("}", " ") for r in rows])
+    if text.startswith("[") and text.endswith("]"):
+        return _bracketed(text)
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if lines and all(ln.strip().startswith("|") for ln in lines):
+        # A markdown table: its rule row goes, and a header row above the rule.
+        rule = next((i for i, ln in enumerate(lines) if _SEPARATOR_ROW.match(ln.strip())), None)
+        if rule is not None:
+            lines = (
+                lines[rule + 1 :]
+                if rule == 1 and not _is_row(lines[0])
+                else (lines[:rule] + lines[rule + 1 :])
+            )
+    return _rows(lines)
 
 
-def _to_array(span: str) -> np.ndarray | None:
-    span = span.replace("−", "-")
+def _is_row(line: str) -> bool:
+    cells = [c for c in re.split(r"[\s,;|]+", line) if c]
+    return bool(cells) and all(_NUM.fullmatch(c) for c in cells)
+
+
+def _bracketed(span: str) -> np.ndarray:
     # numpy prints "[[1 2]\n [3 4]]": put the commas JSON needs between items.
-    span = re.sub(r"(?<=[\d\]])\s+(?=[-+\d\[])", ", ", span.strip())
+    span = re.sub(r"(?<=[\d\]])\s+(?=[-+\d\[])", ", ", span)
     span = re.sub(r",\s*\]", "]", span)  # trailing commas
-    try:
-        value = json.loads(span)
-        array = np.array(value, dtype=float)
-    except (ValueError, TypeError, RecursionError):
-        return None  # not JSON, ragged, or not numbers
-    return array if array.size and np.isfinite(array).all() else None
+    return _finite(np.array(json.loads(span), dtype=float))
 
 
-def _last_rows(text: str) -> np.ndarray | None:
-    """The last block of consecutive lines that are all numbers, as rows."""
-    blocks: list[list[str]] = [[]]
-    for line in text.splitlines():
-        if m := _ROW.match(line):
-            blocks[-1].append(m["nums"])
-        elif blocks[-1]:
-            blocks.append([])
-    rows = next((b for b in reversed(blocks) if b), None)
-    if rows is None:
-        return None
-    parsed = [[float(n.replace("−", "-")) for n in re.findall(_NUM, r)] for r in rows]
+def _rows(lines: list[str]) -> np.ndarray:
+    """Lines of numbers separated by spaces, commas, semicolons or table pipes."""
+    parsed = []
+    for line in lines:
+        if not _is_row(line):
+            raise ValueError(f"not a row of numbers: {line[:40]!r}")
+        parsed.append([float(c) for c in re.split(r"[\s,;|]+", line) if c])
     if len({len(r) for r in parsed}) != 1:
-        return None
-    return np.array(parsed[0] if len(parsed) == 1 else parsed)
+        raise ValueError("rows of different lengths")
+    return _finite(np.array(parsed[0] if len(parsed) == 1 else parsed))
+
+
+def _finite(array: np.ndarray) -> np.ndarray:
+    if not array.size or not np.isfinite(array).all():
+        raise ValueError("empty or not finite")
+    return array
 
 
 # --- the scorer ----------------------------------------------------------------------

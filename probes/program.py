@@ -24,7 +24,7 @@ import ast
 import hashlib
 import json
 import re
-from collections import Counter
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,12 @@ import numpy as np
 
 from emulate.case import Answer, Case, Score, case_id, case_rng
 from emulate.errors import EmulateError
-from emulate.probe import Param, Probe
-from emulate.sandbox import Limits, Program, run_cached
+from emulate.extract import BLOCK, find, region
+from emulate.probe import Param, Probe, covariate, metric
+from emulate.prompt import Example, render
+from emulate.sandbox import Limits, Program, Result, run_cached
+from emulate.scoring import lines, overlap
+from emulate.values import equal, literal, normalised, read_literal, same_type
 
 # --- program generation -------------------------------------------------------------
 
@@ -124,7 +128,7 @@ def _emit(p: PrintSpec, k: int, intent: bool) -> tuple[list[str], list[str], lis
     raise ValueError(p.guard)
 
 
-def render(cell: Mapping[str, Any], prints: list[PrintSpec], rows: list[int],
+def source(cell: Mapping[str, Any], prints: list[PrintSpec], rows: list[int],
            distractors: list[str], intent: bool = False) -> str:  # fmt: skip
     """The program's source. `rows` are the inputs' lengths, one per call."""
     top: list[str] = []
@@ -207,12 +211,34 @@ def _salt() -> str:
 class Item:
     id: str
     code: str
-    input: str
-    output: str | None
+    input: str  # the call's arguments, as Python source
+    output: str | None  # the published output, if any
+    entry: str = "f"  # the function the item calls
+
+    @property
+    def digest(self) -> str:
+        """The item's content, so a case id never depends on the file's name or place."""
+        blob = json.dumps([self.entry, self.code, self.input])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_items(path: str | Path) -> list[Item]:
-    """CRUXEval JSONL: one {"code", "input", "output", "id"} object a line."""
+def _defined(code: str) -> set[str]:
+    """Names the module's top level binds (functions, classes, assignments, imports)."""
+    names = set()
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def load_items(path: str | Path, entry: str = "f") -> list[Item]:
+    """CRUXEval JSONL: one {"code", "input", "output", "id"} object a line. An item's
+    own "entry_point" field names its function over `entry`."""
     path = Path(path)
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -223,27 +249,63 @@ def load_items(path: str | Path) -> list[Item]:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             raise EmulateError(f"{where}: not JSON ({err})") from None
-        if not isinstance(rec, dict) or "code" not in rec or "input" not in rec:
-            raise EmulateError(f"{where}: expected an object with 'code' and 'input'")
+        if not isinstance(rec, dict) or not all(
+            isinstance(rec.get(k), str) for k in ("code", "input")
+        ):
+            raise EmulateError(f"{where}: expected an object with 'code' and 'input' as text")
         item_id = str(rec.get("id", f"line{n}"))
+        name = str(rec.get("entry_point") or entry)
         # The input is an argument list (possibly empty): check it as a call.
-        call = f"f({rec['input']})"
+        call = f"{name}({rec['input']})"
         for what, text, mode in (("code", rec["code"], "exec"), ("input", call, "eval")):
             try:
                 ast.parse(text, mode=mode)
-            except SyntaxError as err:
+            except (SyntaxError, ValueError) as err:
+                why = getattr(err, "msg", str(err))
                 raise EmulateError(
-                    f"{where} ({item_id}): {what} has a syntax error: {err.msg}"
+                    f"{where} ({item_id}): {what} has a syntax error: {why}"
                 ) from None
-        items.append(Item(item_id, rec["code"], rec["input"], rec.get("output")))
+        if name not in _defined(rec["code"]):
+            raise EmulateError(
+                f"{where} ({item_id}): the code defines no {name!r} to call; name the "
+                'function with -P entry=NAME or an "entry_point" field'
+            )
+        output = rec.get("output")
+        items.append(
+            Item(item_id, rec["code"], rec["input"], None if output is None else str(output), name)
+        )
     if not items:
         raise EmulateError(f"{path}: no items")
     return items
 
 
-def item_program(item: Item) -> Program:
-    # repr() of the value: the same literal form CRUXEval's outputs are written in.
-    return Program(f"{item.code}\nprint(repr(f({item.input})))\n", limits=LIMITS)
+# The call's value goes after this line, apart from whatever the function prints.
+RETURN_MARK = "\x1e--emulate-return-value--\x1e"
+_HARNESS = """{code}
+
+import sys as _emulate_sys
+_emulate_value = {entry}({input})
+_emulate_sys.stdout.flush()
+_emulate_sys.__stdout__.write("\\n" + {mark!r} + repr(_emulate_value) + "\\n")
+"""
+
+
+def item_program(item: Item, hash_seed: int = 0) -> Program:
+    # repr() of the value: the literal form CRUXEval's outputs are written in.
+    source = _HARNESS.format(code=item.code, entry=item.entry, input=item.input, mark=RETURN_MARK)
+    return Program(source, limits=LIMITS, hash_seed=hash_seed)
+
+
+def item_truth(result: Result) -> dict[str, Any]:
+    """What the call returned (`value`, its repr) and, apart, what it printed."""
+    truth = result.as_truth()
+    printed, mark, value = result.stdout.rpartition("\n" + RETURN_MARK)
+    if truth["status"] == "ok" and not mark:
+        truth["status"] = "no return value"  # it exited before the call returned
+    ok = truth["status"] == "ok"
+    truth["stdout"] = printed if ok else result.stdout
+    truth["value"] = value.removesuffix("\n") if ok else None
+    return truth
 
 
 # --- cases ----------------------------------------------------------------------------
@@ -257,6 +319,7 @@ PARAMS = (
     Param("numpy", (1,), "1: inputs are numpy arrays whose .shape is printed", lo=0, hi=1),
     Param("shots", (1,), "worked examples (other programs and their output)", lo=0, hi=3),
     Param("items", (), "CRUXEval JSONL items to run as output prediction instead", path=True),
+    Param("entry", (), "the function each item calls (items=; default f)", pattern=r"[A-Za-z_]\w*"),
 )
 
 
@@ -265,25 +328,35 @@ class ProgramProbe(Probe):
     version = 1
     summary = "what a short program prints: guarded prints, the print-once trap, CRUXEval"
     params = PARAMS
-    metrics = (
-        "exact",
-        "line_precision",
-        "line_recall",
-        "lines_expected",
-        "lines_emitted",
-        "literal_fidelity",
-        "intent_over_semantics",
-        "trap_expected",
-        "trap_emitted",
-        "truth_status",
+    columns = (
+        metric("exact", bool),
+        # Items: equal and of the same type at every depth (2 is not 2.0).
+        metric("exact_type", bool),
+        metric("line_precision"),
+        metric("line_recall"),
+        covariate("lines_expected"),
+        metric("lines_emitted", int),
+        metric("literal_fidelity"),
+        metric("intent_over_semantics", bool),
+        covariate("trap_expected"),
+        metric("trap_emitted", int),
+        covariate("truth_status", str),
+        # Items: does execution agree with the published output (None: none published)?
+        covariate("published_agrees", bool),
+        # Items: does the value change with Python's hash seed (set order)?
+        covariate("hash_dependent", bool),
     )
     summary_means = ("line_recall", "literal_fidelity")
     default_mode = "chat"
 
     def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
-        items = list(dict.fromkeys((c["items"], c["shots"]) for c in cells if c.get("items")))
-        if items:
-            return [c for path, shots in items for c in self._item_cases(path, shots, mode)]
+        runs = list(
+            dict.fromkeys(
+                (c["items"], c["shots"], c.get("entry", "f")) for c in cells if c.get("items")
+            )
+        )
+        if runs:
+            return [c for run in runs for c in self._item_cases(*run, mode)]
         # Generate every program first, then run them all in parallel for their truth.
         plans = []
         for cell in cells:
@@ -292,26 +365,13 @@ class ProgramProbe(Probe):
                 rng = case_rng(cid)
                 # Worked examples never show the trap: they would teach its answer.
                 plain = {**cell, "guard": "mixed"} if cell["guard"] == "trap" else cell
-                shots = [render(plain, *_spec(plain, rng)) for _ in range(cell["shots"])]
+                shots = [source(plain, *_spec(plain, rng)) for _ in range(cell["shots"])]
                 spec = _spec(cell, rng)
-                plans.append(
-                    (
-                        cell,
-                        seed + i,
-                        cid,
-                        shots,
-                        render(cell, *spec),
-                        render(cell, *spec, intent=True),
-                    )
-                )
+                src, intent = source(cell, *spec), source(cell, *spec, intent=True)
+                plans.append((cell, seed + i, cid, shots, src, intent))
         sources = [s for p in plans for s in (*p[3], p[4], p[5])]
-        results = dict(
-            zip(
-                sources,
-                run_cached([Program(s, limits=LIMITS) for s in sources], _salt()),
-                strict=True,
-            )
-        )
+        programs = [Program(s, limits=LIMITS) for s in sources]
+        results = dict(zip(sources, run_cached(programs, _salt()), strict=True))
         return [
             self._case(
                 cell,
@@ -322,18 +382,13 @@ class ProgramProbe(Probe):
                 results[src],
                 results[intent],
                 mode,
-            )
+            )  # fmt: skip
             for cell, s, cid, shots, src, intent in plans
         ]
 
     def _case(self, cell, seed, cid, shots, source, result, intent, mode) -> Case:
         truth = result.as_truth()
         trap = _trap_literal(source)
-        covariates = {
-            "lines_expected": len(_lines(truth["stdout"])),
-            "trap_expected": _count(truth["stdout"], trap) if trap else None,
-            "truth_status": truth["status"],
-        }
         return self.new_case(
             cid,
             dict(cell),
@@ -342,39 +397,71 @@ class ProgramProbe(Probe):
             truth=truth,
             prompt=_prompt(mode, shots, source),
             foils={"intent": intent.stdout if trap else None},
-            covariates=covariates,
-            max_tokens=len(truth["stdout"]) + 64
-            if mode == "completion"
-            else len(truth["stdout"]) + 256,
+            covariates={
+                "lines_expected": len(lines(truth["stdout"])),
+                "trap_expected": _count(truth["stdout"], trap) if trap else None,
+                "truth_status": truth["status"],
+            },
+            max_tokens=len(truth["stdout"]) + (64 if mode == "completion" else 256),
             stop=("```",) if mode == "completion" else (),
         )
 
-    def _item_cases(self, path: str, shots: int, mode: str) -> list[Case]:
-        items = load_items(path)
-        results = run_cached([item_program(it) for it in items], _salt())
+    def _item_cases(self, path: str, shots: int, entry: str, mode: str) -> list[Case]:
+        items = load_items(path, entry)
+        # Each item runs under two hash seeds: a value that differs depends on set order.
+        programs = [item_program(it, seed) for seed in (0, 1) for it in items]
+        results = run_cached(programs, _salt())
         cases = []
-        for item, result in zip(items, results, strict=True):
-            params = {"item": f"{Path(path).name}:{item.id}", "shots": shots}
-            digest = hashlib.sha256((item.code + item.input).encode()).hexdigest()[:12]
-            cid = case_id(self.name, self.version, params | {"digest": digest}, 0)
-            truth = result.as_truth()
-            truth["value"] = truth["stdout"].strip() if truth["status"] == "ok" else None
+        for item, first, second in zip(items, results[: len(items)], results[len(items) :],
+                                       strict=True):  # fmt: skip
+            truth, other = item_truth(first), item_truth(second)
+            ok = truth["status"] == "ok"
+            cid = case_id(self.name, self.version, {"shots": shots, "digest": item.digest}, 0)
+            published = None
+            if ok and item.output is not None:
+                published = _same_value(item.output, truth["value"])[0]
             cases.append(
                 self.new_case(
                     cid,
-                    params,
+                    {"item": item.id, "shots": shots},
                     0,
-                    inputs={"code": item.code, "input": item.input},
+                    inputs={
+                        "code": item.code,
+                        "input": item.input,
+                        "entry": item.entry,
+                        "published": item.output,
+                    },  # fmt: skip
                     truth=truth,
                     prompt=_crux_prompt(mode, item, shots),
-                    covariates={"truth_status": truth["status"]},
-                    max_tokens=len(truth["stdout"]) + 64,
+                    covariates={
+                        "truth_status": truth["status"],
+                        "published_agrees": published,
+                        "hash_dependent": ok
+                        and (truth["value"], truth["stdout"]) != (other["value"], other["stdout"]),
+                    },
+                    max_tokens=len(truth["value"] or "") + (64 if mode == "completion" else 256),
                     stop=("\n",) if mode == "completion" else (),
                 )
             )
+        disagree = sum(c.covariates["published_agrees"] is False for c in cases)
+        if disagree:
+            print(f"note: {path}: {self.notes_disagree(disagree, len(cases))}", file=sys.stderr)
         return cases
 
+    @staticmethod
+    def notes_disagree(k: int, n: int) -> str:
+        return (
+            f"{k} of {n} items' published outputs disagree with execution "
+            "(published_agrees=False); emulate scores against execution"
+        )
+
+    def notes(self, rows: list[dict[str, Any]]) -> list[str]:
+        disagree = sum(r.get("published_agrees") is False for r in rows)
+        return [self.notes_disagree(disagree, len(rows))] if disagree else []
+
     def requests(self, case: Case) -> list[tuple[Any, str]]:
+        if "code" in case.inputs:
+            return [(case.prompt, case.truth["value"] or "")]
         return [(case.prompt, case.truth["stdout"])]
 
     def score(self, case: Case, answer: Answer) -> Score:
@@ -412,19 +499,18 @@ SYSTEM = (
 
 
 def _prompt(mode: str, shots: list[tuple[str, str]], source: str) -> Any:
-    if mode == "completion":
-        # A base model continues a document: programs, each followed by its output.
-        blocks = ["Python programs and exactly what each prints when run."]
-        for code, out in shots:
-            blocks.append(f"```python\n{code}```\nOutput:\n```\n{out}```")
-        blocks.append(f"```python\n{source}```\nOutput:\n```\n")
-        return "\n\n".join(blocks)
-    messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}]
-    for code, out in shots:
-        messages.append({"role": "user", "content": f"```python\n{code}```"})
-        messages.append({"role": "assistant", "content": f"```text\n{out}```"})
-    messages.append({"role": "user", "content": f"```python\n{source}```"})
-    return tuple(messages)
+    # A base model continues a document: programs, each followed by its output.
+    return render(
+        mode,
+        f"```python\n{source}```",
+        examples=[Example(f"```python\n{code}```", out) for code, out in shots],
+        intro="Python programs and exactly what each prints when run." * (mode == "completion"),
+        system=SYSTEM,
+        cue="\nOutput:\n```\n" if mode == "completion" else "",
+        cue_space="",
+        completion_answer=lambda out: f"{out}```",
+        chat_answer=lambda out: f"```text\n{out}```",
+    )
 
 
 CRUX_INSTRUCTION = (
@@ -440,56 +526,48 @@ CRUX_EXAMPLES = (
 
 
 def _crux_prompt(mode: str, item: Item, shots: int) -> Any:
-    examples = [f"{code}\nassert f({arg}) == {out}" for code, arg, out in CRUX_EXAMPLES[:shots]]
-    question = f"{item.code}\nassert f({item.input}) =="
-    if mode == "completion":
-        return "\n\n".join([CRUX_INSTRUCTION, *examples, question])
-    rule = CRUX_INSTRUCTION + " Reply with the literal that completes the assert, nothing else."
-    shown = "\n\n".join([*examples, question])
-    return ({"role": "system", "content": rule}, {"role": "user", "content": shown})
+    examples = [
+        Example(f"{code}\nassert f({arg}) ==", out) for code, arg, out in CRUX_EXAMPLES[:shots]
+    ]
+    chat = " Reply with the literal that completes the assert, nothing else."
+    return render(
+        mode,
+        f"{item.code}\nassert {item.entry}({item.input}) ==",
+        examples=examples,
+        intro=CRUX_INSTRUCTION if mode == "completion" else "",
+        system=CRUX_INSTRUCTION + chat,
+    )
 
 
-# --- the parser and the scorers ----------------------------------------------------------
-
-_FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|$)", re.S)
-
-
-def extract_output(text: str) -> str:
-    """The printed output a model claims: the first fenced block, else the text."""
-    m = _FENCE.search(text)
-    return m.group(1) if m else text
-
-
-def _lines(text: str) -> list[str]:
-    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
+# --- the scorers --------------------------------------------------------------------------
+#
+# Answers are found by the shared rules (emulate/extract.py): a program's output is a
+# block (a fence's inside, or what follows "The output is:"), an item's answer a value.
 
 
 def _count(text: str, literal: str) -> int:
-    return sum(1 for ln in _lines(text) if ln.startswith(literal))
+    return sum(1 for ln in lines(text) if ln.startswith(literal))
 
 
 def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    said, truth = _lines(extract_output(answer.text)), _lines(case.truth["stdout"])
+    said, truth = lines(region(answer.text, BLOCK)), lines(case.truth["stdout"])
     metrics["lines_emitted"] = len(said)
-    overlap = sum((Counter(said) & Counter(truth)).values())
-    metrics["line_precision"] = overlap / len(said) if said else None
-    metrics["line_recall"] = overlap / len(truth) if truth else None
+    common = overlap(said, truth)
+    metrics["line_precision"] = common / len(said) if said else None
+    metrics["line_recall"] = common / len(truth) if truth else None
     shown = [lit for lit in case.inputs["literals"] if _count(case.truth["stdout"], lit)]
     if shown:
-        metrics["literal_fidelity"] = sum(1 for lit in shown if _count("\n".join(said), lit)) / len(
-            shown
-        )
+        hits = sum(1 for lit in shown if _count("\n".join(said), lit))
+        metrics["literal_fidelity"] = hits / len(shown)
     trap = _trap_literal(case.inputs["program"])
+    expected = case.covariates["trap_expected"]
     if trap:
         metrics["trap_emitted"] = _count("\n".join(said), trap)
         # Following the comment means printing the trap line as often as the intent
         # version does (once), whatever text it prints, where the code prints it more.
-        intent = _lines(case.foils["intent"] or "")
+        intent = lines(case.foils["intent"] or "")
         once = _count(case.foils["intent"] or "", trap)
-        metrics["intent_over_semantics"] = metrics["trap_expected"] > once and (
+        metrics["intent_over_semantics"] = expected > once and (
             said == intent
             or metrics["trap_emitted"] == once
             or (len(said) == len(intent) != len(truth))
@@ -502,7 +580,7 @@ def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     if metrics["intent_over_semantics"]:
         why = (
             f"printed the trap line {metrics['trap_emitted']} time(s), as the comment says, "
-            f"not {metrics['trap_expected']}"
+            f"not {expected}"
         )
         return Score(False, metrics, "intent_over_semantics", why, "\n".join(said))
     if shown and metrics["literal_fidelity"] < 1:
@@ -512,49 +590,40 @@ def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     elif len(said) > len(truth):
         kind, why = "extra_lines", f"{len(said)} lines, {len(truth)} printed"
     else:
-        kind, why = "wrong_text", f"{len(truth) - overlap} of {len(truth)} lines differ"
+        kind, why = "wrong_text", f"{len(truth) - common} of {len(truth)} lines differ"
     return Score(False, metrics, kind, why, "\n".join(said))
 
 
-def parse_literal(text: str) -> tuple[Any, str | None]:
-    """A Python literal from an answer, parsed (never run) with ast.literal_eval."""
-    line = text.strip().split("\n", 1)[0].strip() if text.strip() else ""
-    line = line.strip("`").strip()
-    line = re.sub(r"^(?:\[ANSWER\]|answer:)\s*", "", line, flags=re.I)
-    line = re.sub(r"\s*\[/ANSWER\]$", "", line)
-    if "==" in line and line.startswith("assert"):
-        line = line.split("==", 1)[1].strip()
-    if not line:
-        return None, "empty answer"
-    try:
-        return ast.literal_eval(line), None
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None, f"not a Python literal: {line[:80]!r}"
-
-
-def same_value(a_text: str, b_text: str) -> bool:
-    """Equal as values when both parse as literals (so 'a' == \"a\"), else as text."""
-    a, why_a = parse_literal(a_text)
-    b, why_b = parse_literal(b_text)
-    if why_a is None and why_b is None:
-        try:
-            return bool(a == b) and type(a) is type(b)
-        except Exception:  # noqa: BLE001 - exotic comparisons fail as unequal
-            return False
-    return a_text.strip() == b_text.strip()
+def _same_value(said: str, truth: str) -> tuple[bool, bool]:
+    """(equal by CRUXEval's rule, equal with the same types), from two texts. A truth
+    that is no literal (an object's repr) is compared as text."""
+    ok_truth, want = literal(truth)
+    ok_said, got = literal(said)
+    if ok_truth and ok_said:
+        return equal(want, got), same_type(want, got)
+    same = normalised(said) == normalised(truth)
+    return same, same
 
 
 def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     truth = case.truth["value"]
-    value, why = parse_literal(answer.text)
-    said = answer.text.strip().split("\n", 1)[0].strip() if answer.text.strip() else ""
-    if why and not same_value(said, truth):
-        kind = "empty" if why == "empty answer" else "unparseable"
-        return Score(False, metrics, kind, why, said)
-    if same_value(repr(value) if why is None else said, truth):
-        metrics["exact"] = True
+    is_literal = literal(truth)[0]
+
+    def parse(text: str) -> str:
+        if is_literal:
+            read_literal(text)
+        elif normalised(text) != normalised(truth):
+            read_literal(text)  # a wrong answer still has to be one value
+        return text.strip()
+
+    found = find(answer.text, parse)
+    if found is None:
+        kind = "empty" if not answer.text.strip() else "unparseable"
+        return Score(False, metrics, kind, "no Python literal found in the answer")
+    said = found.value
+    metrics["exact"], metrics["exact_type"] = _same_value(said, truth)
+    if metrics["exact"]:
         return Score(True, metrics, None, None, said)
-    metrics["exact"] = False
     return Score(
         False, metrics, "wrong_value", f"said {said[:80]}, the code gives {truth[:80]}", said
     )

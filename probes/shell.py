@@ -20,7 +20,6 @@ import difflib
 import json
 import posixpath
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +29,10 @@ import numpy as np
 
 from emulate.case import Answer, Case, Score, case_id, case_rng
 from emulate.errors import EmulateError
-from emulate.probe import Ask, Param, Probe
+from emulate.extract import BLOCK, region
+from emulate.probe import Ask, Param, Probe, covariate, metric
 from emulate.sandbox import Session, isolation, run_session
+from emulate.scoring import line_f1, lines
 
 # --- the seeded home ---------------------------------------------------------------------
 
@@ -527,22 +528,22 @@ class ShellProbe(Probe):
     version = 1
     summary = "act as a Linux terminal: sessions checked against a real bash"
     params = PARAMS
-    metrics = (
-        "turn_exact",
-        "line_f1",
-        "char_sim",
-        "state_turns",
-        "state_acc",
-        "state_acc_near",
-        "state_acc_far",
-        "first_divergence",
-        "cut_turns",
-        "facts",
-        "facts_right",
-        "facts_wrong",
-        "facts_absent",
-        "fact_acc",
-        "gpu_count_ok",
+    columns = (
+        metric("turn_exact"),
+        metric("line_f1"),
+        metric("char_sim"),
+        covariate("state_turns"),
+        metric("state_acc"),
+        metric("state_acc_near"),
+        metric("state_acc_far"),
+        metric("first_divergence", int),
+        covariate("cut_turns"),
+        metric("facts", int),
+        metric("facts_right", int),
+        metric("facts_wrong", int),
+        metric("facts_absent", int),
+        metric("fact_acc"),
+        metric("gpu_count_ok", bool),
     )
     summary_means = ("turn_exact", "line_f1", "state_acc", "fact_acc")
     default_mode = "chat"
@@ -582,13 +583,16 @@ class ShellProbe(Probe):
                 "exit_codes": [t.exit_code for t in turns],
             },
             prompt=turn_prompt(mode, [], commands[0].text, "", MACHINE),
-            covariates={"state_turns": sum(d is not None for d in depends)},
+            covariates={
+                "state_turns": sum(d is not None for d in depends),
+                "cut_turns": sum(1 for t in turns if t.limit),
+            },
             max_tokens=1024,
             stop=(PS1_HOST,) if mode == "completion" else (),
         )
 
     async def converse(self, case: Case, ask: Ask) -> Answer:
-        mode = "completion" if isinstance(case.prompt, str) else "chat"
+        mode = case.mode
         history: list[tuple[str, str, str]] = []  # (cwd, command, output shown)
         replies, prompt_tokens, completion_tokens, latency = [], 0, 0, 0.0
         cwds = _cwds(case.inputs["commands"])
@@ -602,7 +606,7 @@ class ShellProbe(Probe):
             latency += answer.latency_s or 0.0
             if answer.error:
                 return Answer("", error=answer.error, turns=tuple(replies), latency_s=latency)
-            said = extract(answer.text, mode)
+            said = terminal_output(answer.text, command)
             replies.append(said)
             # A stated machine has no true outputs: its history is the model's own.
             own = case.params["history"] == "model" or case.params["task"] == "persona"
@@ -618,7 +622,7 @@ class ShellProbe(Probe):
 
     def requests(self, case: Case) -> list[tuple[Any, str]]:
         # Teacher-forced: each turn resends the history, here with the true outputs.
-        mode = "completion" if isinstance(case.prompt, str) else "chat"
+        mode = case.mode
         commands, outputs = case.inputs["commands"], case.truth["outputs"]
         cwds = _cwds(commands)
         return [
@@ -706,40 +710,30 @@ def turn_prompt(
     return tuple(messages)
 
 
-def extract(text: str, mode: str) -> str:
-    """The terminal output a reply claims: a code block's inside in chat."""
-    if mode == "chat" and "```" in text:
-        inner = text.split("```", 2)[1]
-        return inner.split("\n", 1)[1] if "\n" in inner else ""
-    return text
+_PROMPT_LINE = re.compile(r"^\S+@\S+:[^$#\n]*[$#] ?(.*)$")
+
+
+def terminal_output(text: str, command: str) -> str:
+    """The output a reply claims: found by the shared rules (emulate/extract.py), then
+    without the transcript's own lines, which a model often writes around it: the
+    prompt with the command before the output, and the next bare prompt after it."""
+    out = region(text, BLOCK).split("\n")
+    if out and (m := _PROMPT_LINE.match(out[0])) and m.group(1).strip() == command.strip():
+        out = out[1:]
+    while out and (m := _PROMPT_LINE.match(out[-1])) and not m.group(1).strip():
+        out.pop()
+    return "\n".join(out)
 
 
 # --- the scorer ----------------------------------------------------------------------------
-
-
-def _norm(text: str) -> list[str]:
-    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
-
-
-def line_f1(said: list[str], truth: list[str]) -> float:
-    if not said and not truth:
-        return 1.0
-    overlap = sum((Counter(said) & Counter(truth)).values())
-    if not overlap:
-        return 0.0
-    p, r = overlap / len(said), overlap / len(truth)
-    return 2 * p * r / (p + r)
 
 
 def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
     truths, depends = case.truth["outputs"], case.inputs["depends_on"]
     per_turn = []
     for t, truth in enumerate(truths):
-        said = _norm(replies[t]) if t < len(replies) else []
-        want = _norm(truth)
+        said = lines(replies[t]) if t < len(replies) else []
+        want = lines(truth)
         a, b = "\n".join(said)[:4000], "\n".join(want)[:4000]
         per_turn.append(
             {
@@ -754,7 +748,6 @@ def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
     metrics["turn_exact"] = sum(p["exact"] for p in per_turn) / n
     metrics["line_f1"] = sum(p["line_f1"] for p in per_turn) / n
     metrics["char_sim"] = sum(p["char_sim"] for p in per_turn) / n
-    metrics["cut_turns"] = sum(1 for p in per_turn if p["cut"])
     state = [p for p in per_turn if p["back"] is not None]
     near = [p for p in state if p["back"] <= 2]
     far = [p for p in state if p["back"] > 2]

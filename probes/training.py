@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulate.case import Answer, Case, Score, case_id
-from emulate.probe import Param, Probe
+from emulate.extract import BLOCK, region
+from emulate.probe import Param, Probe, covariate, metric
+from emulate.prompt import render
 from emulate.sandbox import Limits, Program, run_cached
 
 # --- the script ------------------------------------------------------------------------
@@ -175,19 +177,19 @@ class TrainingProbe(Probe):
     version = 1
     summary = "emulate `python3 train.py`: epochs, losses, accuracy, the print-once line"
     params = PARAMS
-    metrics = (
-        "epochs_expected",
-        "epoch_lines",
-        "epochs_skipped",
-        "format_fidelity",
-        "loss_trend_agrees",
-        "first_loss_rel_err",
-        "last_loss_rel_err",
-        "accuracy_abs_err",
-        "shape_lines_expected",
-        "shape_lines",
-        "shape_text_right",
-        "truth_status",
+    columns = (
+        covariate("epochs_expected"),
+        metric("epoch_lines", int),
+        metric("epochs_skipped", int),
+        metric("format_fidelity"),
+        metric("loss_trend_agrees", bool),
+        metric("first_loss_rel_err"),
+        metric("last_loss_rel_err"),
+        metric("accuracy_abs_err"),
+        covariate("shape_lines_expected"),
+        metric("shape_lines", int),
+        metric("shape_text_right", bool),
+        covariate("truth_status", str),
     )
     summary_means = ("epochs_skipped", "format_fidelity", "last_loss_rel_err")
     default_mode = "chat"
@@ -248,18 +250,12 @@ def _prompt(mode: str, cell: Mapping[str, Any], source: str | None) -> Any:
         session = f"{PROMPT_LINE}cat train.py\n{source}{PROMPT_LINE}python3 train.py\n"
     else:
         session = f"{PROMPT_LINE}# {description(cell)}\n{PROMPT_LINE}python3 train.py\n"
-    if mode == "completion":
-        return session
-    return ({"role": "system", "content": PERSONA}, {"role": "user", "content": session})
-
-
-def _strip_fences(text: str) -> str:
-    m = re.search(r"```[^\n]*\n(.*?)(?:```|$)", text, re.S)
-    return m.group(1) if m else text
+    return render(mode, session, system=PERSONA)
 
 
 def score_run(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    said = _strip_fences(answer.text)
+    # What the terminal showed, found by the shared rules (emulate/extract.py).
+    said = region(answer.text, BLOCK)
     got, want = parse_run(said), parse_run(case.truth["stdout"])
     e = case.params["epochs"]
     epoch_lines = [ln.strip() for ln in said.splitlines() if _EPOCH.search(ln)]

@@ -7,7 +7,8 @@ import pytest
 import emulate
 from emulate.case import Answer
 from emulate.errors import EmulateError
-from probes.program import ProgramProbe, load_items, parse_literal, same_value
+from emulate.values import equal, literal, read_literal
+from probes.program import ProgramProbe, load_items
 
 from .conftest import SHARED_DATA
 
@@ -69,7 +70,7 @@ def test_following_the_comment_is_flagged():
     case = _trap_case()
     score = PROBE.score(case, Answer(case.foils["intent"]))
     assert score.error_type == "intent_over_semantics"
-    assert score.metrics["trap_emitted"] == 1 and score.metrics["trap_expected"] == 3
+    assert score.metrics["trap_emitted"] == 1 and case.covariates["trap_expected"] == 3
     # Printed once, but with the text changed, as in the seed: still the comment's intent.
     changed = case.foils["intent"].replace(case.inputs["literals"][0], "Input shape:")
     s = PROBE.score(case, Answer(changed))
@@ -98,7 +99,8 @@ def test_every_cruxeval_item_executes_to_its_published_output():
     assert len(cases) == len(published) == 800
     for case, item in zip(cases, published, strict=True):
         assert case.truth["status"] == "ok", item["id"]
-        assert same_value(case.truth["value"], item["output"]), item["id"]
+        assert equal(literal(case.truth["value"])[1], literal(item["output"])[1]), item["id"]
+        assert case.covariates["published_agrees"] is True, item["id"]
         # The published output, given as an answer, scores correct.
         assert PROBE.score(case, Answer(f" {item['output']}\n")).correct, item["id"]
 
@@ -106,11 +108,12 @@ def test_every_cruxeval_item_executes_to_its_published_output():
 def test_answers_are_parsed_never_run(tmp_path):
     marker = tmp_path / "pwned"
     evil = f"__import__('pathlib').Path({str(marker)!r}).touch()"
-    value, why = parse_literal(evil)
-    assert value is None and "not a Python literal" in why
+    with pytest.raises(ValueError):
+        read_literal(evil)
     assert not marker.exists()
-    assert parse_literal("assert f(1) == [1, 'a']")[0] == [1, "a"]
-    assert same_value("'a'", '"a"') and not same_value("1", "True")
+    assert read_literal("assert f(1) == [1, 'a']") == [1, "a"]
+    assert read_literal("assert f('a==b') == 'x'") == "x"
+    assert read_literal("'a'") == read_literal('"a"')
 
 
 def _items(tmp_path: Path, *records) -> str:
@@ -144,3 +147,103 @@ def test_item_ids_do_not_depend_on_where_the_file_lies(tmp_path):
     b = emulate.cases("program", {"items": _items(tmp_path / "two", record)}, n=1)[0]
     assert a.id == b.id
     assert replace(a, prompt=b.prompt) == b
+
+
+# --- items as chat models answer them, and items as strangers write them ------------------
+
+
+def _item_case(tmp_path, code, input, output=None, **grid):
+    record = {"id": "it", "code": code, "input": input}
+    if output is not None:
+        record["output"] = output
+    return emulate.cases("program", {"items": _items(tmp_path, record), **grid}, n=1)[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "```python\nTrue\n```",
+        "```\nTrue\n```",
+        "```python\nTrue",
+        "assert f('a==b') == True",
+        "[ANSWER]\nassert f('a==b') == True\n[/ANSWER]",
+        "The function compares the halves.\n\nSo the answer is **True**.",
+        "True\n\nThe two halves are equal, so f returns True.",
+    ],
+)
+def test_item_answers_in_chat_styles_score_correct(tmp_path, text):
+    case = _item_case(tmp_path, "def f(s):\n    a, b = s.split('==')\n    return a == b", "'a==a'")
+    assert PROBE.score(case, Answer(text)).correct
+    near = text.replace("True", "False")
+    assert PROBE.score(case, Answer(near)).error_type == "wrong_value"
+
+
+def test_multi_line_answers_and_inputs_are_read_whole(tmp_path):
+    code = "def f(d):\n    return {k: v * 2 for k, v in d.items()}"
+    case = _item_case(tmp_path, code, "{\n  'a': 1,\n  'b': 2,\n}")
+    assert case.truth["value"] == "{'a': 2, 'b': 4}"
+    assert PROBE.score(case, Answer("```python\n{\n    'a': 2,\n    'b': 4,\n}\n```")).correct
+
+
+def test_one_equality_rule_at_every_depth_with_a_type_exact_metric(tmp_path):
+    case = _item_case(tmp_path, "def f(x):\n    return [x, x + 1]", "2")
+    for text, exact_type in (("[2, 3]", True), ("[2.0, 3.0]", False)):
+        s = PROBE.score(case, Answer(text))
+        assert s.correct and s.metrics["exact_type"] is exact_type
+    top = _item_case(tmp_path, "def f(x):\n    return x", "2")
+    s = PROBE.score(top, Answer("2.0"))
+    assert s.correct and s.metrics["exact_type"] is False  # as CRUXEval's == has it
+    assert not PROBE.score(top, Answer("(2,)")).correct
+
+
+def test_what_a_function_prints_is_kept_apart_from_what_it_returns(tmp_path):
+    code = "def f(n):\n    print('working on', n)\n    return n * 2"
+    case = _item_case(tmp_path, code, "3")
+    assert case.truth["value"] == "6" and case.truth["stdout"] == "working on 3\n"
+    assert PROBE.score(case, Answer("6")).correct
+
+
+def test_an_item_without_the_function_to_call_is_named(tmp_path):
+    other = {"id": "HumanEval/3", "code": "def below_zero(xs):\n    return 0", "input": "[]"}
+    path = _items(tmp_path, {"id": "ok", "code": "def f(x):\n    return x", "input": "1"}, other)
+    with pytest.raises(EmulateError, match=r"line 2 \(HumanEval/3\): the code defines no 'f'"):
+        emulate.cases("program", {"items": path}, n=1)
+    one = _items(tmp_path, {"id": "h", "code": "def below_zero(xs):\n    return 0", "input": "[]"})
+    case = emulate.cases("program", {"items": one, "entry": "below_zero"}, n=1)[0]
+    assert case.truth["value"] == "0" and "assert below_zero([]) ==" in case.prompt[-1]["content"]
+    with pytest.raises(EmulateError, match="entry='1x' is not valid"):
+        emulate.cases("program", {"items": one, "entry": "1x"}, n=1)
+
+
+def test_a_published_output_that_execution_contradicts_is_flagged_and_counted(tmp_path, capsys):
+    case = _item_case(tmp_path, "def f(x):\n    return x + 1", "1", output="3")
+    assert case.covariates["published_agrees"] is False
+    assert "1 of 1 items' published outputs disagree" in capsys.readouterr().err
+    assert PROBE.score(case, Answer("2")).correct  # scored against execution
+    assert PROBE.notes([{"published_agrees": False}, {"published_agrees": True}]) == [
+        PROBE.notes_disagree(1, 2)
+    ]
+    assert _item_case(tmp_path, "def f(x):\n    return x", "1", output="1.0").covariates[
+        "published_agrees"
+    ]
+
+
+def test_truths_do_not_depend_on_the_hash_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMULATE_CACHE", "")  # every run executes afresh
+    code = "def f(s):\n    return list(set(s.split()))"
+    words = "'alpha beta gamma delta epsilon zeta eta theta iota kappa'"
+    values = {_item_case(tmp_path, code, words).truth["value"] for _ in range(4)}
+    assert len(values) == 1
+    case = _item_case(tmp_path, code, words)
+    assert case.covariates["hash_dependent"] is True
+    plain = _item_case(tmp_path, "def f(s):\n    return sorted(set(s.split()))", words)
+    assert plain.covariates["hash_dependent"] is False
+
+
+def test_case_ids_come_from_the_items_content_not_the_files_name(tmp_path):
+    record = {"id": "a", "code": "def f(x):\n    return x", "input": "1", "output": "1"}
+    first = Path(_items(tmp_path, record))
+    renamed = first.rename(tmp_path / "another-name.jsonl")
+    a = emulate.cases("program", {"items": str(renamed)}, n=1)[0]
+    b = emulate.cases("program", {"items": _items(tmp_path, record | {"id": "b"})}, n=1)[0]
+    assert a.id == b.id

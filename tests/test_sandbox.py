@@ -14,11 +14,14 @@ FULL = pytest.mark.skipif(
 
 def test_runs_in_a_fresh_directory_with_a_minimal_environment():
     source = (
-        "import os, sys\nprint(os.getcwd())\nprint(sorted(os.environ))\nprint(sys.flags.isolated)"
+        "import os, sys\nprint(os.getcwd())\nprint(sorted(os.environ))\n"
+        "print(sys.flags.no_user_site, sys.flags.safe_path, sys.flags.hash_randomization)"
     )
     r = run(Program(source))
-    cwd, env, isolated = r.stdout.splitlines()
-    assert r.ok and "emulate-sandbox-" in cwd and isolated == "1"
+    cwd, env, flags = r.stdout.splitlines()
+    # No user site, no script folder on the path, and a fixed hash seed (not -I, which
+    # would ignore PYTHONHASHSEED and make set order differ from run to run).
+    assert r.ok and "emulate-sandbox-" in cwd and flags == "1 True 0"
     assert "OPENAI_API_KEY" not in env and "HOME" in env
 
 

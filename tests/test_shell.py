@@ -6,7 +6,8 @@ import emulate
 from emulate import sandbox
 from emulate.case import Answer
 from emulate.sandbox import Limits, Session, run_session
-from probes.shell import ShellProbe, extract, line_f1
+from emulate.scoring import line_f1
+from probes.shell import ShellProbe, terminal_output
 
 pytestmark = pytest.mark.skipif(
     sandbox.isolation() != "bwrap", reason="shell sessions need bubblewrap"
@@ -96,9 +97,11 @@ def test_true_outputs_score_correct_and_errors_are_located():
 
 
 def test_helpers():
-    assert extract("```\nfile.txt\n```", "chat") == "file.txt\n"
-    assert extract("```bash\nls\n```", "chat") == "ls\n"
-    assert extract("plain", "completion") == "plain"
+    assert terminal_output("```\nfile.txt\n```", "ls") == "file.txt"
+    assert terminal_output("```bash\nls\n```", "pwd") == "ls"
+    assert terminal_output("plain", "ls") == "plain"
+    transcript = "user@ubuntu:~/docs$ ls\nnotes.txt  todo.txt\nuser@ubuntu:~/docs$ "
+    assert terminal_output(transcript, "ls") == "notes.txt  todo.txt"
     assert line_f1(["a", "b"], ["a", "c"]) == pytest.approx(0.5)
     assert line_f1([], []) == 1.0
 

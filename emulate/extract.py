@@ -1,0 +1,306 @@
+"""Finding the answer in a reply, as chat models write it.
+
+A chat model rarely replies with the bare answer. It fences it (```python, closed or
+cut off at the token limit), reasons first and ends "So the answer is X", wraps it in
+[ANSWER] tags or **bold**, labels it "Output:", writes it in LaTeX, or gives it first
+and explains after. Every probe finds its answer here, through a `Policy` that says
+what kind of answer it expects; the probe's own parser then reads the value. No probe
+keeps fence or marker code of its own.
+
+The rules, in order:
+
+1. A reply ends at an end-of-turn token written out as text (`<|im_end|>`,
+   `<end_of_turn>`, `<|eot_id|>`, `</s>`): what follows is the model inventing the
+   next turns of the chat. Reasoning blocks (`<think>…</think>`) are dropped; a reply
+   cut off inside one has no answer.
+2. The last `[ANSWER]…[/ANSWER]` (or `<answer>…</answer>`; the closing tag may be
+   missing) is the answer region, and nothing outside it counts.
+3. Else, the text after the last final-answer marker ("the answer is", "final
+   answer:", "the output is:", "so the answer is", "it prints:", a line-leading
+   "Answer:" or the probe's own label) is the region. Markers inside fenced blocks do
+   not count. For a block answer (a program's output, a terminal) a marker counts only
+   where it introduces the block: it ends its line.
+4. In the region, a fenced block (``` or ~~~, any language tag, closed or not) holds
+   the answer: the first or the last, as the policy says.
+5. A label line ("Output:", "**Answer:**") that leads the answer is dropped.
+
+A *block* answer is then the region, as it stands. A *value* answer (one literal,
+number, array or word) is looked for among candidates, in this order: the region, its
+first paragraph and first line, its last paragraph and last line, then the same in the
+whole reply, each also without markdown emphasis, LaTeX wrappers (`$…$`, `\\boxed{}`),
+a leading `name =` or `label:` and a closing full stop. The first candidate that the
+probe's strict parser accepts is the answer: so an answer followed by an explanation,
+and reasoning that ends with a bare answer, are both read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a probe's answer looks like, so the shared rules find it.
+
+    kind:   "value" (one literal, number, array, word) or "block" (lines of output).
+    fence:  which fenced block holds the answer when a reply has several.
+    labels: the probe's own answer labels ("Depth"), read like "Answer:".
+    """
+
+    kind: Literal["value", "block"] = "value"
+    fence: Literal["first", "last"] = "last"
+    labels: tuple[str, ...] = ()
+
+
+VALUE = Policy()
+BLOCK = Policy(kind="block")
+
+
+# --- fenced blocks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fence:
+    lang: str  # the info string's first word ("python"), or ""
+    body: str
+    closed: bool
+    start: int  # character offsets of the whole block in the text
+    end: int
+
+
+_OPEN = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*(.*)$")
+_LANG = re.compile(r"^[\w+#.\-]*$")
+
+
+def fences(text: str) -> list[Fence]:
+    """Every fenced block in order. An unclosed fence runs to the end of the text; a
+    fence on one line (```[1, 2]```) holds what lies between its marks."""
+    found: list[Fence] = []
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        mark, info = m.group(1), m.group(2).strip()
+        if info.endswith(mark[:3]) and not _LANG.match(info):  # ```[1, 2]```
+            body = info[: -len(mark[:3])].rstrip("`~").strip()
+            found.append(Fence("", body, True, offsets[i], offsets[i + 1] - 1))
+            i += 1
+            continue
+        body: list[str] = []
+        lang = info.split()[0] if info and _LANG.match(info.split()[0]) else ""
+        if info and not lang:  # ```[[1, 2], on the opening line: part of the body
+            body.append(info)
+        j, closed = i + 1, False
+        while j < len(lines):
+            line = lines[j]
+            if line.strip().startswith(mark[:3]) and not line.strip().strip(mark[0]):
+                closed = True
+                break
+            if line.rstrip().endswith(mark[:3]):  # [3, 4]``` closes on a body line
+                body.append(line.rstrip()[: -len(mark[:3])].rstrip(mark[0]))
+                closed = True
+                break
+            body.append(line)
+            j += 1
+        end = offsets[min(j + 1, len(lines))] - 1 if closed else len(text)
+        found.append(Fence(lang, "\n".join(body), closed, offsets[i], max(end, offsets[i])))
+        i = j + 1
+    return found
+
+
+def _pick(found: list[Fence], policy: Policy) -> Fence | None:
+    if not found:
+        return None
+    return found[0] if policy.fence == "first" else found[-1]
+
+
+def _masked(text: str, found: list[Fence]) -> str:
+    """The text with fenced blocks blanked, offsets kept: markers in code do not count."""
+    chars = list(text)
+    for f in found:
+        for k in range(f.start, min(f.end, len(chars))):
+            if chars[k] != "\n":
+                chars[k] = " "
+    return "".join(chars)
+
+
+# --- reasoning, tags, markers ----------------------------------------------------------
+
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
+_TAG = re.compile(r"(?:\[ANSWER\]|<answer>)(.*?)(?:\[/ANSWER\]|</answer>|\Z)", re.S | re.I)
+
+_LEAD = r"(?:(?:so|thus|therefore|hence|then|and)\s*,?\s+)?"
+_BE = r"(?:is|would\s+be|will\s+be|should\s+be|=)"
+_SAY = r"(?:prints?|outputs?|returns?|shows?|gives?|displays?)"
+# Sentences that announce the final answer, anywhere in a line.
+_SENTENCE = (
+    rf"{_LEAD}(?:my\s+|the\s+)?final\s+answer\s*(?:{_BE}|:)",
+    rf"{_LEAD}the\s+(?:correct\s+|final\s+)?answer\s*(?:{_BE}|:)",
+    rf"{_LEAD}the\s+(?:final\s+|expected\s+|printed\s+|exact\s+|terminal\s+|program(?:'s)?\s+)?"
+    rf"(?:output|result|value|return\s+value)\s+{_BE}",
+    rf"{_LEAD}(?:it|this|that|the\s+(?:program|code|function|call|script|command|terminal))"
+    rf"\s+(?:would\s+|will\s+|should\s+)?{_SAY}",
+)
+# Labels that lead a line: "Answer:", "**Final Answer:**", "Output:".
+_LABEL_WORDS = ("final answer", "answer", "output", "result")
+
+
+def _label_re(words: tuple[str, ...]) -> str:
+    names = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
+    return rf"^[ \t>*_#-]*(?:{names})[ \t*_]*[:：][ \t*_]*"
+
+
+def _markers(policy: Policy) -> re.Pattern[str]:
+    labels = _label_re(_LABEL_WORDS + policy.labels)
+    if policy.kind == "block":
+        # Only where the marker ends its line: a program may well print "Result: 5".
+        sentence = "|".join(_SENTENCE)
+        return re.compile(rf"(?:{sentence}|{labels})[ \t:：*_]*(?=\n|$)", re.I | re.M)
+    # Not past emphasis: "the answer is **3**" keeps its bold for the variants to peel.
+    return re.compile(rf"(?:{'|'.join(_SENTENCE)})[ \t:：]*|{labels}", re.I | re.M)
+
+
+_MARKER_CACHE: dict[Policy, re.Pattern[str]] = {}
+
+
+def _marker_re(policy: Policy) -> re.Pattern[str]:
+    if policy not in _MARKER_CACHE:
+        _MARKER_CACHE[policy] = _markers(policy)
+    return _MARKER_CACHE[policy]
+
+
+_END_OF_TURN = re.compile(
+    r"<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<\|endoftext\|>|<end_of_turn>|<\|end_of_turn\|>|</s>"
+)
+
+
+def without_reasoning(text: str) -> str:
+    """The reply up to its end of turn, without its reasoning blocks."""
+    return _THINK.sub("", _END_OF_TURN.split(text, 1)[0])
+
+
+def region(text: str, policy: Policy = BLOCK) -> str:
+    """Where the answer is (rules 1-5): for a block answer, the answer itself."""
+    return _region(without_reasoning(text), policy)[0]
+
+
+def _region(text: str, policy: Policy) -> tuple[str, bool]:
+    """(region, whether an [ANSWER] tag chose it: then nothing outside it counts)."""
+    tags = list(_TAG.finditer(text))
+    if tags:
+        part = tags[-1].group(1).strip("\n")
+    else:
+        marks = list(_marker_re(policy).finditer(_masked(text, fences(text))))
+        # After a marker, blank lines before the answer are layout, not output.
+        part = text[marks[-1].end() :].lstrip(" \t").lstrip("\n") if marks else text
+    fence = _pick(fences(part), policy)
+    if fence is not None and (policy.kind == "block" or fence.body.strip()):
+        part = fence.body
+    return _drop_label_line(part, policy), bool(tags)
+
+
+def _drop_label_line(text: str, policy: Policy) -> str:
+    """Without a leading "Output:" line (and the blank lines after it). Other leading
+    blank lines stay: a program may print an empty first line."""
+    lines = text.split("\n")
+    label = re.compile(_label_re(_LABEL_WORDS + policy.labels) + r"$", re.I)
+    if lines and label.match(lines[0]):
+        lines.pop(0)
+        while lines and not lines[0].strip():
+            lines.pop(0)
+    return "\n".join(lines)
+
+
+# --- value answers ---------------------------------------------------------------------
+
+_WRAPS = (
+    re.compile(r"^\*\*(.+)\*\*$", re.S),
+    re.compile(r"^__(.+)__$", re.S),
+    re.compile(r"^\*(.+)\*$", re.S),
+    re.compile(r"^`+(.+?)`+$", re.S),
+    re.compile(r"^\$\$(.+)\$\$$", re.S),
+    re.compile(r"^\$(.+)\$$", re.S),
+    re.compile(r"^\\\[(.+)\\\]$", re.S),
+    re.compile(r"^\\\((.+)\\\)$", re.S),
+    re.compile(r"^\\boxed\{(.+)\}$", re.S),
+    re.compile(r"^\\text\{(.+)\}$", re.S),
+)
+_PREFIX = re.compile(r"^(?:[A-Za-z_][\w ]{0,30}[:：]|[A-Za-z_]\w{0,30}\s*=(?!=))\s*")
+
+
+def _variants(text: str) -> Iterator[str]:
+    """The text, then with its wrappers peeled one at a time."""
+    seen = set()
+    todo = [text.strip()]
+    while todo:
+        t = todo.pop(0).strip()
+        if not t or t in seen:
+            continue
+        seen.add(t)
+        yield t
+        for w in _WRAPS:
+            if m := w.match(t):
+                todo.append(m.group(1).strip())
+        if t.strip("*_") != t:  # emphasis a marker left half-open: "True**"
+            todo.append(t.strip("*_"))
+        if t[-1] in ".。" and not t.endswith(".."):
+            todo.append(t[:-1])
+        if m := _PREFIX.match(t):
+            todo.append(t[m.end() :])
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _pieces(text: str) -> Iterator[str]:
+    yield text
+    paras = _paragraphs(text)
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if paras:
+        yield paras[0]
+    if lines:
+        yield lines[0]
+    if paras:
+        yield paras[-1]
+    if lines:
+        yield lines[-1]
+
+
+def candidates(text: str, policy: Policy = VALUE) -> list[str]:
+    """Every reading of a value answer, most likely first."""
+    text = without_reasoning(text)
+    part, tagged = _region(text, policy)
+    sources = [part] if tagged else [part, text]
+    out: list[str] = []
+    for source in sources:
+        for piece in _pieces(source):
+            out += [v for v in _variants(piece) if v not in out]
+    return out
+
+
+@dataclass(frozen=True)
+class Found:
+    value: object
+    said: str  # the text the value was read from
+
+
+def find(text: str, parse: Callable[[str], T], policy: Policy = VALUE) -> Found | None:
+    """The first candidate `parse` accepts (it raises ValueError to refuse), or None."""
+    for c in candidates(text, policy):
+        try:
+            return Found(parse(c), c)
+        except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError, MemoryError):
+            continue
+    return None

@@ -7,6 +7,7 @@ from .errors import EmulateError
 from .export import export, load_results
 from .registry import get_probe
 from .report import report
+from .rescore import grade, rescore
 from .runner import RunConfig, RunResult, load_config, run_config
 from .stats import breaking_point
 
@@ -25,10 +26,12 @@ __all__ = [
     "estimate",
     "export",
     "get_probe",
+    "grade",
     "load_config",
     "load_results",
     "make_config",
     "report",
+    "rescore",
     "run",
     "run_config",
 ]

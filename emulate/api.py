@@ -130,11 +130,16 @@ def cases(
     *,
     n: int = 3,
     seed: int = 0,
-    mode: str = "chat",
+    mode: str | None = None,
+    model: str = LOCAL,
     skip_impossible: bool = False,
 ) -> list[Case]:
-    """The cases a run would ask, with prompts and truth, without calling any model."""
+    """The cases a run would ask, with prompts and truth, without calling any model.
+
+    The mode defaults as `run`'s does for the same `model`, so what you inspect is what
+    a run sends."""
     p = get_probe(probe)
+    mode = mode or default_mode(probe, model)
     return build_cases(p, check_grid(p, grid or {}), n, seed, mode, skip_impossible)
 
 

@@ -56,6 +56,24 @@ class Case:
         d["stop"] = list(self.stop)
         return d
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Case:
+        """A case as `to_json` wrote it (a journal's, or a line of `emulate cases`).
+
+        Journals from before chance and mode were fields carry chance among the
+        covariates, and no mode: both are read into their fields."""
+        d = dict(data)
+        prompt = d["prompt"]
+        d["prompt"] = prompt if isinstance(prompt, str) else tuple(dict(m) for m in prompt)
+        d["stop"] = tuple(d.get("stop") or ())
+        covariates = dict(d.get("covariates") or {})
+        if "chance" in covariates and d.get("chance") is None:
+            d["chance"] = covariates.pop("chance")
+        d["covariates"] = covariates
+        d.setdefault("mode", "completion" if isinstance(prompt, str) else "chat")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -81,6 +99,18 @@ class Answer:
     error: str | None = None  # the request failed; text is then empty
     # Multi-turn probes: each turn's raw reply, in order (text then holds the last).
     turns: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Answer:
+        d = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if d.get("logprobs") is not None:
+            d["logprobs"] = tuple(
+                TokenLogprob(t["token"], t["logprob"], tuple(tuple(a) for a in t.get("top") or ()))
+                for t in d["logprobs"]
+            )
+        if d.get("turns") is not None:
+            d["turns"] = tuple(d["turns"])
+        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 from . import api
 from .compare import compare
@@ -18,6 +20,7 @@ from .model import LOCAL
 from .probe import MODES, parse_grid
 from .registry import PROBES, all_probes, get_probe
 from .report import report
+from .rescore import grade, rescore
 from .runner import load_config, run_config
 
 EXAMPLES = """\
@@ -35,6 +38,8 @@ examples:
   emulate report runs/conv-a runs/conv-b          summary.csv, plots and report.html
   emulate compare runs/conv-a runs/conv-b         paired test of two models on shared cases
   emulate export runs/conv2d --format parquet     nested rows for pandas, Arrow or HF datasets
+  emulate rescore runs/conv-a runs/conv-b         score recorded answers again with today's rules
+  emulate cases conv --n 1 | emulate grade - '[1, 2]'   score one answer to one case
 """
 
 # Flags that define a run; with --config they come from run.json instead.
@@ -97,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("probe", help=f"one of: {', '.join(PROBES)}")
     _add_grid_args(p)
+    p.add_argument(
+        "--model",
+        default=None,
+        help="the model the cases are for: its default --mode is the one `run` would use "
+        "(completion for the embedded model, the default; chat otherwise)",
+    )
 
     p = sub.add_parser(
         "run",
@@ -204,6 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "rescore",
+        help="score runs' recorded answers again with today's scorers, without asking again",
+        description="Read each run's journal, score every recorded raw answer again with "
+        "today's answer extraction and scorers (against each case as recorded), and write "
+        "journal.jsonl (the old one kept as journal.previous.jsonl), results.csv and the "
+        "summary again. Prints how many cases changed verdict and how. The model is never "
+        "asked. --check writes nothing and exits 1 if any case would change.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
+    p.add_argument("--out", default=None, help="write the rescored run here (one DIR only)")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if anything would change"
+    )
+
+    p = sub.add_parser(
+        "grade",
+        help="score one answer to one case, as a run would",
+        description="Score ANSWER against the case in CASE (a file holding one JSON line as "
+        "`emulate cases` writes it, or - for stdin, first line) and print the score as JSON: "
+        "correct, metrics, error_type, reason, parsed.",
+    )
+    p.add_argument("case", metavar="CASE", help="a file with one case JSON line, or -")
+    p.add_argument("answer", metavar="ANSWER", help="the model's text, or @FILE to read it")
+
+    p = sub.add_parser(
         "serve",
         help="run the embedded model's server in the foreground and print its URL",
         description="Start Gemma 3 270M under llama-server on loopback, print the base URL for "
@@ -240,13 +276,13 @@ def cmd_probes(args: argparse.Namespace) -> None:
 
 
 def cmd_cases(args: argparse.Namespace) -> None:
-    mode = args.mode or "chat"
     cs = api.cases(
         args.probe,
         _grid(args.probe, args.params),
         n=args.n or 3,
         seed=args.seed or 0,
-        mode=mode,
+        mode=args.mode,
+        model=args.model or LOCAL,
         skip_impossible=bool(args.skip_impossible),
     )
     for c in cs:
@@ -338,6 +374,29 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {export(args.dirs, args.format, args.out)}")
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    results = rescore(args.dirs, args.out, check=args.check)
+    for r in results:
+        print(r.describe())
+        if not args.check:
+            print(r.summary)
+    if args.check:
+        return 1 if any(r.changed_rows for r in results) else 0
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> None:
+    try:
+        raw = sys.stdin.readline() if args.case == "-" else Path(args.case).read_text()
+        answer = Path(args.answer[1:]).read_text() if args.answer.startswith("@") else args.answer
+    except OSError as err:
+        raise EmulateError(f"grade: cannot read {err.filename}: {err.strerror}") from None
+    line = next((ln for ln in raw.splitlines() if ln.strip()), "")
+    if not line:
+        raise EmulateError(f"grade: {args.case} holds no case; write one with `emulate cases`")
+    print(json.dumps(asdict(grade(line, answer)), ensure_ascii=False))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .local import serve
 
@@ -353,13 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        {
+        code = {
             "probes": cmd_probes,
             "cases": cmd_cases,
             "run": cmd_run,
             "report": cmd_report,
             "compare": cmd_compare,
             "export": cmd_export,
+            "rescore": cmd_rescore,
+            "grade": cmd_grade,
             "serve": cmd_serve,
         }[args.command](args)
     except EmulateError as err:
@@ -376,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `emulate cases … | head`
         sys.stderr.close()
         return 0
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -134,6 +134,10 @@ class Probe:
         """What this machine lacks to build this probe's truth (and how to get it), or None."""
         return None
 
+    def notes(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Lines a run's summary adds about its finished rows (results.csv rows)."""
+        return []
+
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         """Why this cell cannot exist, or None."""
         return None

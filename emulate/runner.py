@@ -180,7 +180,7 @@ def run_config(
     bar = Progress(len(cases), len(done_ids), enabled=progress)
 
     def finish(case: Case, answer: Answer) -> None:
-        score = _score(probe, case, answer)
+        score = score_case(probe, case, answer)
         journal.append(_row(config, case, answer, score))
         bar.update(score.correct, bool(answer.error))
 
@@ -223,6 +223,8 @@ def run_config(
     if echo:
         echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")
         echo(result.summary)
+        for note in probe.notes(rows):
+            echo(f"note: {note}")
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     return result
@@ -266,7 +268,8 @@ def _server(config: ModelConfig, replay: str | Path | None, slots: int) -> Itera
             yield url
 
 
-def _score(probe: Probe, case: Case, answer: Answer) -> Score:
+def score_case(probe: Probe, case: Case, answer: Answer) -> Score:
+    """The probe's score; a bug in a scorer becomes a scorer_error row, not a lost run."""
     try:
         return probe.grade(case, answer)
     except Exception as err:  # noqa: BLE001 - a scorer bug must not lose the answer

@@ -463,7 +463,7 @@ def score_persona(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
     spec = case.truth["spec"]
     per_turn = []
     for t, command in enumerate(case.inputs["commands"]):
-        said = replies[t] if t < len(replies) else ""
+        said = terminal_output(replies[t], command) if t < len(replies) else ""
         per_turn.append({"command": command, "facts": persona_facts(command, said, spec)})
     facts = [v for p in per_turn for v in p["facts"].values()]
     right, wrong = sum(v is True for v in facts), sum(v is False for v in facts)
@@ -606,8 +606,10 @@ class ShellProbe(Probe):
             latency += answer.latency_s or 0.0
             if answer.error:
                 return Answer("", error=answer.error, turns=tuple(replies), latency_s=latency)
+            # The journal keeps each raw reply (rescore reads them again); the history
+            # shows the output found in it, as a terminal would.
             said = terminal_output(answer.text, command)
-            replies.append(said)
+            replies.append(answer.text)
             # A stated machine has no true outputs: its history is the model's own.
             own = case.params["history"] == "model" or case.params["task"] == "persona"
             shown = said if own else _cap(truth)
@@ -732,7 +734,11 @@ def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
     truths, depends = case.truth["outputs"], case.inputs["depends_on"]
     per_turn = []
     for t, truth in enumerate(truths):
-        said = lines(replies[t]) if t < len(replies) else []
+        said = (
+            lines(terminal_output(replies[t], case.inputs["commands"][t]))
+            if t < len(replies)
+            else []
+        )
         want = lines(truth)
         a, b = "\n".join(said)[:4000], "\n".join(want)[:4000]
         per_turn.append(

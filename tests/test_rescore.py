@@ -1,0 +1,135 @@
+"""emulate.grade and emulate rescore: scoring again, never asking again."""
+
+import csv
+import json
+import shutil
+from dataclasses import asdict
+
+import pytest
+
+import emulate
+from emulate.case import Answer, Case
+from emulate.cli import main
+from emulate.journal import JOURNAL, RUN_JSON, read_journal
+from emulate.registry import get_probe
+from emulate.rescore import PREVIOUS
+from emulate.runner import load_config, run_config
+
+from .conftest import CASSETTES, cassette_dirs
+
+DIRS = cassette_dirs()
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.pop("latency_s")
+    return rows
+
+
+@pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_rescore_of_every_recorded_run_reproduces_its_results(folder, replayed, tmp_path):
+    if why := get_probe(folder.parent.name).missing():
+        pytest.skip(why)
+    run = replayed(f"{folder.parent.name}/{folder.name}")
+    # Journal -> Case/Answer -> score again: the round trip loses nothing (logprobs,
+    # turns, chance, covariates), so nothing changes.
+    (check,) = emulate.rescore([run], check=True)
+    assert (check.cases, check.changed, check.changed_rows) == (
+        len(_csv(run / "results.csv")),
+        0,
+        0,
+    )
+    emulate.rescore([run], tmp_path / "again")
+    assert _csv(tmp_path / "again" / "results.csv") == _csv(folder / "results.csv")
+
+
+def _old_journal(tmp_path):
+    """A run of CRUXEval-style items scored by an older rule, which read a fenced answer
+    as unparseable and 2.0 for 2 as wrong."""
+    items = tmp_path / "items.jsonl"
+    codes = [("def f(s):\n    return s == s[::-1]", "'abba'"), ("def f(x):\n    return x", "2")]
+    items.write_text("".join(json.dumps({"code": c, "input": i}) + "\n" for c, i in codes))
+    config = emulate.make_config("program", {"items": str(items)}, n=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RUN_JSON).write_text(json.dumps({"config": config.to_json()}))
+    cases = emulate.cases("program", {"items": str(items)}, n=1)
+    answers = ["```python\nTrue\n```", "2.0"]
+    old = [(False, "unparseable"), (False, "wrong_value")]
+    with open(out / JOURNAL, "w") as f:
+        for case, text, (correct, kind) in zip(cases, answers, old, strict=True):
+            score = {"correct": correct, "metrics": {}, "error_type": kind, "reason": "old",
+                     "parsed": None}  # fmt: skip
+            row = {"run_id": config.run_id, "model": "m", "server": "s", "mode": case.mode,
+                   "case": case.to_json(), "answer": asdict(Answer(text)), "score": score}  # fmt: skip
+            f.write(json.dumps(row) + "\n")
+    return out
+
+
+def test_rescore_reports_what_an_older_rule_scored_otherwise(tmp_path, capsys):
+    run = _old_journal(tmp_path)
+    before = (run / JOURNAL).read_text()
+    assert main(["rescore", str(run), "--check"]) == 1
+    assert (run / JOURNAL).read_text() == before and not (run / "results.csv").exists()
+    (result,) = emulate.rescore([run])
+    assert result.verdicts == {(False, True): 2}
+    assert result.kinds == {("unparseable", None): 1, ("wrong_value", None): 1}
+    assert "2 changed verdict" in result.describe() and "2 wrong -> right" in result.describe()
+    assert (run / PREVIOUS).read_text() == before
+    rows = _csv(run / "results.csv")
+    assert [r["correct"] for r in rows] == ["True", "True"]
+    assert [r["exact_type"] for r in rows] == ["True", "False"]  # 2.0 is == 2, not its type
+    capsys.readouterr()
+    assert main(["rescore", str(run), "--check"]) == 0
+    assert "0 changed verdict" in capsys.readouterr().out
+
+
+def test_a_journal_from_before_chance_and_mode_were_fields_reads(tmp_path):
+    case = emulate.cases("brackets", {"task": "classify"}, n=1)[0]
+    old = case.to_json()
+    old["covariates"] = {**old["covariates"], "chance": old.pop("chance")}
+    del old["mode"]
+    back = Case.from_json(old)
+    assert back == case and back.chance == 0.5 and back.mode == "completion"
+
+
+def test_grade_scores_as_a_run_does(capsys, tmp_path, monkeypatch):
+    case = emulate.cases("conv", {"size": 4, "kernel": 2, "dims": 1}, n=1)[0]
+    truth = json.dumps(case.truth)
+    line = json.dumps(case.to_json())
+    assert emulate.grade(case, f"The output is {truth}.").correct
+    assert emulate.grade(line, f"```json\n{truth}\n```").correct
+    assert emulate.grade(json.loads(line), "[0]").error_type == "wrong_shape"
+    with pytest.raises(emulate.EmulateError, match="not a JSON line"):
+        emulate.grade("{nope", "1")
+    (tmp_path / "case.jsonl").write_text(line + "\n")
+    assert main(["grade", str(tmp_path / "case.jsonl"), truth]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["correct"] is True and printed["error_type"] is None
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "case.jsonl"))
+    assert main(["grade", "-", "[1, 2, 3]"]) == 0
+    assert json.loads(capsys.readouterr().out)["error_type"] == "wrong_values"
+    assert main(["grade", str(tmp_path / "missing.jsonl"), "1"]) == 2
+
+
+def test_grade_takes_each_turn_of_a_session():
+    folder = CASSETTES / "shell" / "completion"
+    if why := get_probe("shell").missing():
+        pytest.skip(why)
+    case = emulate.cases("shell", load_config(folder / "run.json").grid, n=1)[0]
+    outputs = case.truth["outputs"]
+    assert emulate.grade(case, [f"```\n{o}```" for o in outputs]).correct
+    assert not emulate.grade(case, outputs[:-1] + ["nope"]).correct
+
+
+def test_rescore_in_place_keeps_the_run_usable(tmp_path):
+    folder = CASSETTES / "conv" / "completion"
+    out = tmp_path / "run"
+    run_config(load_config(folder / "run.json"), out, replay=folder / "cassette.json",
+               progress=False, echo=None)  # fmt: skip
+    shutil.copy(out / JOURNAL, tmp_path / "before.jsonl")
+    emulate.rescore([out])
+    assert read_journal(out / JOURNAL) == read_journal(tmp_path / "before.jsonl")
+    assert emulate.compare(out, out).rows  # reports and comparisons still read it

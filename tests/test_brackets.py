@@ -104,7 +104,8 @@ def test_classify_is_half_balanced_and_every_edit_unbalances():
 
 
 def test_depth_examples_do_not_give_the_answer_away():
-    cases = emulate.cases("brackets", {"task": "depth", "length": 24, "depth": 4}, n=10, mode="chat")
+    grid = {"task": "depth", "length": 24, "depth": 4}
+    cases = emulate.cases("brackets", grid, n=10, mode="chat")
     shown = [[m["content"] for m in c.prompt if m["role"] == "assistant"] for c in cases]
     assert sum(str(c.truth) in s for c, s in zip(cases, shown, strict=True)) < len(cases)
 

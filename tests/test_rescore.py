@@ -60,10 +60,9 @@ def _old_journal(tmp_path):
     old = [(False, "unparseable"), (False, "wrong_value")]
     with open(out / JOURNAL, "w") as f:
         for case, text, (correct, kind) in zip(cases, answers, old, strict=True):
-            score = {"correct": correct, "metrics": {}, "error_type": kind, "reason": "old",
-                     "parsed": None}  # fmt: skip
-            row = {"run_id": config.run_id, "model": "m", "server": "s", "mode": case.mode,
-                   "case": case.to_json(), "answer": asdict(Answer(text)), "score": score}  # fmt: skip
+            score = dict(correct=correct, metrics={}, error_type=kind, reason="old", parsed=None)
+            row = dict(run_id=config.run_id, model="m", server="s", mode=case.mode,
+                       case=case.to_json(), answer=asdict(Answer(text)), score=score)  # fmt: skip
             f.write(json.dumps(row) + "\n")
     return out
 
@@ -108,8 +107,9 @@ def test_grade_scores_as_a_run_does(capsys, tmp_path, monkeypatch):
     assert main(["grade", str(tmp_path / "case.jsonl"), truth]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["correct"] is True and printed["error_type"] is None
-    monkeypatch.setattr("sys.stdin", open(tmp_path / "case.jsonl"))
-    assert main(["grade", "-", "[1, 2, 3]"]) == 0
+    with open(tmp_path / "case.jsonl") as stdin:
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert main(["grade", "-", "[1, 2, 3]"]) == 0
     assert json.loads(capsys.readouterr().out)["error_type"] == "wrong_values"
     assert main(["grade", str(tmp_path / "missing.jsonl"), "1"]) == 2
 

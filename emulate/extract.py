@@ -49,7 +49,8 @@ class Policy:
 
     kind:   "value" (one literal, number, array, word) or "block" (lines of output).
     fence:  which fenced block holds the answer when a reply has several.
-    labels: the probe's own answer labels ("Depth"), read like "Answer:".
+    labels: the probe's own answer labels ("depth"), read like "Answer:" at the start
+            of a line and like "the answer is" in a sentence ("the depth is 3").
     """
 
     kind: Literal["value", "block"] = "value"
@@ -156,19 +157,25 @@ _SENTENCE = (
 _LABEL_WORDS = ("final answer", "answer", "output", "result")
 
 
+def _words(text: str) -> str:
+    return re.escape(text).replace(r"\ ", r"\s+")
+
+
 def _label_re(words: tuple[str, ...]) -> str:
-    names = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
+    names = "|".join(_words(w) for w in words)
     return rf"^[ \t>*_#-]*(?:{names})[ \t*_]*[:：][ \t*_]*"
 
 
 def _markers(policy: Policy) -> re.Pattern[str]:
     labels = _label_re(_LABEL_WORDS + policy.labels)
+    # A probe's own labels also make sentences: "the maximum depth is 3".
+    own = tuple(rf"{_LEAD}the\s+{_words(label)}\s+{_BE}" for label in policy.labels)
     if policy.kind == "block":
         # Only where the marker ends its line: a program may well print "Result: 5".
-        sentence = "|".join(_SENTENCE)
+        sentence = "|".join(_SENTENCE + own)
         return re.compile(rf"(?:{sentence}|{labels})[ \t:：*_]*(?=\n|$)", re.I | re.M)
     # Not past emphasis: "the answer is **3**" keeps its bold for the variants to peel.
-    return re.compile(rf"(?:{'|'.join(_SENTENCE)})[ \t:：]*|{labels}", re.I | re.M)
+    return re.compile(rf"(?:{'|'.join(_SENTENCE + own)})[ \t:：]*|{labels}", re.I | re.M)
 
 
 _MARKER_CACHE: dict[Policy, re.Pattern[str]] = {}

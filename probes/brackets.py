@@ -600,7 +600,9 @@ def score_classify(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     return Score(False, metrics, "false_alarm", "called a balanced sequence unbalanced", said)
 
 
-DEPTH_POLICY = Policy(labels=("depth", "maximum depth", "max depth"))
+DEPTH_POLICY = Policy(
+    labels=("depth", "max depth", "maximum depth", "nesting depth", "maximum nesting depth")
+)
 
 
 def read_int(text: str) -> int:

@@ -32,8 +32,10 @@ class Case:
     version: int
     params: Mapping[str, Any]
     seed: int
-    inputs: Mapping[str, Any]  # structured, JSON-able: what the prompt shows
-    truth: Any  # JSON-able
+    # The probe's own dataclasses (Probe.Inputs, Probe.Truth): what the prompt shows, and
+    # the right answer. Read back from JSON they are dicts until Probe.typed(case).
+    inputs: Any
+    truth: Any
     prompt: Prompt
     # Answers of known wrong operations (e.g. the flipped kernel), each scored as
     # its own error type rather than as a plain miss.

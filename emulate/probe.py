@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -120,6 +120,10 @@ class Probe:
 
     name: ClassVar[str]
     version: ClassVar[int]
+    # The dataclasses a case's inputs (what the prompt shows) and truth are; a probe
+    # with several tasks picks per case in `types`.
+    Inputs: ClassVar[type]
+    Truth: ClassVar[type]
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
     # Every result column, in CSV order: metrics and covariates, each with its type.
@@ -182,8 +186,34 @@ class Probe:
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
         """For dry-run estimates: each request's prompt and the answer it expects.
         A multi-turn probe sends one request per turn, each with the history so far."""
-        truth = case.truth if isinstance(case.truth, str) else json.dumps(case.truth)
-        return [(case.prompt, truth)]
+        return [(case.prompt, self.answer_text(case))]
+
+    def answer_text(self, case: Case) -> str:
+        """The right answer as a model would write it (for token estimates)."""
+        return json.dumps(asdict(case.truth))
+
+    def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
+        """The (Inputs, Truth) dataclasses of a case with these parameters."""
+        return self.Inputs, self.Truth
+
+    def typed(self, case: Case) -> Case:
+        """A case read from JSON (a journal, `emulate cases`), its inputs and truth made
+        the probe's dataclasses again. Probes whose JSON changed shape read old journals
+        here (`migrate`)."""
+        if is_dataclass(case.inputs) and is_dataclass(case.truth):
+            return case
+        inputs, truth = self.migrate(case)
+        Inputs, Truth = self.types(case.params)  # noqa: N806
+        try:
+            return replace(case, inputs=_build(Inputs, inputs), truth=_build(Truth, truth))
+        except TypeError as err:
+            raise EmulateError(
+                f"{self.name} case {case.id}: inputs or truth do not fit ({err})"
+            ) from None
+
+    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The JSON inputs and truth of a case, as today's dataclasses read them."""
+        return case.inputs, case.truth
 
     def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
         """A Case of this probe (name, version and mode filled in), its covariates checked
@@ -211,6 +241,15 @@ class Probe:
                 return p
         names = ", ".join(p.name for p in self.params)
         raise EmulateError(f"{self.name} has no parameter {name!r}; its parameters are: {names}")
+
+
+def _build(cls: type, data: Any) -> Any:
+    if is_dataclass(data):
+        return data
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__} expects an object, not {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def parse_grid(probe: Probe, specs: Iterable[str]) -> dict[str, list[Any]]:

@@ -46,7 +46,8 @@ def render(
     """The prompt for `question` in `mode`.
 
     completion: intro, then each example as `input + cue + cue_space + answer`, then
-    `question + cue`, blocks joined by blank lines.
+    `question + cue`, blocks joined by blank lines. The cue ("Output:") asks a base
+    model for the answer; chat has no cue, the assistant's turn asks.
     chat: `system` (if any), then each example as a user turn (`input`) and an assistant
     turn (`chat_answer(output)`), then `question`; `intro` and a blank line lead the
     first user turn.

@@ -45,12 +45,14 @@ def grade(case: Case | Mapping[str, Any] | str, answer: str | Sequence[str] | An
             case = Case.from_json(case)
         except (KeyError, TypeError) as err:
             raise EmulateError(f"grade: not a case as `emulate cases` writes it ({err})") from None
+    probe = get_probe(case.probe)
+    case = probe.typed(case)
     if isinstance(answer, str):
         answer = Answer(answer)
     elif not isinstance(answer, Answer):
         turns = tuple(answer)
         answer = Answer(turns[-1] if turns else "", turns=turns)
-    return score_case(get_probe(case.probe), case, answer)
+    return score_case(probe, case, answer)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     for row in rows:
         case = Case.from_json(row["case"])
         probe = get_probe(case.probe)
+        case = probe.typed(case)
         score = score_case(probe, case, Answer.from_json(row["answer"]))
         new = {**row, "case": case.to_json(), "score": asdict(score)}
         old_score = row["score"]

@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 MB = 1024 * 1024
 
@@ -66,10 +65,24 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0 and self.limit is None
 
-    def as_truth(self) -> dict[str, Any]:
+    def as_truth(self) -> Execution:
         """What running gave, as a probe's truth: marked when it did not finish normally."""
         status = "ok" if self.ok else (self.limit or f"exit {self.exit_code}")
-        return {"stdout": self.stdout, "status": status, "stderr_tail": self.stderr[-300:]}
+        return Execution(self.stdout, status, self.stderr[-300:])
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A program's run as a truth: what it printed, and whether it finished ("ok"), or
+    which limit or exit code stopped it (then there is no truth to score against)."""
+
+    stdout: str
+    status: str
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 @dataclass(frozen=True)

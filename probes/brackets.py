@@ -232,6 +232,54 @@ def load_items(path: str | Path) -> list[Item]:
 
 
 # --- cases ----------------------------------------------------------------------------
+#
+# Each task shows one of two inputs and has its own truth; sequences are written
+# spaced, as BBH writes them ("< [ [").
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """complete, next_token: an unfinished sequence (and the openers still open)."""
+
+    prefix: str
+    open: str = ""
+
+
+@dataclass(frozen=True)
+class Whole:
+    """classify, depth: a whole sequence (and the edit that unbalanced it, if any)."""
+
+    sequence: str
+    edit: str = "none"
+
+
+@dataclass(frozen=True)
+class Closers:
+    closers: str  # the shortest completion, spaced: "] ] >"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    answer: str  # "Yes" (balanced) or "No"
+
+
+@dataclass(frozen=True)
+class Depth:
+    depth: int
+
+
+@dataclass(frozen=True)
+class NextSymbol:
+    due: str  # the closer that is due next
+    open: int  # how many brackets are open
+
+
+TYPES = {
+    "complete": (Prefix, Closers),
+    "classify": (Whole, Verdict),
+    "depth": (Whole, Depth),
+    "next_token": (Prefix, NextSymbol),
+}
 
 TASKS = ("complete", "classify", "depth", "next_token")
 TOP_LOGPROBS = 20  # OpenAI's maximum; llama-server and vLLM allow more
@@ -249,6 +297,7 @@ PARAMS = (
 class BracketsProbe(Probe):
     name = "brackets"
     version = 1
+    Inputs, Truth = TYPES["complete"]
     summary = "Dyck languages: complete, classify, measure depth, next-token legality"
     params = PARAMS
     columns = (
@@ -350,8 +399,8 @@ class BracketsProbe(Probe):
             cid,
             params,
             seed,
-            inputs={"prefix": spaced(prefix)},
-            truth=spaced(truth),
+            inputs=Prefix(spaced(prefix)),
+            truth=Closers(spaced(truth)),
             prompt=prompt,
             covariates={"closers": len(truth), **_token_covariates(prefix)},
             # Guessing the right number of closers, each type uniformly.
@@ -382,8 +431,8 @@ class BracketsProbe(Probe):
             cid,
             params,
             seed,
-            inputs={"sequence": spaced(shown), "edit": edit},
-            truth="Yes" if edit == "none" else "No",
+            inputs=Whole(spaced(shown), edit),
+            truth=Verdict("Yes" if edit == "none" else "No"),
             prompt=prompt,
             covariates={"edit": edit, **_token_covariates(shown)},
             chance=0.5,
@@ -403,8 +452,8 @@ class BracketsProbe(Probe):
             cid,
             params,
             seed,
-            inputs={"sequence": spaced(full)},
-            truth=scan(full).depth,
+            inputs=Whole(spaced(full)),
+            truth=Depth(scan(full).depth),
             prompt=prompt,
             covariates=_token_covariates(full),
             # Guessing a depth uniformly from 1 to half the length.
@@ -427,8 +476,8 @@ class BracketsProbe(Probe):
             cid,
             params,
             seed,
-            inputs={"prefix": spaced(prefix), "open": state.open},
-            truth={"due": CLOSE_OF[state.open[-1]], "open": len(state.open)},
+            inputs=Prefix(spaced(prefix), state.open),
+            truth=NextSymbol(CLOSE_OF[state.open[-1]], len(state.open)),
             prompt=prompt,
             covariates={"closers": len(state.open), **_token_covariates(prefix)},
             # The legal symbols: k openers and the one due closer, of 2k + 1 (with end).
@@ -436,6 +485,22 @@ class BracketsProbe(Probe):
             max_tokens=1,
             top_logprobs=TOP_LOGPROBS,
         )
+
+    def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
+        return TYPES[params["task"]]
+
+    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        # Journals before typed truths held the bare answer.
+        truth = case.truth
+        if not isinstance(truth, Mapping):
+            field = {"complete": "closers", "classify": "answer", "depth": "depth"}
+            truth = {field[case.params["task"]]: truth}
+        return case.inputs, truth
+
+    def answer_text(self, case: Case) -> str:
+        t = case.truth
+        return {Closers: lambda: t.closers, Verdict: lambda: t.answer,
+                Depth: lambda: str(t.depth), NextSymbol: lambda: t.due}[type(t)]()  # fmt: skip
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
@@ -507,7 +572,7 @@ def _prompt(
         question,
         examples=[Example(q, a) for q, a in examples],
         system=reply_rule,
-        cue=f"\n{answer_label}" if mode == "completion" else "",
+        cue=f"\n{answer_label}",
     )
 
 
@@ -542,10 +607,10 @@ def extract_closers(text: str, prefix: str = "") -> tuple[str, str]:
 
 
 def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    truth = "".join(case.truth.split())
-    prefix = "".join(case.inputs["prefix"].split())
+    truth = "".join(case.truth.closers.split())
+    prefix = "".join(case.inputs.prefix.split())
     strict, lenient = extract_closers(answer.text, prefix)
-    metrics["exact_strict"] = strict == case.truth
+    metrics["exact_strict"] = strict == case.truth.closers
     metrics["exact_lenient"] = lenient == truth
     metrics["valid_completion"] = bool(lenient) and scan(prefix + lenient).balanced
     right = next((i for i, (a, b) in enumerate(zip(lenient, truth, strict=False)) if a != b), None)
@@ -592,7 +657,7 @@ def score_classify(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     if not found:
         return Score(False, metrics, "unparseable", "no yes or no in the answer")
     said = found.value
-    if said == case.truth:
+    if said == case.truth.answer:
         return Score(True, metrics, None, None, said)
     if said == "Yes":
         why = f"called balanced despite {case.covariates['edit']}"
@@ -616,11 +681,12 @@ def score_depth(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     if not found:
         return Score(False, metrics, "unparseable", "no number in the answer")
     said = found.value
-    metrics["abs_error"] = abs(said - case.truth)
-    if said == case.truth:
+    depth = case.truth.depth
+    metrics["abs_error"] = abs(said - depth)
+    if said == depth:
         return Score(True, metrics, None, None, said)
-    kind = "too_deep" if said > case.truth else "too_shallow"
-    return Score(False, metrics, kind, f"said {said}, depth is {case.truth}", said)
+    kind = "too_deep" if said > depth else "too_shallow"
+    return Score(False, metrics, kind, f"said {said}, depth is {depth}", said)
 
 
 _END_MARK = re.compile(r"<[a-z_|/]+>", re.I)  # "<eos>", "<end_of_turn>": not brackets
@@ -657,7 +723,7 @@ def score_next_token(case: Case, answer: Answer, metrics: dict[str, Any]) -> Sco
     first = answer.logprobs[0]
     top = first.top or ((first.token, first.logprob),)
     mass = {k: 0.0 for k in ("legal", "wrong_closer", "closer_at_zero", "end_open", "other")}
-    open_ = case.inputs["open"]
+    open_ = case.inputs.open
     for token, logprob in top:
         mass[classify_token(token, open_)] += math.exp(logprob)
     for k, v in mass.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,18 @@ def flipped(w: np.ndarray) -> np.ndarray:
 
 # --- cases -------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Inputs:
+    input: list  # (size,) or (size, size), with a leading channel axis when cin > 1
+    kernel: list  # (k,) or (k, k), with (cout, cin) axes in front when either exceeds 1
+
+
+@dataclass(frozen=True)
+class Truth:
+    output: list  # what PyTorch's conv1d/conv2d gives, channel axes as in the input
+
+
 PARAMS = (
     Param("dims", (1, 2), "1 for a sequence, 2 for a matrix", lo=1, hi=2),
     Param("size", (3, 5), "input length (1-D) or side (2-D)", lo=2, hi=16),
@@ -83,6 +96,8 @@ PARAMS = (
 class ConvProbe(Probe):
     name = "conv"
     version = 1
+    Inputs = Inputs
+    Truth = Truth
     summary = "1-D/2-D cross-correlation of small integer arrays (no kernel flip)"
     params = PARAMS
     columns = (
@@ -112,16 +127,16 @@ class ConvProbe(Probe):
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
         shots = [_draw(cell, rng) for _ in range(cell["shots"])]
-        inputs = _draw(cell, rng)
-        truth, flip = inputs.pop("truth"), inputs.pop("flipped_truth")
-        prompt = _prompt(mode, cell, shots, inputs)
+        drawn = _draw(cell, rng)
+        truth, flip = drawn["truth"], drawn["flipped_truth"]
+        prompt = _prompt(mode, cell, shots, drawn)
         answer_chars = len(_fmt(truth))
         return self.new_case(
             cid,
             dict(cell),
             seed,
-            inputs=inputs,
-            truth=truth,
+            inputs=Inputs(drawn["input"], drawn["kernel"]),
+            truth=Truth(truth),
             prompt=prompt,
             foils={"flipped_kernel": flip, "copied_example": [s["truth"] for s in shots]},
             covariates={
@@ -133,6 +148,14 @@ class ConvProbe(Probe):
             max_tokens=answer_chars + (32 if mode == "completion" else 256),
             stop=("\n\n", "\nInput") if mode == "completion" else (),
         )
+
+    def answer_text(self, case: Case) -> str:
+        return _fmt(case.truth.output)
+
+    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        # Journals before typed truths held the output array itself.
+        truth = case.truth
+        return case.inputs, {"output": truth} if isinstance(truth, list) else truth
 
     def blank_metrics(self, case: Case) -> dict[str, Any]:
         # Flags start false, not unknown: no answer is no exact match.
@@ -205,8 +228,7 @@ def _prompt(mode: str, cell: Mapping[str, Any], shots: list[dict], inputs: Mappi
         examples=[Example(question(s), _fmt(s["truth"])) for s in shots],
         intro=_describe(cell),
         system=SYSTEM,
-        # A base model continues a document: the cue asks for the output.
-        cue="\nOutput:" if mode == "completion" else "",
+        cue="\nOutput:",
     )
 
 
@@ -303,7 +325,7 @@ def _fit_shape(parsed: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def score(case: Case, answer: Answer) -> Score:
-    truth = np.asarray(case.truth, dtype=float)
+    truth = np.asarray(case.truth.output, dtype=float)
     metrics = ConvProbe().blank_metrics(case)
     parsed, why = parse_array(answer.text)
     if parsed is None:

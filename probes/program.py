@@ -37,7 +37,7 @@ from emulate.errors import EmulateError
 from emulate.extract import BLOCK, find, region
 from emulate.probe import Param, Probe, covariate, metric
 from emulate.prompt import Example, render
-from emulate.sandbox import Limits, Program, Result, run_cached
+from emulate.sandbox import Execution, Limits, Program, Result, run_cached
 from emulate.scoring import lines, overlap
 from emulate.values import equal, literal, normalised, read_literal, same_type
 
@@ -296,19 +296,43 @@ def item_program(item: Item, hash_seed: int = 0) -> Program:
     return Program(source, limits=LIMITS, hash_seed=hash_seed)
 
 
-def item_truth(result: Result) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ItemInputs:
+    code: str
+    input: str  # the call's arguments, as Python source
+    entry: str = "f"
+    published: str | None = None  # the item's published output, if any
+
+
+@dataclass(frozen=True)
+class ItemTruth(Execution):
+    """The call's run: its return value's repr, and apart, what it printed (stdout)."""
+
+    value: str | None = None
+
+
+def item_truth(result: Result) -> ItemTruth:
     """What the call returned (`value`, its repr) and, apart, what it printed."""
-    truth = result.as_truth()
+    run = result.as_truth()
     printed, mark, value = result.stdout.rpartition("\n" + RETURN_MARK)
-    if truth["status"] == "ok" and not mark:
-        truth["status"] = "no return value"  # it exited before the call returned
-    ok = truth["status"] == "ok"
-    truth["stdout"] = printed if ok else result.stdout
-    truth["value"] = value.removesuffix("\n") if ok else None
-    return truth
+    status = run.status
+    if run.ok and not mark:
+        status = "no return value"  # it exited before the call returned
+    if status != "ok":
+        return ItemTruth(result.stdout, status, run.stderr_tail)
+    return ItemTruth(printed, status, run.stderr_tail, value.removesuffix("\n"))
 
 
 # --- cases ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A generated program, as shown, and the constant text of each of its prints."""
+
+    program: str
+    literals: list[str]
+
 
 PARAMS = (
     Param("guard", ("mixed", "trap"), "how prints are guarded", choices=(*GUARDS, "mixed")),
@@ -326,6 +350,7 @@ PARAMS = (
 class ProgramProbe(Probe):
     name = "program"
     version = 1
+    Inputs, Truth = Listing, Execution  # items: ItemInputs, ItemTruth (see types)
     summary = "what a short program prints: guarded prints, the print-once trap, CRUXEval"
     params = PARAMS
     columns = (
@@ -393,16 +418,16 @@ class ProgramProbe(Probe):
             cid,
             dict(cell),
             seed,
-            inputs={"program": source, "literals": _literals(source)},
+            inputs=Listing(source, _literals(source)),
             truth=truth,
             prompt=_prompt(mode, shots, source),
             foils={"intent": intent.stdout if trap else None},
             covariates={
-                "lines_expected": len(lines(truth["stdout"])),
-                "trap_expected": _count(truth["stdout"], trap) if trap else None,
-                "truth_status": truth["status"],
+                "lines_expected": len(lines(truth.stdout)),
+                "trap_expected": _count(truth.stdout, trap) if trap else None,
+                "truth_status": truth.status,
             },
-            max_tokens=len(truth["stdout"]) + (64 if mode == "completion" else 256),
+            max_tokens=len(truth.stdout) + (64 if mode == "completion" else 256),
             stop=("```",) if mode == "completion" else (),
         )
 
@@ -415,31 +440,26 @@ class ProgramProbe(Probe):
         for item, first, second in zip(items, results[: len(items)], results[len(items) :],
                                        strict=True):  # fmt: skip
             truth, other = item_truth(first), item_truth(second)
-            ok = truth["status"] == "ok"
+            ok = truth.ok
             cid = case_id(self.name, self.version, {"shots": shots, "digest": item.digest}, 0)
             published = None
             if ok and item.output is not None:
-                published = _same_value(item.output, truth["value"])[0]
+                published = _same_value(item.output, truth.value)[0]
             cases.append(
                 self.new_case(
                     cid,
                     {"item": item.id, "shots": shots},
                     0,
-                    inputs={
-                        "code": item.code,
-                        "input": item.input,
-                        "entry": item.entry,
-                        "published": item.output,
-                    },  # fmt: skip
+                    inputs=ItemInputs(item.code, item.input, item.entry, item.output),
                     truth=truth,
                     prompt=_crux_prompt(mode, item, shots),
                     covariates={
-                        "truth_status": truth["status"],
+                        "truth_status": truth.status,
                         "published_agrees": published,
                         "hash_dependent": ok
-                        and (truth["value"], truth["stdout"]) != (other["value"], other["stdout"]),
+                        and (truth.value, truth.stdout) != (other.value, other.stdout),
                     },
-                    max_tokens=len(truth["value"] or "") + (64 if mode == "completion" else 256),
+                    max_tokens=len(truth.value or "") + (64 if mode == "completion" else 256),
                     stop=("\n",) if mode == "completion" else (),
                 )
             )
@@ -459,19 +479,18 @@ class ProgramProbe(Probe):
         disagree = sum(r.get("published_agrees") is False for r in rows)
         return [self.notes_disagree(disagree, len(rows))] if disagree else []
 
-    def requests(self, case: Case) -> list[tuple[Any, str]]:
-        if "code" in case.inputs:
-            return [(case.prompt, case.truth["value"] or "")]
-        return [(case.prompt, case.truth["stdout"])]
+    def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
+        return (ItemInputs, ItemTruth) if "item" in params else (Listing, Execution)
+
+    def answer_text(self, case: Case) -> str:
+        return case.truth.value or "" if isinstance(case.truth, ItemTruth) else case.truth.stdout
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if case.truth["status"] != "ok":
-            why = (
-                f"the program itself did not finish ({case.truth['status']}), so there is no truth"
-            )
+        if not case.truth.ok:
+            why = f"the program itself did not finish ({case.truth.status}), so there is no truth"
             return Score(False, metrics, "no_truth", why)
-        if "code" in case.inputs:
+        if isinstance(case.inputs, ItemInputs):
             return score_item(case, answer, metrics)
         return score_output(case, answer, metrics)
 
@@ -506,7 +525,7 @@ def _prompt(mode: str, shots: list[tuple[str, str]], source: str) -> Any:
         examples=[Example(f"```python\n{code}```", out) for code, out in shots],
         intro="Python programs and exactly what each prints when run." * (mode == "completion"),
         system=SYSTEM,
-        cue="\nOutput:\n```\n" if mode == "completion" else "",
+        cue="\nOutput:\n```\n",
         cue_space="",
         completion_answer=lambda out: f"{out}```",
         chat_answer=lambda out: f"```text\n{out}```",
@@ -550,16 +569,16 @@ def _count(text: str, literal: str) -> int:
 
 
 def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    said, truth = lines(region(answer.text, BLOCK)), lines(case.truth["stdout"])
+    said, truth = lines(region(answer.text, BLOCK)), lines(case.truth.stdout)
     metrics["lines_emitted"] = len(said)
     common = overlap(said, truth)
     metrics["line_precision"] = common / len(said) if said else None
     metrics["line_recall"] = common / len(truth) if truth else None
-    shown = [lit for lit in case.inputs["literals"] if _count(case.truth["stdout"], lit)]
+    shown = [lit for lit in case.inputs.literals if _count(case.truth.stdout, lit)]
     if shown:
         hits = sum(1 for lit in shown if _count("\n".join(said), lit))
         metrics["literal_fidelity"] = hits / len(shown)
-    trap = _trap_literal(case.inputs["program"])
+    trap = _trap_literal(case.inputs.program)
     expected = case.covariates["trap_expected"]
     if trap:
         metrics["trap_emitted"] = _count("\n".join(said), trap)
@@ -606,7 +625,7 @@ def _same_value(said: str, truth: str) -> tuple[bool, bool]:
 
 
 def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
-    truth = case.truth["value"]
+    truth = case.truth.value
     is_literal = literal(truth)[0]
 
     def parse(text: str) -> str:

@@ -460,9 +460,9 @@ def _same_version(said: str, stated: str) -> bool:
 
 
 def score_persona(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
-    spec = case.truth["spec"]
+    spec = case.truth.spec
     per_turn = []
-    for t, command in enumerate(case.inputs["commands"]):
+    for t, command in enumerate(case.inputs.commands):
         said = terminal_output(replies[t], command) if t < len(replies) else ""
         per_turn.append({"command": command, "facts": persona_facts(command, said, spec)})
     facts = [v for p in per_turn for v in p["facts"].values()]
@@ -487,6 +487,35 @@ def score_persona(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
 
 
 # --- cases ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Commands:
+    """A session's commands, for each the earlier turn whose change it reads (or None),
+    the stated machine, and the files of the seeded home (path -> text)."""
+
+    commands: list[str]
+    depends_on: list[int | None]
+    machine: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """task=session: each command's output in a real bash, and what cut it short."""
+
+    outputs: list[str]
+    limits: list[str | None]
+    exit_codes: list[int]
+
+
+@dataclass(frozen=True)
+class Stated:
+    """task=persona: the declared machine; there is no execution."""
+
+    spec: dict[str, Any]
+    outputs: list[str]
+
 
 SHOWN_CHARS = 2000  # of a true output, in a teacher-forced history
 
@@ -526,6 +555,7 @@ MACHINE = (
 class ShellProbe(Probe):
     name = "shell"
     version = 1
+    Inputs, Truth = Commands, Outputs
     summary = "act as a Linux terminal: sessions checked against a real bash"
     params = PARAMS
     columns = (
@@ -571,17 +601,8 @@ class ShellProbe(Probe):
             cid,
             dict(cell),
             seed,
-            inputs={
-                "commands": [c.text for c in commands],
-                "depends_on": depends,
-                "files": files,
-                "machine": MACHINE,
-            },
-            truth={
-                "outputs": outputs,
-                "limits": [t.limit for t in turns],
-                "exit_codes": [t.exit_code for t in turns],
-            },
+            inputs=Commands([c.text for c in commands], depends, MACHINE, files),
+            truth=Outputs(outputs, [t.limit for t in turns], [t.exit_code for t in turns]),
             prompt=turn_prompt(mode, [], commands[0].text, "", MACHINE),
             covariates={
                 "state_turns": sum(d is not None for d in depends),
@@ -595,10 +616,10 @@ class ShellProbe(Probe):
         mode = case.mode
         history: list[tuple[str, str, str]] = []  # (cwd, command, output shown)
         replies, prompt_tokens, completion_tokens, latency = [], 0, 0, 0.0
-        cwds = _cwds(case.inputs["commands"])
-        for t, command in enumerate(case.inputs["commands"]):
-            truth = case.truth["outputs"][t]
-            prompt = turn_prompt(mode, history, command, cwds[t], case.inputs["machine"])
+        cwds = _cwds(case.inputs.commands)
+        for t, command in enumerate(case.inputs.commands):
+            truth = case.truth.outputs[t]
+            prompt = turn_prompt(mode, history, command, cwds[t], case.inputs.machine)
             budget = min(1024, len(truth) + 48) if truth else 768
             answer = await ask(prompt, max_tokens=budget, stop=case.stop)
             prompt_tokens += answer.prompt_tokens or 0
@@ -625,7 +646,7 @@ class ShellProbe(Probe):
     def requests(self, case: Case) -> list[tuple[Any, str]]:
         # Teacher-forced: each turn resends the history, here with the true outputs.
         mode = case.mode
-        commands, outputs = case.inputs["commands"], case.truth["outputs"]
+        commands, outputs = case.inputs.commands, case.truth.outputs
         cwds = _cwds(commands)
         return [
             (
@@ -634,12 +655,15 @@ class ShellProbe(Probe):
                     [(cwds[i], commands[i], _cap(outputs[i])) for i in range(t)],
                     commands[t],
                     cwds[t],
-                    case.inputs["machine"],
+                    case.inputs.machine,
                 ),
                 outputs[t] or "x" * 200,  # a stated machine's outputs: a guess of their size
             )
             for t in range(len(commands))
         ]
+
+    def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
+        return (Commands, Stated) if params["task"] == "persona" else (Commands, Outputs)
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
@@ -656,9 +680,9 @@ class ShellProbe(Probe):
             cid,
             dict(cell),
             seed,
-            inputs={"commands": commands, "depends_on": [None] * len(commands), "machine": stated},
+            inputs=Commands(commands, [None] * len(commands), stated),
             # The truth is the declared spec, not an execution.
-            truth={"spec": spec, "outputs": [""] * len(commands)},
+            truth=Stated(spec, [""] * len(commands)),
             prompt=turn_prompt(mode, [], commands[0], "", stated),
             covariates={"state_turns": 0},
             max_tokens=768,
@@ -731,13 +755,11 @@ def terminal_output(text: str, command: str) -> str:
 
 
 def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
-    truths, depends = case.truth["outputs"], case.inputs["depends_on"]
+    truths, depends = case.truth.outputs, case.inputs.depends_on
     per_turn = []
     for t, truth in enumerate(truths):
         said = (
-            lines(terminal_output(replies[t], case.inputs["commands"][t]))
-            if t < len(replies)
-            else []
+            lines(terminal_output(replies[t], case.inputs.commands[t])) if t < len(replies) else []
         )
         want = lines(truth)
         a, b = "\n".join(said)[:4000], "\n".join(want)[:4000]
@@ -747,7 +769,7 @@ def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
                 "line_f1": line_f1(said, want),
                 "char_sim": difflib.SequenceMatcher(None, a, b).ratio() if a or b else 1.0,
                 "back": None if depends[t] is None else t - depends[t],
-                "cut": case.truth["limits"][t],
+                "cut": case.truth.limits[t],
             }
         )
     n = len(per_turn)
@@ -766,6 +788,6 @@ def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any])
     if not any(r.strip() for r in replies):
         return Score(False, metrics, "empty", "no output in any turn", per_turn)
     exact = sum(p["exact"] for p in per_turn)
-    why = f"turn {first + 1} ({case.inputs['commands'][first]}) differs first; {exact} of {n} exact"
+    why = f"turn {first + 1} ({case.inputs.commands[first]}) differs first; {exact} of {n} exact"
     kind = "state_lost" if per_turn[first]["back"] is not None else "wrong_output"
     return Score(False, metrics, kind, why, per_turn)

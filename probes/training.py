@@ -23,13 +23,14 @@ import importlib.util
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from emulate.case import Answer, Case, Score, case_id
 from emulate.extract import BLOCK, region
 from emulate.probe import Param, Probe, covariate, metric
 from emulate.prompt import render
-from emulate.sandbox import Limits, Program, run_cached
+from emulate.sandbox import Execution, Limits, Program, run_cached
 
 # --- the script ------------------------------------------------------------------------
 
@@ -146,6 +147,13 @@ def parse_run(text: str) -> dict[str, Any]:
 
 # --- cases ---------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Inputs:
+    script: str  # train.py, shown when code=shown
+    description: str  # what the prompt says of it when code=described
+
+
 PARAMS = (
     Param("layers", (2, 4), "hidden layers of the MLP", lo=1, hi=8),
     Param("epochs", (3, 10), "training epochs, one loss line each", lo=1, hi=100),
@@ -175,6 +183,8 @@ _LINE = re.compile(r"^Epoch \d+/\d+, loss: \d+\.\d{4}$")
 class TrainingProbe(Probe):
     name = "training"
     version = 1
+    Inputs = Inputs
+    Truth = Execution  # the script's real stdout
     summary = "emulate `python3 train.py`: epochs, losses, accuracy, the print-once line"
     params = PARAMS
     columns = (
@@ -215,14 +225,14 @@ class TrainingProbe(Probe):
 
     def _case(self, cell, seed, cid, source, result, mode) -> Case:
         truth = result.as_truth()
-        status = truth["status"]
+        status = truth.status
         parsed = parse_run(result.stdout)
         shown = source if cell["code"] == "shown" else None
         return self.new_case(
             cid,
             dict(cell),
             seed,
-            inputs={"script": source, "description": description(cell)},
+            inputs=Inputs(source, description(cell)),
             truth=truth,
             prompt=_prompt(mode, cell, shown),
             covariates={
@@ -235,13 +245,13 @@ class TrainingProbe(Probe):
             stop=(PROMPT_LINE.strip(),) if mode == "completion" else (),
         )
 
-    def requests(self, case: Case) -> list[tuple[Any, str]]:
-        return [(case.prompt, case.truth["stdout"])]
+    def answer_text(self, case: Case) -> str:
+        return case.truth.stdout
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if case.truth["status"] != "ok":
-            return Score(False, metrics, "no_truth", f"train.py failed: {case.truth['status']}")
+        if not case.truth.ok:
+            return Score(False, metrics, "no_truth", f"train.py failed: {case.truth.status}")
         return score_run(case, answer, metrics)
 
 
@@ -256,7 +266,7 @@ def _prompt(mode: str, cell: Mapping[str, Any], source: str | None) -> Any:
 def score_run(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     # What the terminal showed, found by the shared rules (emulate/extract.py).
     said = region(answer.text, BLOCK)
-    got, want = parse_run(said), parse_run(case.truth["stdout"])
+    got, want = parse_run(said), parse_run(case.truth.stdout)
     e = case.params["epochs"]
     epoch_lines = [ln.strip() for ln in said.splitlines() if _EPOCH.search(ln)]
     metrics["epoch_lines"] = len(epoch_lines)

@@ -10,6 +10,8 @@ from emulate.case import Answer, TokenLogprob
 from emulate.errors import EmulateError
 from probes.brackets import (
     BracketsProbe,
+    Closers,
+    Prefix,
     classify_token,
     closers,
     extract_closers,
@@ -37,7 +39,7 @@ def test_bbh_truth_equals_every_published_target_and_targets_score_correct():
     cases = emulate.cases("brackets", {"items": str(BBH)}, n=1, mode="completion")
     assert len(cases) == len(items) == 250
     for case, item in zip(cases, items, strict=True):
-        assert case.truth == item["target"]
+        assert case.truth.closers == item["target"]
         score = PROBE.score(case, Answer(item["target"]))
         assert score.correct and score.metrics["exact_strict"], item
         # BBH's chain-of-thought answers end "So the answer is ] ] >."
@@ -96,10 +98,10 @@ def test_impossible_cells_name_themselves():
 
 def test_classify_is_half_balanced_and_every_edit_unbalances():
     cases = emulate.cases("brackets", {"task": "classify", "types": [1, 4]}, n=8)
-    assert Counter(c.truth for c in cases) == {"Yes": len(cases) // 2, "No": len(cases) // 2}
+    assert Counter(c.truth.answer for c in cases) == {"Yes": len(cases) // 2, "No": len(cases) // 2}
     for c in cases:
-        assert scan(c.inputs["sequence"]).balanced == (c.truth == "Yes")
-    edits = Counter(c.inputs["edit"] for c in cases if c.truth == "No")
+        assert scan(c.inputs.sequence).balanced == (c.truth.answer == "Yes")
+    edits = Counter(c.inputs.edit for c in cases if c.truth.answer == "No")
     assert set(edits) == {"wrong_type", "missing_closer", "extra_closer", "swapped"}
 
 
@@ -107,7 +109,7 @@ def test_depth_examples_do_not_give_the_answer_away():
     grid = {"task": "depth", "length": 24, "depth": 4}
     cases = emulate.cases("brackets", grid, n=10, mode="chat")
     shown = [[m["content"] for m in c.prompt if m["role"] == "assistant"] for c in cases]
-    assert sum(str(c.truth) in s for c, s in zip(cases, shown, strict=True)) < len(cases)
+    assert sum(str(c.truth.depth) in s for c, s in zip(cases, shown, strict=True)) < len(cases)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +130,7 @@ def _complete(prefix="< [ ["):
     case = emulate.cases("brackets", {"length": 8, "depth": 2}, n=1)[0]
     from dataclasses import replace
 
-    return replace(case, inputs={"prefix": prefix}, truth=" ".join(closers(prefix)))
+    return replace(case, inputs=Prefix(prefix), truth=Closers(" ".join(closers(prefix))))
 
 
 @pytest.mark.parametrize(
@@ -171,7 +173,7 @@ def test_next_token_legality(token, open_, kind):
 
 def test_next_token_mass_and_coverage():
     case = emulate.cases("brackets", {"task": "next_token"}, n=1, mode="completion")[0]
-    due = case.truth["due"]
+    due = case.truth.due
     wrong = next(c for c in ")]}>" if c != due)
     top = ((f" {due}", np.log(0.6)), (f" {wrong}", np.log(0.15)), (" x", np.log(0.05)))
     answer = Answer(" " + due, logprobs=(TokenLogprob(" " + due, np.log(0.6), top),))

@@ -55,12 +55,12 @@ def test_truth_matches_torch(dims, stride, padding, dilation, cin, cout):
 def test_every_generated_truth_is_recomputed_from_its_inputs():
     for case in emulate.cases("conv", {"cin": [1, 2], "cout": [1, 2], "stride": [1, 2]}, n=2):
         p = case.params
-        x, w = np.array(case.inputs["input"]), np.array(case.inputs["kernel"])
+        x, w = np.array(case.inputs.input), np.array(case.inputs.kernel)
         if p["cin"] == p["cout"] == 1:  # shown without channel axes
             x, w = x[None], w[None, None]
         y = cross_correlate(x, w, p["stride"], p["padding"], p["dilation"])
         y = y[0] if p["cout"] == 1 else y
-        assert y.tolist() == case.truth
+        assert y.tolist() == case.truth.output
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def _case(**cell):
 
 def test_scores_each_error_type():
     case = _case(dims=2, size=4, kernel=2, values=9)
-    truth, flip = case.truth, case.foils["flipped_kernel"]
+    truth, flip = case.truth.output, case.foils["flipped_kernel"]
     assert truth != flip
     score = PROBE.grade
     assert score(case, Answer(str(truth))).correct
@@ -148,8 +148,8 @@ def test_any_output_at_all_is_a_score_not_a_crash():
 
 def test_one_by_one_output_accepts_a_bare_number():
     case = _case(dims=2, size=3, kernel=3)
-    assert np.array(case.truth).shape == (1, 1)
-    assert PROBE.score(case, Answer(str(case.truth[0][0]))).correct
+    assert np.array(case.truth.output).shape == (1, 1)
+    assert PROBE.score(case, Answer(str(case.truth.output[0][0]))).correct
 
 
 def test_covariates_record_multiply_adds_per_cell():

@@ -36,23 +36,23 @@ def _cases(**cell):
 )
 def test_executed_truth_follows_the_code(guard, nesting, lines):
     case = _cases(guard=guard, nesting=nesting)[0]
-    assert case.truth["status"] == "ok"
-    assert len(case.truth["stdout"].splitlines()) == lines
+    assert case.truth.ok
+    assert len(case.truth.stdout.splitlines()) == lines
 
 
 def test_cache_and_seen_guards_print_once_per_distinct_shape():
     for guard in ("cache", "seen"):
         case = _cases(guard=guard, loops=5)[0]
         # Four full batches and a smaller last one: two distinct lengths.
-        assert len(case.truth["stdout"].splitlines()) == 2
+        assert len(case.truth.stdout.splitlines()) == 2
 
 
 def test_every_generated_program_runs_cleanly():
     cases = emulate.cases("program", {"guard": ["mixed", "trap"], "nesting": [1, 2]}, n=2)
-    assert all(c.truth["status"] == "ok" for c in cases)
+    assert all(c.truth.ok for c in cases)
     trap = next(c for c in cases if c.params["guard"] == "trap" and c.params["loops"] > 1)
-    assert "# print the shape of the input once" in trap.inputs["program"]
-    assert len(trap.foils["intent"].splitlines()) < len(trap.truth["stdout"].splitlines())
+    assert "# print the shape of the input once" in trap.inputs.program
+    assert len(trap.foils["intent"].splitlines()) < len(trap.truth.stdout.splitlines())
 
 
 def _trap_case():
@@ -61,7 +61,7 @@ def _trap_case():
 
 def test_scores_exact_and_fenced_output():
     case = _trap_case()
-    out = case.truth["stdout"]
+    out = case.truth.stdout
     assert PROBE.score(case, Answer(out)).correct
     assert PROBE.score(case, Answer(f"Here you go:\n```text\n{out}```\n")).correct
 
@@ -72,23 +72,23 @@ def test_following_the_comment_is_flagged():
     assert score.error_type == "intent_over_semantics"
     assert score.metrics["trap_emitted"] == 1 and case.covariates["trap_expected"] == 3
     # Printed once, but with the text changed, as in the seed: still the comment's intent.
-    changed = case.foils["intent"].replace(case.inputs["literals"][0], "Input shape:")
+    changed = case.foils["intent"].replace(case.inputs.literals[0], "Input shape:")
     s = PROBE.score(case, Answer(changed))
     assert s.metrics["intent_over_semantics"] and s.metrics["literal_fidelity"] == 0
 
 
 def test_other_error_types():
     case = _trap_case()
-    lines = case.truth["stdout"].splitlines()
+    lines = case.truth.stdout.splitlines()
     assert PROBE.score(case, Answer("")).error_type == "empty"
     s = PROBE.score(case, Answer("\n".join(lines + lines)))
     assert s.error_type == "extra_lines" and s.metrics["line_recall"] == 1
     case = _cases(guard="none", loops=3, prints=2)[0]
-    lines = case.truth["stdout"].splitlines()
+    lines = case.truth.stdout.splitlines()
     s = PROBE.score(case, Answer("\n".join(lines[:-1])))
     assert s.error_type == "missing_lines" and s.metrics["line_precision"] == 1
-    literal = case.inputs["literals"][0]
-    s = PROBE.score(case, Answer(case.truth["stdout"].replace(literal, literal.upper() + "!")))
+    literal = case.inputs.literals[0]
+    s = PROBE.score(case, Answer(case.truth.stdout.replace(literal, literal.upper() + "!")))
     assert s.error_type == "literal_changed" and s.metrics["literal_fidelity"] < 1
 
 
@@ -98,8 +98,8 @@ def test_every_cruxeval_item_executes_to_its_published_output():
     cases = emulate.cases("program", {"items": str(CRUX)}, n=1, mode="completion")
     assert len(cases) == len(published) == 800
     for case, item in zip(cases, published, strict=True):
-        assert case.truth["status"] == "ok", item["id"]
-        assert equal(literal(case.truth["value"])[1], literal(item["output"])[1]), item["id"]
+        assert case.truth.ok, item["id"]
+        assert equal(literal(case.truth.value)[1], literal(item["output"])[1]), item["id"]
         assert case.covariates["published_agrees"] is True, item["id"]
         # The published output, given as an answer, scores correct.
         assert PROBE.score(case, Answer(f" {item['output']}\n")).correct, item["id"]
@@ -134,7 +134,7 @@ def test_a_program_that_hangs_yields_a_marked_truth_not_a_hung_run(tmp_path):
         tmp_path, {"id": "spin", "code": "def f():\n    while True:\n        pass", "input": ""}
     )
     case = emulate.cases("program", {"items": path}, n=1)[0]
-    assert case.truth["status"] == "cpu"
+    assert case.truth.status == "cpu"
     score = PROBE.score(case, Answer("None"))
     assert not score.correct and score.error_type == "no_truth"
 
@@ -181,7 +181,7 @@ def test_item_answers_in_chat_styles_score_correct(tmp_path, text):
 def test_multi_line_answers_and_inputs_are_read_whole(tmp_path):
     code = "def f(d):\n    return {k: v * 2 for k, v in d.items()}"
     case = _item_case(tmp_path, code, "{\n  'a': 1,\n  'b': 2,\n}")
-    assert case.truth["value"] == "{'a': 2, 'b': 4}"
+    assert case.truth.value == "{'a': 2, 'b': 4}"
     assert PROBE.score(case, Answer("```python\n{\n    'a': 2,\n    'b': 4,\n}\n```")).correct
 
 
@@ -199,7 +199,7 @@ def test_one_equality_rule_at_every_depth_with_a_type_exact_metric(tmp_path):
 def test_what_a_function_prints_is_kept_apart_from_what_it_returns(tmp_path):
     code = "def f(n):\n    print('working on', n)\n    return n * 2"
     case = _item_case(tmp_path, code, "3")
-    assert case.truth["value"] == "6" and case.truth["stdout"] == "working on 3\n"
+    assert case.truth.value == "6" and case.truth.stdout == "working on 3\n"
     assert PROBE.score(case, Answer("6")).correct
 
 
@@ -210,7 +210,7 @@ def test_an_item_without_the_function_to_call_is_named(tmp_path):
         emulate.cases("program", {"items": path}, n=1)
     one = _items(tmp_path, {"id": "h", "code": "def below_zero(xs):\n    return 0", "input": "[]"})
     case = emulate.cases("program", {"items": one, "entry": "below_zero"}, n=1)[0]
-    assert case.truth["value"] == "0" and case.prompt.endswith("assert below_zero([]) ==")
+    assert case.truth.value == "0" and case.prompt.endswith("assert below_zero([]) ==")
     with pytest.raises(EmulateError, match="entry='1x' is not valid"):
         emulate.cases("program", {"items": one, "entry": "1x"}, n=1)
 
@@ -232,7 +232,7 @@ def test_truths_do_not_depend_on_the_hash_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("EMULATE_CACHE", "")  # every run executes afresh
     code = "def f(s):\n    return list(set(s.split()))"
     words = "'alpha beta gamma delta epsilon zeta eta theta iota kappa'"
-    values = {_item_case(tmp_path, code, words).truth["value"] for _ in range(4)}
+    values = {_item_case(tmp_path, code, words).truth.value for _ in range(4)}
     assert len(values) == 1
     case = _item_case(tmp_path, code, words)
     assert case.covariates["hash_dependent"] is True

@@ -85,18 +85,26 @@ def test_rescore_reports_what_an_older_rule_scored_otherwise(tmp_path, capsys):
     assert "0 changed verdict" in capsys.readouterr().out
 
 
-def test_a_journal_from_before_chance_and_mode_were_fields_reads(tmp_path):
-    case = emulate.cases("brackets", {"task": "classify"}, n=1)[0]
-    old = case.to_json()
-    old["covariates"] = {**old["covariates"], "chance": old.pop("chance")}
-    del old["mode"]
-    back = Case.from_json(old)
-    assert back == case and back.chance == 0.5 and back.mode == "completion"
+def test_a_journal_from_before_the_typed_contract_reads():
+    # Then chance was a covariate, mode was no field, and truths were bare values.
+    for probe, grid, bare in (
+        ("brackets", {"task": "classify"}, lambda t: t.answer),
+        ("brackets", {"task": "depth"}, lambda t: t.depth),
+        ("conv", {"size": 4}, lambda t: t.output),
+    ):
+        case = emulate.cases(probe, grid, n=1)[0]
+        old = case.to_json()
+        old["covariates"] = {**old["covariates"], "chance": old.pop("chance")}
+        old["truth"] = bare(case.truth)
+        del old["mode"]
+        back = get_probe(probe).typed(Case.from_json(old))
+        assert back == case and back.mode == "completion"
+        assert back.chance == case.chance
 
 
 def test_grade_scores_as_a_run_does(capsys, tmp_path, monkeypatch):
     case = emulate.cases("conv", {"size": 4, "kernel": 2, "dims": 1}, n=1)[0]
-    truth = json.dumps(case.truth)
+    truth = json.dumps(case.truth.output)
     line = json.dumps(case.to_json())
     assert emulate.grade(case, f"The output is {truth}.").correct
     assert emulate.grade(line, f"```json\n{truth}\n```").correct
@@ -119,7 +127,7 @@ def test_grade_takes_each_turn_of_a_session():
     if why := get_probe("shell").missing():
         pytest.skip(why)
     case = emulate.cases("shell", load_config(folder / "run.json").grid, n=1)[0]
-    outputs = case.truth["outputs"]
+    outputs = case.truth.outputs
     assert emulate.grade(case, [f"```\n{o}```" for o in outputs]).correct
     assert not emulate.grade(case, outputs[:-1] + ["nope"]).correct
 

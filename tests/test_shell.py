@@ -48,14 +48,14 @@ def test_truth_is_the_same_every_time():
     first = emulate.cases("shell", grid, n=2)
     again = emulate.cases("shell", grid, n=2)
     assert [c.truth for c in first] == [c.truth for c in again]
-    assert all(not any(c.truth["limits"]) for c in first)
+    assert all(not any(c.truth.limits) for c in first)
 
 
 def test_state_dependencies_are_tracked():
     cases = emulate.cases("shell", {"family": "mixed", "turns": 12}, n=4)
-    assert any(d is not None for c in cases for d in c.inputs["depends_on"])
+    assert any(d is not None for c in cases for d in c.inputs.depends_on)
     for c in cases:
-        for t, d in enumerate(c.inputs["depends_on"]):
+        for t, d in enumerate(c.inputs.depends_on):
             assert d is None or d < t
 
 
@@ -77,16 +77,16 @@ def test_each_turn_sends_the_whole_history(history):
     answer, prompts = _replay(case, replies)
     assert answer.turns == tuple(replies) and answer.prompt_tokens == 3
     last = prompts[-1]
-    for i, command in enumerate(case.inputs["commands"]):
+    for i, command in enumerate(case.inputs.commands):
         assert command in last
-        shown = replies[i] if history == "model" else case.truth["outputs"][i]
+        shown = replies[i] if history == "model" else case.truth.outputs[i]
         if i < 2 and shown.strip():
             assert shown.strip() in last
 
 
 def test_true_outputs_score_correct_and_errors_are_located():
     case = emulate.cases("shell", {"turns": 6}, n=1, mode="completion")[0]
-    truth = case.truth["outputs"]
+    truth = case.truth.outputs
     score = PROBE.score(case, Answer(truth[-1], turns=tuple(truth)))
     assert score.correct and score.metrics["turn_exact"] == 1
     wrong = list(truth)
@@ -133,13 +133,13 @@ def test_persona_truth_is_the_stated_machine():
     case = _persona()
     assert "four" not in case.prompt[-1]["content"]  # stated with numbers, as a spec
     assert "4 NVIDIA GeForce RTX 3090 GPUs" in case.prompt[-1]["content"]
-    turns = tuple(SEED_REPLIES[c] for c in case.inputs["commands"])
+    turns = tuple(SEED_REPLIES[c] for c in case.inputs.commands)
     score = PROBE.score(case, Answer(turns[-1], turns=turns))
     assert score.correct and score.metrics["fact_acc"] == 1 and score.metrics["gpu_count_ok"]
     # The seed's model showed the four GPUs; one that shows two is caught.
     two = tuple(
         t.replace("4", "2") if "device_count" in c else t
-        for c, t in zip(case.inputs["commands"], turns, strict=True)
+        for c, t in zip(case.inputs.commands, turns, strict=True)
     )
     score = PROBE.score(case, Answer(two[-1], turns=two))
     assert score.error_type == "wrong_fact" and not score.metrics["gpu_count_ok"]
@@ -151,7 +151,7 @@ def test_persona_spec_files_are_validated_by_field(tmp_path):
     path = tmp_path / "machine.json"
     path.write_text('{"gpus": 2, "gpu_name": "NVIDIA A40"}')
     case = _persona(spec=str(path))
-    assert case.truth["spec"]["gpus"] == 2 and "2 NVIDIA A40 GPUs" in case.inputs["machine"]
+    assert case.truth.spec["gpus"] == 2 and "2 NVIDIA A40 GPUs" in case.inputs.machine
     for body, message in [
         ('{"gpus": 99}', "field 'gpus' is 99; it must be an integer from 0 to 16"),
         ('{"gpu": 2}', "unknown field 'gpu'"),

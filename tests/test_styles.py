@@ -102,7 +102,7 @@ def _table(t: str) -> str:
 
 def _conv(dims: int) -> Subject:
     case = emulate.cases("conv", {"dims": dims, "size": 4, "kernel": 2, "values": 9}, n=1)[0]
-    near = json.loads(json.dumps(case.truth))
+    near = json.loads(json.dumps(case.truth.output))
     cell = near
     while isinstance(cell[0], list):
         cell = cell[0]
@@ -113,19 +113,17 @@ def _conv(dims: int) -> Subject:
         "markdown table": _table,
         "numpy print": lambda t: str(np.array(json.loads(t))),
     }
-    return Subject(
-        f"conv {dims}-D", case, [json.dumps(case.truth)], [json.dumps(near)], "value", "json",
-        natural,
-    )  # fmt: skip
+    truth = json.dumps(case.truth.output)
+    return Subject(f"conv {dims}-D", case, [truth], [json.dumps(near)], "value", "json", natural)
 
 
 def _brackets(task: str) -> Subject:
     case = emulate.cases("brackets", {"task": task, "length": 12, "depth": 3}, n=1, seed=1)[0]
     if task == "complete":
-        truth = case.truth
+        truth = case.truth.closers
         said = "".join(truth.split())
         near = spaced(said[:-1] + (")" if said[-1] != ")" else "]"))  # the last closer wrong
-        prefix = case.inputs["prefix"]
+        prefix = case.inputs.prefix
         natural = {
             "BBH chain of thought": lambda t: (
                 "Let's think step by step.\nWe should process each input one by one and keep "
@@ -136,25 +134,25 @@ def _brackets(task: str) -> Subject:
         }
         return Subject("brackets complete", case, [truth], [near], natural=natural)
     if task == "classify":
-        other = "No" if case.truth == "Yes" else "Yes"
+        other = "No" if case.truth.answer == "Yes" else "Yes"
         natural = {
             "sentence": lambda t: f"{t}, the sequence is {'' if t == 'Yes' else 'not '}balanced.",
             "verdict in words": lambda t: (
                 f"The sequence is {'' if t == 'Yes' else 'not '}balanced."
             ),
         }
-        return Subject("brackets classify", case, [case.truth], [other], natural=natural)
+        return Subject("brackets classify", case, [case.truth.answer], [other], natural=natural)
     natural = {
         "label": lambda t: f"Depth: {t}",
         "sentence": lambda t: f"The maximum nesting depth is {t}.",
     }
-    return Subject("brackets depth", case, [str(case.truth)], [str(case.truth + 1)],
+    return Subject("brackets depth", case, [str(case.truth.depth)], [str(case.truth.depth + 1)],
                    natural=natural)  # fmt: skip
 
 
 def _program() -> Subject:
     case = emulate.cases("program", {"guard": "counter", "loops": 3, "prints": 2}, n=1)[0]
-    truth = case.truth["stdout"]
+    truth = case.truth.stdout
     assert truth.count("\n") >= 2
     near = "\n".join(truth.splitlines()[:-1]) + "\n"  # the last line missing
     natural = {"output label, fence": lambda t: f"Output:\n```\n{t}```"}
@@ -177,7 +175,7 @@ def _items(tmp: Path) -> Subject:
 
 def _training() -> Subject:
     case = emulate.cases("training", {"layers": 1, "epochs": 3, "shape_print": "guarded"}, n=1)[0]
-    truth = case.truth["stdout"]
+    truth = case.truth.stdout
     lines = truth.splitlines(keepends=True)
     near = "".join(ln for ln in lines if not ln.startswith("Epoch 2/"))
     natural = {
@@ -189,7 +187,7 @@ def _training() -> Subject:
 def _shell_session() -> Subject:
     grid = {"task": "session", "family": "text", "turns": 3}
     case = emulate.cases("shell", grid, n=1)[0]
-    truth = list(case.truth["outputs"])
+    truth = list(case.truth.outputs)
     near = list(truth)
     k = max(i for i, t in enumerate(truth) if t.strip())
     near[k] = truth[k].rstrip("\n") + "x\n"
@@ -200,7 +198,7 @@ def _shell_session() -> Subject:
 def _transcript(case: Case) -> Style:
     """Each turn as a terminal shows it: the prompt and command, the output, the next
     prompt. Styles are applied turn by turn, in order, so it cycles through the commands."""
-    commands = case.inputs["commands"]
+    commands = case.inputs.commands
     cwds = _cwds(commands)
     turn = {"i": 0}
 
@@ -242,13 +240,13 @@ def _persona_output(command: str, spec: dict) -> str:
 
 def _shell_persona() -> Subject:
     case = emulate.cases("shell", {"task": "persona", "turns": 11}, n=1)[0]
-    spec = case.truth["spec"]
+    spec = case.truth.spec
     wrong = spec | {
         "gpus": spec["gpus"] + 1,
         "cpus": spec["cpus"] + 1,
         "ram_gb": 2 * spec["ram_gb"],
     }
-    commands = case.inputs["commands"]
+    commands = case.inputs.commands
     truth = [_persona_output(c, spec) for c in commands]
     near = [_persona_output(c, wrong) for c in commands]
     return Subject("shell persona", case, truth, near, "block", "bash",

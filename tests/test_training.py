@@ -17,8 +17,8 @@ def _case(**cell):
 @pytest.mark.parametrize("shape_print,shape_lines", [("none", 0), ("guarded", 1), ("comment", 13)])
 def test_the_script_really_runs(shape_print, shape_lines):
     case = _case(shape_print=shape_print)
-    run = parse_run(case.truth["stdout"])
-    assert case.truth["status"] == "ok"
+    run = parse_run(case.truth.stdout)
+    assert case.truth.ok
     assert run["epochs"] == [1, 2, 3] and run["accuracy"] is not None
     # The comment says "once"; the code prints on every forward call: 4 batches x 3
     # epochs and one evaluation.
@@ -27,8 +27,8 @@ def test_the_script_really_runs(shape_print, shape_lines):
 
 def test_the_true_output_is_correct_and_the_seeds_output_is_not():
     case = _case()
-    assert PROBE.score(case, Answer(f"```\n{case.truth['stdout']}```")).correct
-    lines = case.truth["stdout"].splitlines()
+    assert PROBE.score(case, Answer(f"```\n{case.truth.stdout}```")).correct
+    lines = case.truth.stdout.splitlines()
     once = [lines[0]] + [ln for ln in lines if not ln.startswith("Input shape")]
     s = PROBE.score(case, Answer("\n".join(once)))
     assert s.error_type == "shape_once" and s.metrics["shape_lines"] == 1

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from emulate import sandbox
-from probes.program import item_program, load_items
+from probes.cruxeval import item_program, load_items
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cruxeval.jsonl"
 

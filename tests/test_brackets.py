@@ -13,12 +13,10 @@ from probes.brackets import (
     Closers,
     Prefix,
     classify_token,
-    closers,
     extract_closers,
-    generate,
     load_items,
-    scan,
 )
+from probes.dyck import closers, generate, scan
 
 from .conftest import SHARED_DATA
 

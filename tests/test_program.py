@@ -8,7 +8,8 @@ import emulate
 from emulate.case import Answer
 from emulate.errors import EmulateError
 from emulate.values import equal, literal, read_literal
-from probes.program import ProgramProbe, load_items
+from probes.cruxeval import disagreement, load_items
+from probes.program import ProgramProbe
 
 from .conftest import SHARED_DATA
 
@@ -221,7 +222,7 @@ def test_a_published_output_that_execution_contradicts_is_flagged_and_counted(tm
     assert "1 of 1 items' published outputs disagree" in capsys.readouterr().err
     assert PROBE.score(case, Answer("2")).correct  # scored against execution
     assert PROBE.notes([{"published_agrees": False}, {"published_agrees": True}]) == [
-        PROBE.notes_disagree(1, 2)
+        disagreement(1, 2)
     ]
     assert _item_case(tmp_path, "def f(x):\n    return x", "1", output="1.0").covariates[
         "published_agrees"

@@ -17,7 +17,7 @@ import pytest
 import emulate
 from emulate.case import Case
 from emulate.registry import get_probe
-from probes.brackets import spaced
+from probes.dyck import spaced
 from probes.shell import PS1_HOST, _cwds
 
 Style = Callable[[str], str]

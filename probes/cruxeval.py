@@ -1,0 +1,260 @@
+"""CRUXEval items for the program probe: published output prediction, run for real.
+
+An item is `{"code", "input", "output", "id"}`: a function `f` (or the entry point an
+item or `-P entry=NAME` names), the call's arguments, and the published output. The
+truth is the call's return value, executed in the sandbox (under two hash seeds, to
+flag values that depend on set order), kept apart from what the function prints.
+Answers are literals read with ast.literal_eval (never run) and compared as
+CRUXEval's own evaluation does (emulate/values.py).
+
+Read top to bottom: items, their truth, their cases and prompt, the scorer.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulate.case import Answer, Case, Score, case_id
+from emulate.errors import EmulateError
+from emulate.extract import find
+from emulate.probe import Probe
+from emulate.prompt import Example, render
+from emulate.sandbox import Execution, Limits, Program, Result, run_cached
+from emulate.values import equal, literal, normalised, read_literal, same_type
+
+LIMITS = Limits(cpu_s=5, wall_s=20, memory_mb=2048, file_mb=4)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    code: str
+    input: str  # the call's arguments, as Python source
+    output: str | None  # the published output, if any
+    entry: str = "f"  # the function the item calls
+
+    @property
+    def digest(self) -> str:
+        """The item's content, so a case id never depends on the file's name or place."""
+        blob = json.dumps([self.entry, self.code, self.input])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _defined(code: str) -> set[str]:
+    """Names the module's top level binds (functions, classes, assignments, imports)."""
+    names = set()
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def load_items(path: str | Path, entry: str = "f") -> list[Item]:
+    """CRUXEval JSONL: one {"code", "input", "output", "id"} object a line. An item's
+    own "entry_point" field names its function over `entry`."""
+    path = Path(path)
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EmulateError(f"{where}: not JSON ({err})") from None
+        if not isinstance(rec, dict) or not all(
+            isinstance(rec.get(k), str) for k in ("code", "input")
+        ):
+            raise EmulateError(f"{where}: expected an object with 'code' and 'input' as text")
+        item_id = str(rec.get("id", f"line{n}"))
+        name = str(rec.get("entry_point") or entry)
+        # The input is an argument list (possibly empty): check it as a call.
+        call = f"{name}({rec['input']})"
+        for what, text, mode in (("code", rec["code"], "exec"), ("input", call, "eval")):
+            try:
+                ast.parse(text, mode=mode)
+            except (SyntaxError, ValueError) as err:
+                why = getattr(err, "msg", str(err))
+                raise EmulateError(
+                    f"{where} ({item_id}): {what} has a syntax error: {why}"
+                ) from None
+        if name not in _defined(rec["code"]):
+            raise EmulateError(
+                f"{where} ({item_id}): the code defines no {name!r} to call; name the "
+                'function with -P entry=NAME or an "entry_point" field'
+            )
+        output = rec.get("output")
+        items.append(
+            Item(item_id, rec["code"], rec["input"], None if output is None else str(output), name)
+        )
+    if not items:
+        raise EmulateError(f"{path}: no items")
+    return items
+
+
+# The call's value goes after this line, apart from whatever the function prints.
+RETURN_MARK = "\x1e--emulate-return-value--\x1e"
+_HARNESS = """{code}
+
+import sys as _emulate_sys
+_emulate_value = {entry}({input})
+_emulate_sys.stdout.flush()
+_emulate_sys.__stdout__.write("\\n" + {mark!r} + repr(_emulate_value) + "\\n")
+"""
+
+
+def item_program(item: Item, hash_seed: int = 0) -> Program:
+    # repr() of the value: the literal form CRUXEval's outputs are written in.
+    source = _HARNESS.format(code=item.code, entry=item.entry, input=item.input, mark=RETURN_MARK)
+    return Program(source, limits=LIMITS, hash_seed=hash_seed)
+
+
+@dataclass(frozen=True)
+class ItemInputs:
+    code: str
+    input: str  # the call's arguments, as Python source
+    entry: str = "f"
+    published: str | None = None  # the item's published output, if any
+
+
+@dataclass(frozen=True)
+class ItemTruth(Execution):
+    """The call's run: its return value's repr, and apart, what it printed (stdout)."""
+
+    value: str | None = None
+
+
+def item_truth(result: Result) -> ItemTruth:
+    """What the call returned (`value`, its repr) and, apart, what it printed."""
+    run = result.as_truth()
+    printed, mark, value = result.stdout.rpartition("\n" + RETURN_MARK)
+    status = run.status
+    if run.ok and not mark:
+        status = "no return value"  # it exited before the call returned
+    if status != "ok":
+        return ItemTruth(result.stdout, status, run.stderr_tail)
+    return ItemTruth(printed, status, run.stderr_tail, value.removesuffix("\n"))
+
+
+# --- cases and the prompt ------------------------------------------------------------
+
+
+def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: str) -> list[Case]:
+    """The cases of an items file, each item's truth executed (twice: two hash seeds)."""
+    items = load_items(path, entry)
+    # Each item runs under two hash seeds: a value that differs depends on set order.
+    programs = [item_program(it, seed) for seed in (0, 1) for it in items]
+    results = run_cached(programs)
+    cases = []
+    for item, first, second in zip(items, results[: len(items)], results[len(items) :],
+                                   strict=True):  # fmt: skip
+        truth, other = item_truth(first), item_truth(second)
+        ok = truth.ok
+        cid = case_id(probe.name, probe.version, {"shots": shots, "digest": item.digest}, 0)
+        published = None
+        if ok and item.output is not None:
+            published = _same_value(item.output, truth.value)[0]
+        cases.append(
+            probe.new_case(
+                cid,
+                {"item": item.id, "shots": shots},
+                0,
+                inputs=ItemInputs(item.code, item.input, item.entry, item.output),
+                truth=truth,
+                prompt=_crux_prompt(mode, item, shots),
+                covariates={
+                    "truth_status": truth.status,
+                    "published_agrees": published,
+                    "hash_dependent": ok
+                    and (truth.value, truth.stdout) != (other.value, other.stdout),
+                },
+                max_tokens=len(truth.value or "") + (64 if mode == "completion" else 256),
+                stop=("\n",) if mode == "completion" else (),
+            )
+        )
+    disagree = sum(c.covariates["published_agrees"] is False for c in cases)
+    if disagree:
+        print(f"note: {path}: {disagreement(disagree, len(cases))}", file=sys.stderr)
+    return cases
+
+
+def disagreement(k: int, n: int) -> str:
+    return (
+        f"{k} of {n} items' published outputs disagree with execution "
+        "(published_agrees=False); emulate scores against execution"
+    )
+
+
+CRUX_INSTRUCTION = (
+    "Based on the given Python code, which may contain errors, complete the assert "
+    "statement with the output when executing the code on the given test case. Do NOT "
+    "output any extra information, even if the function is incorrect or incomplete."
+)
+CRUX_EXAMPLES = (
+    ("def f(n):\n    return n + 1", "17", "18"),
+    ("def f(s):\n    return s[::-1].upper()", "'abc'", "'CBA'"),
+    ("def f(xs):\n    return sorted(set(xs))", "[3, 1, 3]", "[1, 3]"),
+)
+
+
+def _crux_prompt(mode: str, item: Item, shots: int) -> Any:
+    examples = [
+        Example(f"{code}\nassert f({arg}) ==", out) for code, arg, out in CRUX_EXAMPLES[:shots]
+    ]
+    chat = " Reply with the literal that completes the assert, nothing else."
+    return render(
+        mode,
+        f"{item.code}\nassert {item.entry}({item.input}) ==",
+        examples=examples,
+        intro=CRUX_INSTRUCTION if mode == "completion" else "",
+        system=CRUX_INSTRUCTION + chat,
+    )
+
+
+# --- the scorer ---------------------------------------------------------------------------
+
+
+def _same_value(said: str, truth: str) -> tuple[bool, bool]:
+    """(equal by CRUXEval's rule, equal with the same types), from two texts. A truth
+    that is no literal (an object's repr) is compared as text."""
+    ok_truth, want = literal(truth)
+    ok_said, got = literal(said)
+    if ok_truth and ok_said:
+        return equal(want, got), same_type(want, got)
+    same = normalised(said) == normalised(truth)
+    return same, same
+
+
+def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+    truth = case.truth.value
+    is_literal = literal(truth)[0]
+
+    def parse(text: str) -> str:
+        if is_literal:
+            read_literal(text)
+        elif normalised(text) != normalised(truth):
+            read_literal(text)  # a wrong answer still has to be one value
+        return text.strip()
+
+    found = find(answer.text, parse)
+    if found is None:
+        kind = "empty" if not answer.text.strip() else "unparseable"
+        return Score(False, metrics, kind, "no Python literal found in the answer")
+    said = found.value
+    metrics["exact"], metrics["exact_type"] = _same_value(said, truth)
+    if metrics["exact"]:
+        return Score(True, metrics, None, None, said)
+    return Score(
+        False, metrics, "wrong_value", f"said {said[:80]}, the code gives {truth[:80]}", said
+    )

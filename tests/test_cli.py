@@ -97,3 +97,12 @@ def test_run_replays_and_prints_the_summary(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "accuracy" in out and "dims=1" in out and "wrong answers:" in out
     assert (tmp_path / "o" / "results.csv").exists()
+
+
+def test_the_readme_builds_the_embedded_server_portably():
+    from emulate.local import PORTABLE_CMAKE_ARGS, _why
+
+    first = (CASSETTES.parent / "README.md").read_text().split("```")[1]
+    assert f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}"' in first and "-DGGML_NATIVE=OFF" in first
+    assert "illegal instruction" in _why(-4) and PORTABLE_CMAKE_ARGS in _why(-4)
+    assert _why(1) == ""

@@ -222,3 +222,16 @@ def test_a_server_without_logprobs_is_an_error_not_zeros(fake_server, tmp_path):
             progress=False,
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_item_case_ids_come_from_content_and_items_carry_their_depth(tmp_path):
+    record = {"input": "Complete the rest of the sequence. Input: < [ [", "target": "] ] >"}
+    other = {"input": "Input: ( (", "target": ") )"}
+    (tmp_path / "a.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "renamed-and-reordered.jsonl").write_text(
+        json.dumps(other) + "\n" + json.dumps(record) + "\n"
+    )
+    (a,) = emulate.cases("brackets", {"items": str(tmp_path / "a.jsonl")}, n=1)
+    b = emulate.cases("brackets", {"items": str(tmp_path / "renamed-and-reordered.jsonl")}, n=1)
+    assert a.id == b[1].id != b[0].id
+    assert (a.params["depth"], a.params["length"]) == (3, 6)

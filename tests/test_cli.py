@@ -106,3 +106,11 @@ def test_the_readme_builds_the_embedded_server_portably():
     assert f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}"' in first and "-DGGML_NATIVE=OFF" in first
     assert "illegal instruction" in _why(-4) and PORTABLE_CMAKE_ARGS in _why(-4)
     assert _why(1) == ""
+
+
+def test_cases_defaults_to_the_mode_run_would_send(capsys):
+    assert main(["cases", "conv", "--n", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["mode"] == "completion"
+    assert main(["cases", "conv", "--n", "1", "--model", "gpt-4o-mini"]) == 0
+    case = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert case["mode"] == "chat" and isinstance(case["prompt"], list)

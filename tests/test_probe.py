@@ -50,11 +50,44 @@ def test_every_registered_probe_loads_and_declares_its_columns():
         probe = get_probe(name)
         assert probe.name == name and probe.version >= 1 and probe.summary
         names = [p.name for p in probe.params]
-        assert not set(names) & set(probe.metrics), "a parameter and a metric share a column"
+        columns = [c.name for c in probe.columns]
+        assert len(columns) == len(set(columns)), "a column is declared twice"
+        assert not set(names) & set(columns), "a parameter and a column share a name"
+        assert {c.kind for c in probe.columns} <= {"metric", "covariate"}
+        assert "chance" not in columns and "mode" not in columns  # fields of the case
         if probe.missing():
             continue  # e.g. torch or bubblewrap not here; their own tests skip too
         case = emulate.cases(name, n=1)[0]
         assert case.probe == name
+
+
+@pytest.mark.parametrize("name", list(PROBES))
+def test_cases_and_scores_keep_the_typed_contract(name):
+    """Inputs and truth are the probe's dataclasses; covariates and metrics are the
+    declared columns, each value of its declared type, in cases of every task and in
+    scores of a right, a wrong and an empty answer."""
+    probe = get_probe(name)
+    if why := probe.missing():
+        pytest.skip(why)
+    declared = {c.name: c for c in probe.columns}
+    grids = {"brackets": [{"task": t} for t in ("complete", "classify", "depth")],
+             "shell": [{"task": "session"}, {"task": "persona"}]}.get(name, [{}])  # fmt: skip
+    for grid in grids:
+        case = emulate.cases(name, grid, n=1)[0]
+        inputs, truth = probe.types(case.params)
+        assert isinstance(case.inputs, inputs) and isinstance(case.truth, truth)
+        assert set(case.covariates) == set(probe.covariates)
+        for key, value in case.covariates.items():
+            declared[key].check(value)
+        right = probe.answer_text(case)
+        texts = [right, right[:-1] + ("x" if right[-1:] != "x" else "y"), ""]
+        turns = len(getattr(case.inputs, "commands", [None]))
+        for text in texts:
+            score = emulate.grade(case, [text] * turns if name == "shell" else text)
+            assert score.error_type != "scorer_error", score.reason
+            assert set(score.metrics) == set(probe.metrics)
+            for key, value in score.metrics.items():
+                declared[key].check(value)
 
 
 def test_a_probe_this_machine_cannot_run_says_what_to_install(monkeypatch):

@@ -35,6 +35,7 @@ and reasoning that ends with a bare answer, are both read.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -178,13 +179,7 @@ def _markers(policy: Policy) -> re.Pattern[str]:
     return re.compile(rf"(?:{'|'.join(_SENTENCE + own)})[ \t:：]*|{labels}", re.I | re.M)
 
 
-_MARKER_CACHE: dict[Policy, re.Pattern[str]] = {}
-
-
-def _marker_re(policy: Policy) -> re.Pattern[str]:
-    if policy not in _MARKER_CACHE:
-        _MARKER_CACHE[policy] = _markers(policy)
-    return _MARKER_CACHE[policy]
+_marker_re = functools.cache(_markers)
 
 
 _END_OF_TURN = re.compile(
@@ -235,7 +230,6 @@ _WRAPS = (
     re.compile(r"^\*\*(.+)\*\*$", re.S),
     re.compile(r"^__(.+)__$", re.S),
     re.compile(r"^\*(.+)\*$", re.S),
-    re.compile(r"^`+(.+?)`+$", re.S),
     re.compile(r"^\$\$(.+)\$\$$", re.S),
     re.compile(r"^\$(.+)\$$", re.S),
     re.compile(r"^\\\[(.+)\\\]$", re.S),
@@ -246,25 +240,35 @@ _WRAPS = (
 _PREFIX = re.compile(r"^(?:[A-Za-z_][\w ]{0,30}[:：]|[A-Za-z_]\w{0,30}\s*=(?!=))\s*")
 
 
-def _variants(text: str) -> Iterator[str]:
-    """The text, then with its wrappers peeled one at a time."""
+def _variants(text: str, depth: int = 4) -> Iterator[str]:
+    """The text, then with its wrappers peeled, up to `depth` layers deep: "**`3`**."
+    needs three; a reply of a thousand asterisks gets no more than four."""
     seen = set()
-    todo = [text.strip()]
-    while todo:
-        t = todo.pop(0).strip()
-        if not t or t in seen:
-            continue
-        seen.add(t)
-        yield t
-        for w in _WRAPS:
-            if m := w.match(t):
-                todo.append(m.group(1).strip())
-        if t.strip("*_") != t:  # emphasis a marker left half-open: "True**"
-            todo.append(t.strip("*_"))
-        if t[-1] in ".。" and not t.endswith(".."):
-            todo.append(t[:-1])
-        if m := _PREFIX.match(t):
-            todo.append(t[m.end() :])
+    layer = [text.strip()]
+    for _ in range(depth + 1):
+        peeled = []
+        for t in layer:
+            if not t or t in seen:
+                continue
+            seen.add(t)
+            yield t
+            peeled += _peel(t)
+        layer = peeled
+
+
+def _peel(t: str) -> list[str]:
+    """Each way of taking one wrapper off `t`."""
+    out = [m.group(1).strip() for w in _WRAPS if (m := w.match(t))]
+    ticks = len(t) - len(t.lstrip("`"))
+    if 0 < ticks <= 3 and t.endswith("`" * ticks) and len(t) > 2 * ticks:
+        out.append(t[ticks:-ticks].strip())  # `x`, ``x``, ```x``` (one line)
+    if t.strip("*_") != t:  # emphasis a marker left half-open: "True**"
+        out.append(t.strip("*_").strip())
+    if t[-1] in ".。" and not t.endswith(".."):
+        out.append(t[:-1].strip())
+    if m := _PREFIX.match(t):
+        out.append(t[m.end() :].strip())
+    return out
 
 
 def _paragraphs(text: str) -> list[str]:

@@ -11,6 +11,22 @@ CASSETTES = ROOT / "cassettes"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sandbox_cache(request):
+    """Truths cached in pytest's own cache folder (in the project), never the user's
+    ~/.cache/emulate: repeated local runs stay fast, a fresh clone starts empty."""
+    import os
+
+    folder = request.config.cache.mkdir("emulate-sandbox")
+    before = os.environ.get("EMULATE_CACHE")
+    os.environ["EMULATE_CACHE"] = str(folder)
+    yield
+    if before is None:
+        os.environ.pop("EMULATE_CACHE", None)
+    else:
+        os.environ["EMULATE_CACHE"] = before
+
+
 class FakeServer:
     """A loopback stand-in for an OpenAI-compatible server, for tests of the harness
     (retries, errors, scrubbing), never of a model. Each request pops the next scripted

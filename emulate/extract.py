@@ -142,7 +142,7 @@ def _masked(text: str, found: list[Fence]) -> str:
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
 _TAG = re.compile(r"(?:\[ANSWER\]|<answer>)(.*?)(?:\[/ANSWER\]|</answer>|\Z)", re.S | re.I)
 
-_LEAD = r"(?:(?:so|thus|therefore|hence|then|and)\s*,?\s+)?"
+_LEAD = r"\b(?:(?:so|thus|therefore|hence|then|and)\s*,?\s+)?"
 _BE = r"(?:is|would\s+be|will\s+be|should\s+be|=)"
 _SAY = r"(?:prints?|outputs?|returns?|shows?|gives?|displays?)"
 # Sentences that announce the final answer, anywhere in a line.

@@ -202,18 +202,26 @@ class Probe:
         here (`migrate`)."""
         if is_dataclass(case.inputs) and is_dataclass(case.truth):
             return case
-        inputs, truth = self.migrate(case)
+        case = self.migrate(case)
         Inputs, Truth = self.types(case.params)  # noqa: N806
+        # Every declared covariate is a column, unset where an older journal lacks it.
+        covariates = {name: None for name in self.covariates} | dict(case.covariates)
         try:
-            return replace(case, inputs=_build(Inputs, inputs), truth=_build(Truth, truth))
+            return replace(
+                case,
+                inputs=_build(Inputs, case.inputs),
+                truth=_build(Truth, case.truth),
+                covariates=covariates,
+            )
         except TypeError as err:
             raise EmulateError(
                 f"{self.name} case {case.id}: inputs or truth do not fit ({err})"
             ) from None
 
-    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-        """The JSON inputs and truth of a case, as today's dataclasses read them."""
-        return case.inputs, case.truth
+    def migrate(self, case: Case) -> Case:
+        """A case read from an older journal, its JSON inputs, truth and covariates in
+        the shapes today's dataclasses and columns read."""
+        return case
 
     def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
         """A Case of this probe (name, version and mode filled in), its covariates checked

@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -363,13 +363,12 @@ class BracketsProbe(Probe):
     def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
         return TYPES[params["task"]]
 
-    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    def migrate(self, case: Case) -> Case:
         # Journals before typed truths held the bare answer.
-        truth = case.truth
-        if not isinstance(truth, Mapping):
-            field = {"complete": "closers", "classify": "answer", "depth": "depth"}
-            truth = {field[case.params["task"]]: truth}
-        return case.inputs, truth
+        if isinstance(case.truth, Mapping):
+            return case
+        field = {"complete": "closers", "classify": "answer", "depth": "depth"}
+        return replace(case, truth={field[case.params["task"]]: case.truth})
 
     def answer_text(self, case: Case) -> str:
         t = case.truth

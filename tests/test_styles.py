@@ -45,12 +45,9 @@ def _value_styles(lang: str) -> dict[str, Style]:
 
 
 def _block_styles(lang: str) -> dict[str, Style]:
-    return {
-        "bare": lambda t: t,
-        "fence+tag": lambda t: f"```{lang}\n{t}\n```",
-        "fence": lambda t: f"```\n{t}\n```",
-        "unclosed fence": lambda t: f"```{lang}\n{t}\n",
-        "prose, fence": lambda t: f"Running it step by step, this is printed.\n\n```\n{t}\n```",
+    """The same styles for lines of output: where a value would be bold or followed by
+    prose, a block is fenced (bare prose after a bare block cannot be told apart)."""
+    return _value_styles(lang) | {
         "reasoning, answer is": lambda t: (
             f"Let me trace it.\nThe loop runs, and the result is 42.\n\nThe output is:\n{t}"
         ),

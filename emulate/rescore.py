@@ -9,6 +9,7 @@ asked. It says how many cases changed verdict, and how.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections import Counter
@@ -161,8 +162,6 @@ def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _csv_order(results: Path, fallback: list[str]) -> list[str]:
     """Keep results.csv in the order it had (case order), not the journal's."""
-    import csv
-
     with open(results, newline="", encoding="utf-8") as f:
         ids = [r["case_id"] for r in csv.DictReader(f)]
     return ids or fallback

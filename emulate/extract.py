@@ -182,6 +182,11 @@ def _markers(policy: Policy) -> re.Pattern[str]:
 _marker_re = functools.cache(_markers)
 
 
+@functools.cache
+def _label_line_re(policy: Policy) -> re.Pattern[str]:
+    return re.compile(_label_re(_LABEL_WORDS + policy.labels) + r"$", re.I)
+
+
 _END_OF_TURN = re.compile(
     r"<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<\|endoftext\|>|<end_of_turn>|<\|end_of_turn\|>|</s>"
 )
@@ -202,11 +207,16 @@ def _region(text: str, policy: Policy) -> tuple[str, bool]:
     tags = list(_TAG.finditer(text))
     if tags:
         part = tags[-1].group(1).strip("\n")
+        in_part = fences(part)
     else:
-        marks = list(_marker_re(policy).finditer(_masked(text, fences(text))))
-        # After a marker, blank lines before the answer are layout, not output.
-        part = text[marks[-1].end() :].lstrip(" \t").lstrip("\n") if marks else text
-    fence = _pick(fences(part), policy)
+        in_part = fences(text)
+        marks = list(_marker_re(policy).finditer(_masked(text, in_part)))
+        part = text
+        if marks:
+            # After a marker, blank lines before the answer are layout, not output.
+            part = text[marks[-1].end() :].lstrip(" \t").lstrip("\n")
+            in_part = fences(part)
+    fence = _pick(in_part, policy)
     if fence is not None and (policy.kind == "block" or fence.body.strip()):
         part = fence.body
     return _drop_label_line(part, policy), bool(tags)
@@ -216,8 +226,7 @@ def _drop_label_line(text: str, policy: Policy) -> str:
     """Without a leading "Output:" line (and the blank lines after it). Other leading
     blank lines stay: a program may print an empty first line."""
     lines = text.split("\n")
-    label = re.compile(_label_re(_LABEL_WORDS + policy.labels) + r"$", re.I)
-    if lines and label.match(lines[0]):
+    if lines and _label_line_re(policy).match(lines[0]):
         lines.pop(0)
         while lines and not lines[0].strip():
             lines.pop(0)

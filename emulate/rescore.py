@@ -20,11 +20,11 @@ from typing import Any
 
 from .case import Answer, Case, Score
 from .errors import EmulateError
-from .export import RESULTS, flat_row, write_results
+from .export import RESULTS, TIMING_COLUMNS, flat_row, write_results
 from .journal import JOURNAL, RUN_JSON, read_journal, write_atomic
+from .probe import Probe
 from .registry import get_probe
-from .runner import load_config, score_case
-from .stats import summary_table
+from .runner import load_config, score_case, summarise
 
 PREVIOUS = "journal.previous.jsonl"  # the journal as it was before an in-place rescore
 
@@ -111,9 +111,10 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     verdicts: Counter = Counter()
     kinds: Counter = Counter()
     changed_rows = 0
+    probes: dict[str, Probe] = {}
     for row in rows:
         case = Case.from_json(row["case"])
-        probe = get_probe(case.probe)
+        probe = probes.get(case.probe) or probes.setdefault(case.probe, get_probe(case.probe))
         case = probe.typed(case)
         score = score_case(probe, case, Answer.from_json(row["answer"]))
         new = {**row, "case": case.to_json(), "score": asdict(score)}
@@ -126,16 +127,11 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
         new_rows.append(new)
     config = load_config(path / RUN_JSON) if (path / RUN_JSON).exists() else None
     flat = [flat_row(r) for r in new_rows]
-    probes = {r["case"]["probe"] for r in new_rows}
-    probe = get_probe(probes.pop()) if len(probes) == 1 else None
-    axes = [k for k, v in config.grid.items() if len(v) > 1] if config else []
-    if probe is not None:
-        axes += list(probe.summary_axes)
-    summary = summary_table(flat, axes, probe.summary_means if probe else ()) if flat else ""
-    result = Rescored(
-        path, len(rows), verdicts, kinds, changed_rows, summary,
-        tuple(probe.notes(flat)) if probe else (),
-    )  # fmt: skip
+    # A run is of one probe; a journal mixing several gets no summary table.
+    probe = next(iter(probes.values())) if len(probes) == 1 else None
+    summary = summarise(probe, config, flat) if probe else ""
+    notes = tuple(probe.notes(flat)) if probe else ()
+    result = Rescored(path, len(rows), verdicts, kinds, changed_rows, summary, notes)
     if check:
         return result
     target = out or path
@@ -156,7 +152,8 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
 
 def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
     flat = flat_row(row)
-    flat.pop("latency_s", None)
+    for column in TIMING_COLUMNS:
+        flat.pop(column, None)
     return flat
 
 

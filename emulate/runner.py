@@ -200,7 +200,6 @@ def run_config(
 
     journal_rows = read_journal(out / JOURNAL)
     rows = write_results(out, [c.id for c in cases], journal_rows)
-    axes = [k for k, v in config.grid.items() if len(v) > 1] + list(probe.summary_axes)
     used = usage(journal_rows)
     spent = cost(
         config.model.request_model,
@@ -216,7 +215,7 @@ def run_config(
         done=len(rows),
         correct=sum(bool(r["correct"]) for r in rows),
         errors=sum(1 for r in rows if r["error"]),
-        summary=summary_table(rows, axes, probe.summary_means) if rows else "no cases",
+        summary=summarise(probe, config, rows),
         usage=used,
         cost=spent,
     )
@@ -228,6 +227,14 @@ def run_config(
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     return result
+
+
+def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]) -> str:
+    """Accuracy overall, along each grid axis that varies and the probe's own axes."""
+    if not rows:
+        return "no cases"
+    axes = [k for k, v in config.grid.items() if len(v) > 1] if config else []
+    return summary_table(rows, axes + list(probe.summary_axes), probe.summary_means)
 
 
 def _prepare_out(out: Path, config: RunConfig, resume: bool) -> set[str]:

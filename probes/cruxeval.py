@@ -238,21 +238,23 @@ def _same_value(said: str, truth: str) -> tuple[bool, bool]:
 
 def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     truth = case.truth.value
-    is_literal = literal(truth)[0]
+    is_literal, want = literal(truth)
 
-    def parse(text: str) -> str:
-        if is_literal:
-            read_literal(text)
-        elif normalised(text) != normalised(truth):
-            read_literal(text)  # a wrong answer still has to be one value
-        return text.strip()
+    def parse(text: str) -> tuple[str, bool, bool]:
+        """(the answer, equal by CRUXEval's rule, equal with the same types)."""
+        text = text.strip()
+        if not is_literal and normalised(text) == normalised(truth):
+            return text, True, True  # a repr that is no literal, matched as text
+        got = read_literal(text)  # a wrong answer still has to be one value
+        return (
+            (text, equal(want, got), same_type(want, got)) if is_literal else (text, False, False)
+        )
 
     found = find(answer.text, parse)
     if found is None:
         kind = "empty" if not answer.text.strip() else "unparseable"
         return Score(False, metrics, kind, "no Python literal found in the answer")
-    said = found.value
-    metrics["exact"], metrics["exact_type"] = _same_value(said, truth)
+    said, metrics["exact"], metrics["exact_type"] = found.value
     if metrics["exact"]:
         return Score(True, metrics, None, None, said)
     return Score(

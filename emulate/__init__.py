@@ -3,7 +3,7 @@
 from .api import cases, estimate, make_config, run
 from .case import Answer, Case, Row, Score, TokenLogprob
 from .compare import compare
-from .errors import EmulateError
+from .errors import EmulateError, TooManyErrors
 from .export import export, load_results
 from .registry import get_probe
 from .report import report
@@ -20,6 +20,7 @@ __all__ = [
     "RunResult",
     "Score",
     "TokenLogprob",
+    "TooManyErrors",
     "breaking_point",
     "cases",
     "compare",

@@ -13,7 +13,7 @@ from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
 from .probe import build_cases, check_grid
 from .registry import get_probe
-from .runner import RunConfig, RunResult, run_config, server_label
+from .runner import DEFAULT_MAX_ERRORS, RunConfig, RunResult, run_config, server_label
 
 Grid = Mapping[str, Sequence[Any] | Any]
 
@@ -85,6 +85,8 @@ def run(
     record: str | Path | None = None,
     replay: str | Path | None = None,
     resume: bool = False,
+    retry_errors: bool = False,
+    max_errors: int | float = DEFAULT_MAX_ERRORS,
     progress: bool = True,
     echo: bool = False,
     prices: str | Path | None = None,
@@ -94,7 +96,9 @@ def run(
     `grid` maps parameter names to a value or a list of values (`{"size": [3, 4]}`);
     parameters left out take the probe's defaults. `model="local"` starts the
     embedded Gemma 3 270M server (or replays without one). Results:
-    `load_results(result.out)`.
+    `load_results(result.out)`. More cases than `max_errors` (a count, or a fraction)
+    ending in API errors raise TooManyErrors once results.csv is written;
+    `resume=True, retry_errors=True` asks those cases again.
     """
     config = make_config(
         probe,
@@ -117,6 +121,8 @@ def run(
         record=record,
         replay=replay,
         resume=resume,
+        retry_errors=retry_errors,
+        max_errors=max_errors,
         concurrency=concurrency,
         progress=progress,
         echo=print if echo else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from pathlib import Path
 from . import api
 from .compare import compare
 from .cost import dollars
-from .errors import EmulateError
+from .errors import EmulateError, TooManyErrors
 from .export import export
 from .journal import RUN_JSON, write_atomic
 from .model import LOCAL
@@ -21,7 +22,7 @@ from .probe import MODES, parse_grid
 from .registry import PROBES, all_probes, get_probe
 from .report import report
 from .rescore import grade, rescore
-from .runner import load_config, run_config
+from .runner import DEFAULT_MAX_ERRORS, load_config, parse_max_errors, run_config
 
 EXAMPLES = """\
 examples:
@@ -158,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="output folder (default runs/PROBE-TIMESTAMP)")
     g.add_argument("--config", default=None, help="repeat the run described by a run.json")
     g.add_argument("--resume", action="store_true", help="skip cases already in --out's journal")
+    g.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="with --resume: ask again for the cases that ended in an API error or timeout",
+    )
+    g.add_argument(
+        "--max-errors",
+        default=None,
+        metavar="N|FRACTION",
+        help="more API errors than this (a count like 5, or a fraction of the cases like "
+        "0.1 or 10%%) stop the run with exit code 3 and the command that retries them "
+        "(default 10%%)",
+    )
     rec = g.add_mutually_exclusive_group()
     rec.add_argument("--record", metavar="CASSETTE", help="record HTTP exchanges to a cassette")
     rec.add_argument(
@@ -350,6 +364,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         record=args.record,
         replay=args.replay,
         resume=args.resume,
+        retry_errors=args.retry_errors,
+        max_errors=parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS,
         concurrency=args.concurrency,
         progress=not args.no_progress,
         prices=args.prices,
@@ -404,8 +420,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    # Unwind like Ctrl-C, so servers are stopped and the journal is closed.
-    raise KeyboardInterrupt
+    # End as Ctrl-C does, through the same handler: inside asyncio.run that cancels the
+    # run's tasks first (raising KeyboardInterrupt here would unwind from whatever
+    # callback the loop was in, with a traceback); servers stop, the journal closes.
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -423,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "grade": cmd_grade,
             "serve": cmd_serve,
         }[args.command](args)
+    except TooManyErrors as err:
+        print(f"emulate: error: {err}", file=sys.stderr)
+        return err.exit_code
     except EmulateError as err:
         print(f"emulate: error: {err}", file=sys.stderr)
         return 2

@@ -1,23 +1,26 @@
 """Asking a model through the openai SDK, in chat or completion mode.
 
 Works with OpenAI itself and any OpenAI-compatible server (llama-server, vLLM,
-Ollama). Retries and backoff are the SDK's own. A failed request becomes an Answer
-with an error (scored as wrong), except failures that would fail every case alike
-(unreachable server, refused key, unknown model, replay miss): those stop the run
-with an EmulateError that says what to do.
+Ollama). Retries, backoff and `Retry-After` are the SDK's own. A failed request,
+whatever the server sent (an error status after the retries, a reset connection, a
+200 whose body is not JSON or has no message), becomes an Answer with an error: that
+case's error, and the run goes on. Only failures that would fail every case alike
+(a server never reached, a refused key, an unknown model, a replay miss) stop the
+run, with an EmulateError that says what to do. No message names a secret.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 from vcr.errors import CannotOverwriteExistingCassetteException
 
+from . import redact
 from .case import Answer, Prompt, TokenLogprob
 from .errors import EmulateError, ReplayMiss
 
@@ -102,11 +105,30 @@ def _is_replay_miss(err: BaseException) -> bool:
 
 
 class Model:
-    """An async client shared by every case of a run."""
+    """An async client shared by every case of a run.
 
-    def __init__(self, config: ModelConfig, base_url: str | None, api_key: str):
+    `on_status` is called with the status of every HTTP response, retries included
+    (the runner backs off its concurrency on 429s)."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        base_url: str | None,
+        api_key: str,
+        on_status: Callable[[int], None] | None = None,
+    ):
         self.config = config
         self.base_url = base_url
+        self.shown_url = redact.url(base_url) or "api.openai.com"
+        self._secrets = [api_key, *redact.url_secrets(base_url)]
+        self._reached = False  # a connection error before any answer: no server there
+        hooks = {}
+        if on_status is not None:
+
+            async def seen(response: Any) -> None:
+                on_status(response.status_code)
+
+            hooks["response"] = [seen]
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -114,7 +136,18 @@ class Model:
             max_retries=config.max_retries,
             # vcrpy can neither decode br/zstd nor scrub a compressed body.
             default_headers={"Accept-Encoding": "gzip"},
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks) if hooks else None,
         )
+
+    def _failed(self, reason: str, start: float) -> Answer:
+        return Answer(
+            "",
+            latency_s=time.perf_counter() - start,
+            error=redact.text(reason, self._secrets)[:500],
+        )
+
+    def _fatal(self, message: str) -> EmulateError:
+        return EmulateError(redact.text(message, self._secrets))
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -151,50 +184,78 @@ class Model:
         except CannotOverwriteExistingCassetteException:
             raise ReplayMiss("no recorded answer for this request") from None
         except openai.APITimeoutError:
-            return Answer("", latency_s=time.perf_counter() - start, error="timeout")
+            return self._failed("timeout", start)
         except openai.APIConnectionError as err:
             if _is_replay_miss(err):
                 raise ReplayMiss("no recorded answer for this request") from None
-            raise EmulateError(
-                f"cannot reach the server at {self.base_url or 'api.openai.com'}: {err}; "
-                "start it, or check --base-url"
-            ) from None
+            if not self._reached:
+                raise self._fatal(
+                    f"cannot reach the server at {self.shown_url}: {err}; "
+                    "start it, or check --base-url"
+                ) from None
+            # It answered before: a dropped connection is this case's error.
+            return self._failed(f"connection error: {_cause(err)}", start)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
-            raise EmulateError(
+            raise self._fatal(
                 f"the server refused the API key (HTTP {err.status_code}): check OPENAI_API_KEY"
             ) from None
-        except openai.NotFoundError as err:
-            raise EmulateError(
-                f"HTTP 404 from {self.base_url or 'api.openai.com'} for model "
-                f"{c.request_model!r}: check --model and --base-url (which usually ends in /v1)"
-            ) from err
+        except openai.NotFoundError:
+            raise self._fatal(
+                f"HTTP 404 from {self.shown_url} for model {c.request_model!r}: check --model "
+                "and --base-url (which usually ends in /v1)"
+            ) from None
         except openai.APIStatusError as err:
             # One bad case (a prompt over the context, a server hiccup after retries)
             # is that case's error, not the run's.
-            return Answer(
-                "",
-                latency_s=time.perf_counter() - start,
-                error=f"HTTP {err.status_code}: {err.message}"[:500],
-            )
-        latency = time.perf_counter() - start
-        return _answer(resp, latency)
+            return self._failed(f"HTTP {err.status_code}: {err.message}", start)
+        except Exception as err:  # noqa: BLE001 - whatever else the server sent
+            # A 200 whose body is not JSON, or JSON the SDK cannot read.
+            return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+        self._reached = True
+        try:
+            return _answer(resp, time.perf_counter() - start)
+        except Exception as err:  # noqa: BLE001 - a body of the wrong shape
+            return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost reason of a connection error (the SDK's own says only 'Connection error.')."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
 def _answer(resp: Any, latency: float) -> Answer:
+    """The SDK's response as an Answer; one of the wrong shape is an Answer with an error."""
     usage = getattr(resp, "usage", None)
     tokens = {
-        "prompt_tokens": getattr(usage, "prompt_tokens", None),
-        "completion_tokens": getattr(usage, "completion_tokens", None),
+        "prompt_tokens": _count(getattr(usage, "prompt_tokens", None)),
+        "completion_tokens": _count(getattr(usage, "completion_tokens", None)),
     }
-    if not resp.choices:
+    choices = getattr(resp, "choices", None)
+    if not choices or not isinstance(choices, list):
         return Answer("", latency_s=latency, error="the response had no choices", **tokens)
-    choice = resp.choices[0]
-    text = choice.message.content if hasattr(choice, "message") else choice.text
-    raw_lp = choice.logprobs.model_dump() if choice.logprobs is not None else None
+    choice = choices[0]
+    if hasattr(choice, "message"):
+        message = choice.message
+        if message is None:
+            return Answer("", latency_s=latency, error="the response's choice had no message")
+        text = getattr(message, "content", None)
+    else:
+        text = getattr(choice, "text", None)
+    if text is not None and not isinstance(text, str):
+        return Answer("", latency_s=latency, error="the response's text is not a string")
+    logprobs = getattr(choice, "logprobs", None)
+    raw_lp = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
+    finish = getattr(choice, "finish_reason", None)
     return Answer(
         text=text or "",
-        logprobs=normalise_logprobs(raw_lp),
+        logprobs=normalise_logprobs(raw_lp if isinstance(raw_lp, Mapping) else None),
         latency_s=latency,
-        finish_reason=choice.finish_reason,
+        finish_reason=finish if isinstance(finish, str) else None,
         **tokens,
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

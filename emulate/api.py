@@ -11,7 +11,7 @@ from . import tokens
 from .case import Case
 from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
-from .probe import build_cases, check_grid
+from .probe import build_cases, check_grid, expand
 from .registry import get_probe
 from .runner import DEFAULT_MAX_ERRORS, RunConfig, RunResult, run_config, server_label
 
@@ -161,27 +161,38 @@ class Estimate:
     encoding: str = "o200k_base"
 
 
+# A dry run builds at most this many cases and scales up: counting 10 million cases
+# must not build them.
+ESTIMATE_SAMPLE = 2000
+
+
 def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
     """Case count, tokens and cost of a run, offline: tokens counted with tiktoken's
-    o200k_base, priced from the shipped table or the JSON file `prices`."""
-    cs = cases(
-        config.probe,
-        config.grid,
-        n=config.n,
-        seed=config.seed,
-        mode=config.model.mode,
-        skip_impossible=config.skip_impossible,
-    )
+    o200k_base, priced from the shipped table or the JSON file `prices`. A large run is
+    estimated from an even sample of its cases (exact count, scaled token figures)."""
     probe = get_probe(config.probe)
-    requests = [r for c in cs for r in probe.requests(c)]
+    grid = check_grid(probe, config.grid)
+    cells = expand(probe, grid, config.skip_impossible)
+    if any(c.get("items") for c in cells) or len(cells) * config.n <= ESTIMATE_SAMPLE:
+        sample = build_cases(probe, grid, config.n, config.seed, config.model.mode,
+                             config.skip_impossible)  # fmt: skip
+        total = len(sample)
+    else:
+        total = len(cells) * config.n
+        per_cell = max(1, ESTIMATE_SAMPLE // len(cells))
+        step = max(1, len(cells) // ESTIMATE_SAMPLE)
+        sample = probe.build(cells[::step], min(per_cell, config.n), config.seed,
+                             config.model.mode)  # fmt: skip
+    scale = total / len(sample) if sample else 0.0
+    requests = [r for c in sample for r in probe.requests(c)]
     table = load_prices(prices)
-    prompt_tokens = sum(tokens.count_prompt(prompt) for prompt, _ in requests)
-    completion_tokens = sum(tokens.count(answer) for _, answer in requests)
-    budget = sum(config.model.max_tokens or c.max_tokens for c in cs)
+    prompt_tokens = round(scale * sum(tokens.count_prompt(prompt) for prompt, _ in requests))
+    completion_tokens = round(scale * sum(tokens.count(answer) for _, answer in requests))
+    budget = round(scale * sum(config.model.max_tokens or c.max_tokens for c in sample))
     server = server_label(config.model)
     return Estimate(
-        cases=len(cs),
-        requests=len(requests),
+        cases=total,
+        requests=round(scale * len(requests)),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         max_completion_tokens=budget,

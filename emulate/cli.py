@@ -8,10 +8,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from . import api
+from . import api, redact
 from .compare import compare
 from .cost import dollars
 from .errors import EmulateError, TooManyErrors
@@ -293,7 +293,7 @@ def cmd_cases(args: argparse.Namespace) -> None:
     cs = api.cases(
         args.probe,
         _grid(args.probe, args.params),
-        n=args.n or 3,
+        n=args.n if args.n is not None else 3,
         seed=args.seed or 0,
         mode=args.mode,
         model=args.model or LOCAL,
@@ -305,6 +305,12 @@ def cmd_cases(args: argparse.Namespace) -> None:
 
 def _config(args: argparse.Namespace):
     if args.config:
+        config = load_config(args.config)
+        if args.base_url and _restores_credentials(config.model.base_url, args.base_url):
+            # run.json keeps URLs without their credentials; the same URL with them is the
+            # way to repeat such a run.
+            model = replace(config.model, base_url=args.base_url)
+            config, args.base_url = replace(config, model=model), None
         given = [f for f in _CONFIG_FLAGS if getattr(args, f) not in (None, [])]
         if given:
             flags = ", ".join("-P" if f == "params" else "--" + f.replace("_", "-") for f in given)
@@ -312,7 +318,11 @@ def _config(args: argparse.Namespace):
                 f"--config {args.config} fixes the run; {flags} cannot change it "
                 f"(edit a copy of {RUN_JSON} instead)"
             )
-        config = load_config(args.config)
+        if redact.MASK in (config.model.base_url or ""):
+            raise EmulateError(
+                f"--config {args.config}: its base URL had credentials, which emulate never "
+                "stores; pass the whole URL again with --base-url"
+            )
         if args.probe and args.probe != config.probe:
             raise EmulateError(f"--config is a {config.probe} run, not {args.probe}")
         return config
@@ -342,6 +352,10 @@ def _config(args: argparse.Namespace):
         extra_body=extra,
         skip_impossible=bool(args.skip_impossible),
     )
+
+
+def _restores_credentials(stored: str | None, given: str) -> bool:
+    return bool(stored) and redact.MASK in stored and redact.url(given) == stored
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -1,3 +1,6 @@
+from pathlib import Path
+
+
 class EmulateError(Exception):
     """A problem the user can fix. The CLI prints it on one line and exits with code 2."""
 
@@ -15,3 +18,23 @@ class TooManyErrors(EmulateError):
     def __init__(self, message: str, result: object = None):
         super().__init__(message)
         self.result = result
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A user's file as text, or an EmulateError naming it (`what`, e.g. "items=x.json")
+    and what is wrong: missing, a folder, unreadable, binary or not UTF-8."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise EmulateError(f"{what}: no such file") from None
+    except IsADirectoryError:
+        raise EmulateError(f"{what} is a folder: name a file") from None
+    except OSError as err:
+        raise EmulateError(f"{what}: cannot read it ({err.strerror})") from None
+    if b"\0" in data:
+        raise EmulateError(f"{what}: a binary file, not text; name a JSON or JSONL file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise EmulateError(f"{what}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None

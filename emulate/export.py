@@ -197,8 +197,10 @@ def nested_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def nested_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = [nested_row(r) for r in rows]
     for part, key in (("case", "params"), ("case", "covariates"), ("score", "metrics")):
-        for r, fixed in zip(out, unify([r[part][key] for r in out]), strict=True):
-            r[part][key] = fixed
+        fixed = unify([r[part][key] for r in out])
+        empty = not any(fixed)  # Parquet cannot store a struct with no fields: null instead
+        for r, value in zip(out, fixed, strict=True):
+            r[part][key] = None if empty else value
     return out
 
 
@@ -221,8 +223,13 @@ def export(
             raise EmulateError("exporting several runs needs --out FILE")
         out = runs[0].path / ("dataset" if format == "dataset" else f"results.{format}")
     out = Path(out)
+    if format != "dataset" and out.is_dir():
+        raise EmulateError(f"--out {out} is a folder: name the {format} file to write")
     rows = [r for run in runs for r in run.rows]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EmulateError(f"--out {out}: cannot write there ({err.strerror})") from None
     if format == "csv":
         write_atomic(out, to_csv([flat_row(r) for r in rows]))
     elif format == "jsonl":

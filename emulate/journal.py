@@ -31,8 +31,8 @@ def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]
             good_end += len(line) + 1
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
             if i == len(lines) - 1:  # the last line, without its newline: a killed write
                 print(
                     f"warning: {path}: skipped a truncated last line (a run stopped mid-write)",
@@ -46,8 +46,27 @@ def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]
                 f"{path}: line {i + 1} is not valid JSON; the journal is damaged "
                 "(move it aside to start over)"
             ) from None
+        if not is_row(row):
+            raise EmulateError(
+                f"{path}: line {i + 1} is JSON but not an emulate journal row "
+                "(is this a run's journal.jsonl?)"
+            )
+        rows.append(row)
         good_end += len(line) + 1
     return rows
+
+
+def is_row(row: Any) -> bool:
+    """The shape every journal row has, whichever version of emulate wrote it."""
+    return (
+        isinstance(row, dict)
+        and {"run_id", "model", "server", "mode", "case", "answer", "score"} <= row.keys()
+        and isinstance(row["case"], dict)
+        and isinstance(row["answer"], dict)
+        and isinstance(row["score"], dict)
+        and {"id", "probe", "params"} <= row["case"].keys()
+        and isinstance(row["case"]["id"], str)
+    )
 
 
 class JournalWriter:

@@ -11,6 +11,7 @@ run, with an EmulateError that says what to do. No message names a secret.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,9 +45,46 @@ class ModelConfig:
     timeout_s: float = 300.0
     max_retries: int = 2
 
+    def __post_init__(self) -> None:
+        # One check for the API, the CLI and a run.json: each bad value named as its flag.
+        _need(isinstance(self.model, str) and self.model.strip() != "", "--model", self.model,
+              "a model name")  # fmt: skip
+        _need(self.base_url is None or isinstance(self.base_url, str), "--base-url",
+              self.base_url, "a URL such as http://127.0.0.1:8000/v1")  # fmt: skip
+        _need(self.mode in ("chat", "completion"), "--mode", self.mode, "chat or completion")
+        _need(_number(self.temperature) and 0 <= self.temperature <= 2, "--temperature",
+              self.temperature, "a number from 0 to 2")  # fmt: skip
+        _need(self.max_tokens is None or (_integer(self.max_tokens) and self.max_tokens >= 1),
+              "--max-tokens", self.max_tokens, "a whole number of at least 1")  # fmt: skip
+        _need(self.stop is None or all(isinstance(x, str) and x for x in self.stop), "--stop",
+              self.stop, "non-empty text")  # fmt: skip
+        _need(_integer(self.top_logprobs) and 0 <= self.top_logprobs <= 20, "--top-logprobs",
+              self.top_logprobs, "a whole number from 0 (none) to 20")  # fmt: skip
+        _need(_integer(self.seed), "--seed", self.seed, "a whole number")
+        _need(isinstance(self.extra_body, Mapping), "--extra-body", self.extra_body,
+              "a JSON object")  # fmt: skip
+        _need(_number(self.timeout_s) and self.timeout_s > 0, "timeout_s", self.timeout_s,
+              "seconds, a number above 0")  # fmt: skip
+        _need(_integer(self.max_retries) and 0 <= self.max_retries <= 100, "max_retries",
+              self.max_retries, "a whole number from 0 to 100")  # fmt: skip
+        redact.check_extra_body(self.extra_body)
+
     @property
     def request_model(self) -> str:
         return LOCAL_MODEL_NAME if self.model == LOCAL else self.model
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _need(ok: bool, name: str, value: Any, what: str) -> None:
+    if not ok:
+        raise EmulateError(f"{name} {value!r}: must be {what}")
 
 
 def api_key_for(config: ModelConfig, replay: bool) -> str:

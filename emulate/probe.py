@@ -268,6 +268,11 @@ def parse_grid(probe: Probe, specs: Iterable[str]) -> dict[str, list[Any]]:
         if not sep or not values.strip():
             raise EmulateError(f"-P {spec!r}: write key=value or key=v1,v2 (e.g. -P size=3,4)")
         param = probe.param(key.strip())
+        if param.name in grid:
+            raise EmulateError(
+                f"-P {param.name} is given twice: list its values in one, "
+                f"e.g. -P {param.name}=V1,V2"
+            )
         grid[param.name] = [param.parse(v, probe.name) for v in values.split(",")]
     return grid
 

@@ -48,6 +48,20 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     skip_impossible: bool = False  # run the possible cells of a grid, skip the others
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.probe, str):
+            raise EmulateError(f"probe {self.probe!r}: must be a probe's name")
+        if not isinstance(self.grid, Mapping):
+            raise EmulateError(
+                f'grid {self.grid!r}: must map parameter names to values, e.g. {{"size": [3, 4]}}'
+            )
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
+            raise EmulateError(f"--n {self.n!r}: must be a whole number of at least 1")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise EmulateError(f"--seed {self.seed!r}: must be a whole number of 0 or more")
+        if not isinstance(self.skip_impossible, bool):
+            raise EmulateError(f"skip_impossible {self.skip_impossible!r}: must be true or false")
+
     @property
     def run_id(self) -> str:
         """A hash of the configuration: the same run has the same id on any machine."""
@@ -70,32 +84,47 @@ class RunConfig:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
-        try:
-            return cls(
-                probe=data["probe"],
-                grid=data["grid"],
-                n=data["n"],
-                seed=data["seed"],
-                model=ModelConfig(**data["model"] | _tuple(data["model"], "stop")),
-                skip_impossible=data.get("skip_impossible", False),
-            )
-        except (KeyError, TypeError) as err:
-            raise EmulateError(f"run config is missing or has a bad field: {err}") from None
-
-
-def _tuple(d: Mapping[str, Any], key: str) -> dict[str, Any]:
-    return {key: tuple(d[key])} if d.get(key) is not None else {}
+    def from_json(cls, data: Any) -> RunConfig:
+        if not isinstance(data, Mapping):
+            raise EmulateError("a run config is a JSON object, as run.json holds")
+        missing = [k for k in ("probe", "grid", "n", "seed", "model") if k not in data]
+        if missing:
+            raise EmulateError(f"run config lacks {', '.join(missing)}")
+        model = data["model"]
+        if not isinstance(model, Mapping):
+            raise EmulateError(f"model {model!r}: must be a JSON object, as run.json holds")
+        unknown = sorted(set(model) - set(ModelConfig.__dataclass_fields__))
+        if unknown:
+            raise EmulateError(f"model has unknown fields: {', '.join(unknown)}")
+        stop = model.get("stop")
+        if stop is not None and not isinstance(stop, list):
+            raise EmulateError(f"--stop {stop!r}: must be a list of texts")
+        return cls(
+            probe=data["probe"],
+            grid=data["grid"],
+            n=data["n"],
+            seed=data["seed"],
+            model=ModelConfig(**model | ({"stop": tuple(stop)} if stop is not None else {})),
+            skip_impossible=data.get("skip_impossible", False),
+        )
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """A run.json (or a bare config object); any problem is one EmulateError naming it."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EmulateError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise EmulateError(f"--config {path} is a folder: pass its run.json") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise EmulateError(f"--config {path}: cannot read it ({err})") from None
     except json.JSONDecodeError as err:
         raise EmulateError(f"--config {path}: not valid JSON ({err})") from None
-    return RunConfig.from_json(data.get("config", data))
+    try:
+        return RunConfig.from_json(data.get("config", data) if isinstance(data, dict) else data)
+    except EmulateError as err:
+        raise EmulateError(f"--config {path}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -172,7 +201,8 @@ def run_config(
     allowed_fraction = _check_max_errors(max_errors)
     api_key = api_key_for(config.model, replay=bool(replay))
     # On CPU the embedded server gains nothing from parallel slots (bench/throughput.py).
-    concurrency = concurrency or (1 if config.model.model == LOCAL else 4)
+    if concurrency is None:
+        concurrency = 1 if config.model.model == LOCAL else 4
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
     cases = build_cases(
@@ -367,7 +397,8 @@ def _ask_all(
     try:
         with _server(config.model, replay, concurrency) as base_url:
             model = Model(config.model, base_url, api_key, on_status=throttle.saw)
-            with cassette(record or replay, "record" if record else "replay"):
+            secrets = [api_key, *redact.url_secrets(base_url)]
+            with cassette(record or replay, "record" if record else "replay", secrets):
                 asyncio.run(_drive(todo, probe, model, finish, throttle, replay))
     except _Stop:
         pass  # run_config reports it, after writing results.csv

@@ -62,9 +62,6 @@ def load_run(path: str | Path) -> Run:
     rows = read_journal(path / JOURNAL)
     if not rows:
         raise EmulateError(f"{path}: the journal holds no finished case yet")
-    bad = [i for i, r in enumerate(rows) if not _is_row(r)]
-    if bad:
-        raise EmulateError(f"{path / JOURNAL}: line {bad[0] + 1} is not an emulate journal row")
     probes = sorted({r["case"]["probe"] for r in rows})
     if len(probes) > 1:
         raise EmulateError(f"{path / JOURNAL}: holds several probes ({', '.join(probes)})")
@@ -75,15 +72,6 @@ def load_run(path: str | Path) -> Run:
         except json.JSONDecodeError as err:
             raise EmulateError(f"{path / RUN_JSON}: not valid JSON ({err})") from None
     return Run(path, tuple(rows), meta)
-
-
-def _is_row(row: Any) -> bool:
-    return (
-        isinstance(row, dict)
-        and {"run_id", "model", "server", "mode", "case", "answer", "score"} <= row.keys()
-        and isinstance(row["case"], dict)
-        and {"id", "probe", "params"} <= row["case"].keys()
-    )
 
 
 def _fixed(run: Run) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from emulate import tokens
 from emulate.case import Answer, Case, Score, case_id, case_rng
-from emulate.errors import EmulateError
+from emulate.errors import EmulateError, read_text
 from emulate.extract import Policy, find
 from emulate.probe import Param, Probe, covariate, metric
 from emulate.prompt import Example, render
@@ -63,7 +63,7 @@ class Item:
 def load_items(path: str | Path) -> list[Item]:
     """BBH `{"examples": [{"input", "target"}]}` JSON, or JSONL of such objects."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, f"items={path}")
     try:
         data = json.loads(text)
         # BBH's file, a JSON list, or JSONL of a single object.
@@ -73,11 +73,18 @@ def load_items(path: str | Path) -> list[Item]:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as err:
             raise EmulateError(f"{path}: neither JSON nor JSONL ({err})") from None
+    if not isinstance(records, list):
+        raise EmulateError(
+            f'{path}: expected a list of items, as BBH\'s {{"examples": [...]}}, not '
+            f"{type(records).__name__}"
+        )
     items = []
     for i, rec in enumerate(records):
         where = f"{path}: item {i}"
-        if not isinstance(rec, dict) or "input" not in rec:
-            raise EmulateError(f"{where}: expected an object with an 'input' (and 'target')")
+        if not isinstance(rec, dict) or not isinstance(rec.get("input"), str):
+            raise EmulateError(f"{where}: expected an object with an 'input' text (and 'target')")
+        if not isinstance(rec.get("target", ""), str):
+            raise EmulateError(f"{where}: 'target' must be text, such as \") ]\"")
         shown = rec["input"].rsplit("Input:", 1)[-1]
         bad = sorted({c for c in shown if not c.isspace() and c not in BRACKETS})
         if bad:

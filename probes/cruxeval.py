@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emulate.case import Answer, Case, Score, case_id
-from emulate.errors import EmulateError
+from emulate.errors import EmulateError, read_text
 from emulate.extract import find
 from emulate.probe import Probe
 from emulate.prompt import Example, render
@@ -65,7 +65,7 @@ def load_items(path: str | Path, entry: str = "f") -> list[Item]:
     own "entry_point" field names its function over `entry`."""
     path = Path(path)
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, f"items={path}").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}: line {n}"

@@ -22,13 +22,12 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emulate.case import Answer, Case, Score, case_id, case_rng
-from emulate.errors import EmulateError
+from emulate.errors import EmulateError, read_text
 from emulate.extract import BLOCK, region
 from emulate.probe import Ask, Param, Probe, covariate, metric
 from emulate.sandbox import Session, isolation, run_session
@@ -339,8 +338,8 @@ def machine_spec(name: str, path: str | None = None) -> dict[str, Any]:
     if not path:
         return spec
     try:
-        given = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        given = json.loads(read_text(path, f"spec={path}"))
+    except json.JSONDecodeError as err:
         raise EmulateError(f"spec={path}: not a readable JSON object ({err})") from None
     if not isinstance(given, dict):
         raise EmulateError(f"spec={path}: expected a JSON object of machine fields")

@@ -68,7 +68,10 @@ class FaultServer:
                     slow = b'{"error": {"message": "slow down"}}'
                     return self._send(429, slow, {"retry-after": "0.1"})
                 if fate == "500":
-                    return self._send(500, b'{"error": {"message": "boom"}}')
+                    # Echoes the path, as some proxies do: a key in the URL must not leak
+                    # through the error message.
+                    boom = {"error": {"message": f"boom at {self.path}"}}
+                    return self._send(500, json.dumps(boom).encode())
                 if fate == "malformed":
                     return self._send(200, b'{"id": "x", "choices": [{"text": "[1, ')
                 prompt = json.dumps(body.get("prompt") or body.get("messages"))

@@ -62,7 +62,7 @@ def test_dry_run_counts_cases_and_tokens_offline(capsys):
             "1 of 2 grid cells cannot exist: dims=1 size=3 kernel=5 values=9 (the kernel spans 5 "
             "cells but the padded input has 3) (add --skip-impossible to run the others)",
         ),
-        (["run", "conv", "--n", "0"], "at least one case"),
+        (["run", "conv", "--n", "0"], "--n 0: must be a whole number of at least 1"),
         (["run", "conv", "--extra-body", "{bad"], "--extra-body is not valid JSON"),
         (["run", "conv", "--replay", "/no/such.json"], "no such cassette"),
         (["run", "--config", "/no/run.json"], "no such file"),

@@ -117,7 +117,7 @@ _emulate_sys.__stdout__.write("\\n" + {mark!r} + repr(_emulate_value) + "\\n")
 def item_program(item: Item, hash_seed: int = 0) -> Program:
     # repr() of the value: the literal form CRUXEval's outputs are written in.
     source = _HARNESS.format(code=item.code, entry=item.entry, input=item.input, mark=RETURN_MARK)
-    return Program(source, limits=LIMITS, hash_seed=hash_seed)
+    return Program(source, limits=LIMITS, hash_seed=hash_seed, origin="items")
 
 
 @dataclass(frozen=True)

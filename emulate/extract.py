@@ -75,66 +75,76 @@ class Fence:
     end: int
 
 
-_OPEN = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*(.*)$")
 _LANG = re.compile(r"^[\w+#.\-]*$")
 
 
 def fences(text: str) -> list[Fence]:
-    """Every fenced block in order. An unclosed fence runs to the end of the text; a
-    fence on one line (```[1, 2]```) holds what lies between its marks."""
+    """Every fenced block in order, up to _MAX_FENCES. An unclosed fence runs to the end
+    of the text; a fence on one line (```[1, 2]```) holds what lies between its marks."""
     found: list[Fence] = []
-    lines = text.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    i = 0
-    while i < len(lines):
-        m = _OPEN.match(lines[i])
-        if not m:
-            i += 1
-            continue
+    pos, size = 0, len(text)
+    # The pattern finds the next opening line; only lines inside a fence are walked.
+    while len(found) < _MAX_FENCES and (m := _OPEN_LINE.search(text, pos)):
+        start, line_end = m.start(), m.end()
         mark, info = m.group(1), m.group(2).strip()
-        if info.endswith(mark[:3]) and not _LANG.match(info):  # ```[1, 2]```
-            body = info[: -len(mark[:3])].rstrip("`~").strip()
-            found.append(Fence("", body, True, offsets[i], offsets[i + 1] - 1))
-            i += 1
+        mark3, ch = mark[:3], mark[0]
+        if info.endswith(mark3) and not _LANG.match(info):  # ```[1, 2]```
+            body = info[: -len(mark3)].rstrip("`~").strip()
+            found.append(Fence("", body, True, start, line_end))
+            pos = line_end + 1
             continue
-        body: list[str] = []
+        lines: list[str] = []
         lang = info.split()[0] if info and _LANG.match(info.split()[0]) else ""
         if info and not lang:  # ```[[1, 2], on the opening line: part of the body
-            body.append(info)
-        j, closed = i + 1, False
-        while j < len(lines):
-            line = lines[j]
-            if line.strip().startswith(mark[:3]) and not line.strip().strip(mark[0]):
-                closed = True
+            lines.append(info)
+        j, end, closed = line_end + 1, size, False
+        while j <= size:
+            k = text.find("\n", j)
+            k = size if k < 0 else k
+            line = text[j:k]
+            bare = line.strip()
+            if bare.startswith(mark3) and not bare.strip(ch):
+                end, closed = k, True
                 break
-            if line.rstrip().endswith(mark[:3]):  # [3, 4]``` closes on a body line
-                body.append(line.rstrip()[: -len(mark[:3])].rstrip(mark[0]))
-                closed = True
+            if bare.endswith(mark3):  # [3, 4]``` closes on a body line
+                lines.append(line.rstrip()[: -len(mark3)].rstrip(ch))
+                end, closed = k, True
                 break
-            body.append(line)
-            j += 1
-        end = offsets[min(j + 1, len(lines))] - 1 if closed else len(text)
-        found.append(Fence(lang, "\n".join(body), closed, offsets[i], max(end, offsets[i])))
-        i = j + 1
+            lines.append(line)
+            j = k + 1
+        found.append(Fence(lang, "\n".join(lines), closed, start, max(end, start)))
+        pos = end + 1
     return found
+
+
+_OPEN_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\n]*)$", re.M)
+# No reply holds more code blocks than this; a megabyte of fence marks would otherwise
+# cost a second in objects alone. Past it, the text is read as unfenced.
+_MAX_FENCES = 1000
+
+
+def _masked(text: str, found: list[Fence]) -> str:
+    """The text with fenced blocks blanked, offsets kept: markers in code do not count."""
+    if not found:
+        return text
+    parts, at = [], 0
+    for f in found:
+        start, end = max(f.start, at), min(f.end, len(text))
+        if end <= start:
+            continue
+        parts += [text[at:start], _BLANK.sub(" ", text[start:end])]
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+_BLANK = re.compile(r"[^\n]")
 
 
 def _pick(found: list[Fence], policy: Policy) -> Fence | None:
     if not found:
         return None
     return found[0] if policy.fence == "first" else found[-1]
-
-
-def _masked(text: str, found: list[Fence]) -> str:
-    """The text with fenced blocks blanked, offsets kept: markers in code do not count."""
-    chars = list(text)
-    for f in found:
-        for k in range(f.start, min(f.end, len(chars))):
-            if chars[k] != "\n":
-                chars[k] = " "
-    return "".join(chars)
 
 
 # --- reasoning, tags, markers ----------------------------------------------------------
@@ -181,6 +191,38 @@ def _markers(policy: Policy) -> re.Pattern[str]:
 
 _marker_re = functools.cache(_markers)
 
+# A word every marker holds: searching only around these keeps a megabyte of text
+# that holds none from costing the marker pattern's alternation at every position.
+_TRIGGERS = ("answer", "output", "result", "value", "return", "print", "show", "give", "display")
+_REACH = 200  # how far a marker extends around its word ("so, therefore, the final …")
+
+
+def _find_markers(text: str, policy: Policy) -> list[re.Match[str]]:
+    """The markers in `text`, in order: `_marker_re(policy).finditer(text)`, in time
+    linear in the text whatever it holds."""
+    low = text.lower()
+    words = set(_TRIGGERS) | {label.split()[0].lower() for label in policy.labels}
+    spans = []
+    for word in words:
+        i = low.find(word)
+        while i != -1:
+            spans.append((max(0, i - _REACH), min(len(text), i + len(word) + _REACH)))
+            i = low.find(word, i + len(word))
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    rx = _marker_re(policy)
+    # A window's end is not the text's: a match cut there is no marker.
+    return [
+        m
+        for a, b in merged
+        for m in rx.finditer(text, a, b)
+        if not (m.end() == b < len(text) and text[b] != "\n")
+    ]
+
 
 @functools.cache
 def _label_line_re(policy: Policy) -> re.Pattern[str]:
@@ -210,7 +252,7 @@ def _region(text: str, policy: Policy) -> tuple[str, bool]:
         in_part = fences(part)
     else:
         in_part = fences(text)
-        marks = list(_marker_re(policy).finditer(_masked(text, in_part)))
+        marks = _find_markers(_masked(text, in_part), policy)
         part = text
         if marks:
             # After a marker, blank lines before the answer are layout, not output.
@@ -249,11 +291,19 @@ _WRAPS = (
 _PREFIX = re.compile(r"^(?:[A-Za-z_][\w ]{0,30}[:：]|[A-Za-z_]\w{0,30}\s*=(?!=))\s*")
 
 
+# Past this length a text is taken as it is, unpeeled: no value answer is that long, and
+# each peel copies it (a megabyte of asterisks took two seconds).
+_PEEL_LIMIT = 100_000
+
+
 def _variants(text: str, depth: int = 4) -> Iterator[str]:
     """The text, then with its wrappers peeled, up to `depth` layers deep: "**`3`**."
     needs three; a reply of a thousand asterisks gets no more than four."""
     seen = set()
     layer = [text.strip()]
+    if len(layer[0]) > _PEEL_LIMIT:
+        yield layer[0]
+        return
     for _ in range(depth + 1):
         peeled = []
         for t in layer:
@@ -287,15 +337,17 @@ def _paragraphs(text: str) -> list[str]:
 def _pieces(text: str) -> Iterator[str]:
     yield text
     paras = _paragraphs(text)
-    lines = [ln for ln in text.split("\n") if ln.strip()]
+    # The first and last lines that hold anything, without splitting the whole text.
+    bare = text.strip()
+    first, last = bare.split("\n", 1)[0], bare.rsplit("\n", 1)[-1]
     if paras:
         yield paras[0]
-    if lines:
-        yield lines[0]
+    if bare:
+        yield first
     if paras:
         yield paras[-1]
-    if lines:
-        yield lines[-1]
+    if bare:
+        yield last
 
 
 def candidates(text: str, policy: Policy = VALUE) -> list[str]:
@@ -303,11 +355,11 @@ def candidates(text: str, policy: Policy = VALUE) -> list[str]:
     text = without_reasoning(text)
     part, tagged = _region(text, policy)
     sources = [part] if tagged else [part, text]
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered, and a megabyte is hashed once, not compared
     for source in sources:
-        for piece in _pieces(source):
-            out += [v for v in _variants(piece) if v not in out]
-    return out
+        for piece in dict.fromkeys(_pieces(source)):
+            out.update((v, None) for v in _variants(piece) if v not in out)
+    return list(out)
 
 
 @dataclass(frozen=True)

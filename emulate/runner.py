@@ -388,8 +388,7 @@ def _ask_all(
     journal = JournalWriter(out / JOURNAL)
     throttle = Throttle(concurrency)
 
-    def finish(case: Case, answer: Answer) -> None:
-        score = score_case(probe, case, answer)
+    def finish(case: Case, answer: Answer, score: Score) -> None:
         journal.append(_row(config, case, answer, score))
         bar.update(score.correct, bool(answer.error))
         failed.add(bool(answer.error))
@@ -487,7 +486,7 @@ async def _drive(
     todo: list[Case],
     probe: Probe,
     model: Model,
-    finish: Callable[[Case, Answer], None],
+    finish: Callable[[Case, Answer, Score], None],
     throttle: Throttle,
     replay: str | Path | None,
 ) -> None:
@@ -511,7 +510,9 @@ async def _drive(
                     f"and {case.probe} case {case.id} needs them; use a server that returns "
                     "them (llama-server, vLLM, OpenAI chat models) or another task"
                 )
-            finish(case, answer)
+            # Off the event loop: a slow answer must not hold up the requests in flight.
+            score = await asyncio.to_thread(score_case, probe, case, answer)
+            finish(case, answer, score)
 
     try:
         async with asyncio.TaskGroup() as tg:

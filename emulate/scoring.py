@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 
@@ -27,3 +28,9 @@ def line_f1(said: list[str], truth: list[str]) -> float:
         return 0.0
     p, r = common / len(said), common / len(truth)
     return 2 * p * r / (p + r)
+
+
+def is_logprob(value: float) -> bool:
+    """A log probability: at most 0 (servers round, so a hair above passes), -inf for
+    an impossible token; NaN or a positive figure is a broken server's, not a model's."""
+    return isinstance(value, int | float) and not math.isnan(value) and value <= 1e-6

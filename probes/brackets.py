@@ -37,6 +37,7 @@ from emulate.errors import EmulateError, read_text
 from emulate.extract import Policy, find
 from emulate.probe import Param, Probe, covariate, metric
 from emulate.prompt import Example, render
+from emulate.scoring import is_logprob
 
 from .dyck import (
     BRACKETS,
@@ -492,7 +493,8 @@ def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     strict, lenient = extract_closers(answer.text, prefix)
     metrics["exact_strict"] = strict == case.truth.closers
     metrics["exact_lenient"] = lenient == truth
-    metrics["valid_completion"] = bool(lenient) and scan(prefix + lenient).balanced
+    state = scan(prefix + lenient) if lenient else None
+    metrics["valid_completion"] = state is not None and state.balanced
     right = next((i for i, (a, b) in enumerate(zip(lenient, truth, strict=False)) if a != b), None)
     metrics["closers_right"] = (min(len(lenient), len(truth)) if right is None else right) / len(
         truth
@@ -512,7 +514,7 @@ def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score
     elif lenient.startswith(truth):
         kind, why = "too_many", f"{len(lenient)} closers where {len(truth)} close it"
     else:
-        kind, why = "wrong_closer", scan(prefix + lenient).error or "wrong closers"
+        kind, why = "wrong_closer", (state.error if state else None) or "wrong closers"
     return Score(False, metrics, kind, why, spaced(lenient))
 
 
@@ -602,10 +604,12 @@ def score_next_token(case: Case, answer: Answer, metrics: dict[str, Any]) -> Sco
         return Score(False, metrics, "no_logprobs", "the answer carried no logprobs")
     first = answer.logprobs[0]
     top = first.top or ((first.token, first.logprob),)
+    if bad := next((lp for _, lp in top if not is_logprob(lp)), None):
+        return Score(False, metrics, "bad_logprobs", f"{bad!r} is not a log probability")
     mass = {k: 0.0 for k in ("legal", "wrong_closer", "closer_at_zero", "end_open", "other")}
     open_ = case.inputs.open
     for token, logprob in top:
-        mass[classify_token(token, open_)] += math.exp(logprob)
+        mass[classify_token(token, open_)] += math.exp(min(logprob, 0.0))
     for k, v in mass.items():
         metrics[f"p_{k}"] = v
     metrics["p_illegal"] = mass["wrong_closer"] + mass["closer_at_zero"] + mass["end_open"]

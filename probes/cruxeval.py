@@ -243,6 +243,9 @@ def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     def parse(text: str) -> tuple[str, bool, bool]:
         """(the answer, equal by CRUXEval's rule, equal with the same types)."""
         text = text.strip()
+        if len(text) > 10 * len(truth) + 1000:
+            # Far longer than the value it could equal; parsing it costs seconds a MB.
+            raise ValueError("too long to be the value")
         if not is_literal and normalised(text) == normalised(truth):
             return text, True, True  # a repr that is no literal, matched as text
         got = read_literal(text)  # a wrong answer still has to be one value

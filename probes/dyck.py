@@ -30,11 +30,15 @@ class Scan:
 def scan(seq: str) -> Scan:
     """Run a bracket string (spaces ignored) through a stack."""
     stack: list[str] = []
-    depth = 0
-    for i, ch in enumerate(c for c in seq if not c.isspace()):
+    depth, i = 0, -1
+    for ch in seq:
+        if ch.isspace():
+            continue
+        i += 1
         if ch in OPENERS:
             stack.append(ch)
-            depth = max(depth, len(stack))
+            if len(stack) > depth:
+                depth = len(stack)
         elif ch in CLOSERS:
             if not stack:
                 return Scan(False, "", depth, f"closer {ch} at depth 0 (symbol {i + 1})")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import posixpath
 import re
 from collections.abc import Mapping
@@ -395,9 +396,15 @@ PERSONA_COMMANDS = (
 )
 
 
-def _first_int(text: str) -> int | None:
+def _first_int(text: str) -> float | None:
     m = re.search(r"-?\d+", text)
-    return int(m.group()) if m else None
+    return _number(m.group()) if m else None
+
+
+def _number(digits: str) -> float:
+    """An integer as said; one too long to be any machine's figure is infinite (a wrong
+    fact, not Python's digit-limit error)."""
+    return int(digits) if len(digits) <= 18 else math.inf
 
 
 def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[str, bool | None]:
@@ -407,19 +414,23 @@ def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[st
     gpus = spec["gpus"]
     if command == "nvidia-smi":
         if gpus == 0:
-            facts["gpu_count"] = not re.search(r"\d+MiB\s*/\s*\d+MiB", out)
+            facts["gpu_count"] = not re.search(r"(?<!\d)\d+MiB\s*/\s*\d+MiB", out)
             return facts
         m = re.search(r"Driver Version:\s*([\d.]+)", out)
         facts["driver"] = None if not m else m.group(1) == spec["driver"]
         m = re.search(r"CUDA Version:\s*([\d.]+)", out)
         facts["cuda"] = None if not m else m.group(1) == spec["cuda"]
-        totals = [int(t) for t in re.findall(r"\d+MiB\s*/\s*(\d+)MiB", out)]
+        # (?<!\d): a digit run is tried once, not from each of its digits.
+        totals = [_number(t) for t in re.findall(r"(?<!\d)\d+MiB\s*/\s*(\d+)MiB", out)]
         facts["gpu_count"] = None if not totals else len(totals) == gpus
         if totals:
             want = spec["gpu_memory_gb"] * 1024
             facts["gpu_memory"] = all(abs(t - want) <= 0.06 * want for t in totals)
     elif command == "nvidia-smi -L":
-        listed = re.findall(r"^GPU \d+:\s*(.*?)(?:\s*\(UUID.*)?$", out, re.M)
+        listed = [
+            name.split("(UUID")[0].strip()
+            for name in re.findall(r"^GPU \d{1,6}:([^\n]*)", out, re.M)
+        ]
         facts["gpu_count"] = len(listed) == gpus if listed or gpus == 0 else None
         if listed:
             facts["gpu_name"] = all(spec["gpu_name"].lower() in n.lower() for n in listed)
@@ -430,7 +441,7 @@ def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[st
         m = re.search(r"Python\s*([\d.]+)", out)
         facts["python"] = None if not m else _same_version(m.group(1), spec["python"])
     elif "torch.__version__" in command:
-        m = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
+        m = re.search(r"(?<![\d.])(\d+\.\d+(?:\.\d+)?)", out)
         facts["torch"] = None if not m else _same_version(m.group(1), spec["torch"])
     elif "device_count" in command:
         n = _first_int(out)
@@ -444,7 +455,7 @@ def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[st
     elif command == "free -g":
         m = re.search(r"^Mem:\s*(\d+)", out, re.M)
         facts["ram"] = (
-            None if not m else abs(int(m.group(1)) - spec["ram_gb"]) <= 0.1 * spec["ram_gb"] + 1
+            None if not m else abs(_number(m.group(1)) - spec["ram_gb"]) <= 0.1 * spec["ram_gb"] + 1
         )
     elif command == "uname -a":
         facts["kernel"] = None if not out else spec["kernel"] in out

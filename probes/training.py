@@ -117,10 +117,23 @@ def description(cell: Mapping[str, Any]) -> str:
 # --- the truth ---------------------------------------------------------------------------
 
 LIMITS = Limits(cpu_s=120, wall_s=300, memory_mb=8192, file_mb=8)
+# Bounded gaps: an unbounded `.*?` between "Epoch" and "loss" rescans the rest of the
+# line from every "Epoch", quadratic on a line that repeats it (60 s at 100k chars).
 _EPOCH = re.compile(
-    r"Epoch\s*\[?\s*(\d+)\s*(?:/\s*\d+)?\]?.*?loss\s*[:=]?\s*(-?\d+(?:\.\d+)?)", re.I
+    r"Epoch\s{0,8}\[?\s{0,8}(\d{1,9})\s{0,8}(?:/\s{0,8}\d{1,9})?\]?[^\n]{0,200}?"
+    r"loss\s{0,8}[:=]?\s{0,8}(-?\d{1,30}(?:\.\d{1,30})?)",
+    re.I,
 )
-_ACC = re.compile(r"accuracy\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(%?)", re.I)
+
+
+def _epoch(line: str) -> re.Match[str] | None:
+    """An epoch line's match, looked for around the line's first "loss" only: a line that
+    repeats "Epoch" a hundred thousand times costs one short search, not one per word."""
+    at = line.lower().find("loss")
+    return None if at < 0 else _EPOCH.search(line, max(0, at - 260), at + 80)
+
+
+_ACC = re.compile(r"accuracy\s{0,8}[:=]?\s{0,8}(\d{1,30}(?:\.\d{1,30})?)\s{0,8}(%?)", re.I)
 _SHAPE = re.compile(r"^\s*input shape|torch\.Size\(", re.I)
 
 
@@ -135,7 +148,7 @@ def parse_run(text: str) -> dict[str, Any]:
     epochs, losses, shapes = [], [], []
     accuracy = None
     for line in text.splitlines():
-        if m := _EPOCH.search(line):
+        if m := _epoch(line):
             epochs.append(int(m.group(1)))
             losses.append(float(m.group(2)))
         elif m := _ACC.search(line):
@@ -268,7 +281,7 @@ def score_run(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     said = region(answer.text, BLOCK)
     got, want = parse_run(said), parse_run(case.truth.stdout)
     e = case.params["epochs"]
-    epoch_lines = [ln.strip() for ln in said.splitlines() if _EPOCH.search(ln)]
+    epoch_lines = [ln.strip() for ln in said.splitlines() if _epoch(ln)]
     metrics["epoch_lines"] = len(epoch_lines)
     metrics["epochs_skipped"] = e - len({k for k in got["epochs"] if 1 <= k <= e})
     if epoch_lines:

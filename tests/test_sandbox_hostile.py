@@ -150,3 +150,18 @@ def test_items_code_needs_bubblewrap_unless_the_user_opts_in(monkeypatch):
     monkeypatch.setenv(sandbox.UNISOLATED_OPT_IN, "1")
     assert run(Program("print(1)", origin="items")).stdout == "1\n"
     assert issubclass(IsolationError, EmulateError)
+
+
+def test_an_items_run_without_bubblewrap_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    from emulate.cli import main
+
+    monkeypatch.setattr(sandbox, "isolation", lambda: "none")
+    monkeypatch.delenv(sandbox.UNISOLATED_OPT_IN, raising=False)
+    monkeypatch.setenv("EMULATE_CACHE", "")  # a cached truth would hide the refusal
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"code": "def f(x):\\n    return x", "input": "1", "id": "a"}\n')
+    out = tmp_path / "out"
+    assert main(["run", "program", "-P", f"items={items}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "EMULATE_ALLOW_UNISOLATED=1" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -152,3 +152,21 @@ def test_missing_local_extra_says_how_to_install(monkeypatch, tmp_path):
     with pytest.raises(emulate.EmulateError, match=r"pip install -e '\.\[local\]'"):
         emulate.run("conv", {"dims": 1}, n=1, out=tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        ({"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}]}, "had no message"),
+        ({"id": "x", "choices": [{"index": 0, "message": None}]}, "had no message"),
+        ({"id": "x", "choices": []}, "had no choices"),
+        ({"id": "x"}, "had no choices"),
+        ({"id": "x", "choices": [{"index": 0, "message": {"content": 5}}]}, "not a string"),
+    ],
+)
+def test_a_chat_body_of_the_wrong_shape_is_the_cases_error(fake_server, body, reason):
+    fake_server.script.append((200, {}, body))
+    config = ModelConfig(model="fake", base_url=fake_server.url, mode="chat")
+    model = Model(config, fake_server.url, "sk-test")
+    answer = _ask(model, prompt=({"role": "user", "content": "hi"},))
+    assert answer.text == "" and reason in answer.error

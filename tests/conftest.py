@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from .doubles import send_json
+
 ROOT = Path(__file__).resolve().parents[1]
 CASSETTES = ROOT / "cassettes"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -50,14 +52,7 @@ class FakeServer:
                 status, headers, body = (
                     fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
                 )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, json.dumps(body).encode(), headers)
 
             def log_message(self, *args) -> None:
                 pass

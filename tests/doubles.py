@@ -23,6 +23,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 FAULTS = ("429", "500", "reset", "stall", "malformed", "no_choices")
 
 
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: Mapping[str, str]
+) -> None:
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         pass  # a client that hung up (a killed run) is part of the test
@@ -95,13 +107,7 @@ class FaultServer:
                 self._send(200, json.dumps(reply).encode())
 
             def _send(self, status: int, data: bytes, headers: Mapping[str, str] = {}) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, data, headers)
 
             def log_message(self, *args) -> None:
                 pass

@@ -106,13 +106,22 @@ hostile = st.lists(st.tuples(pieces, st.integers(1, 3000)), min_size=1, max_size
 )
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(text=hostile | st.binary(max_size=2000).map(lambda b: b.decode("latin-1")))
-def test_fuzzed_answers_never_reach_scorer_error(subjects, text):
-    for name, sub in subjects.items():
-        _check(sub, name, text)
+def _fuzz(examples: int, binary_size: int):
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(text=hostile | st.binary(max_size=binary_size).map(lambda b: b.decode("latin-1")))
+    def fuzz(subjects, text):
+        for name, sub in subjects.items():
+            _check(sub, name, text)
+
+    return fuzz
+
+
+test_fuzzed_answers_never_reach_scorer_error = _fuzz(150, 2000)
+test_long_fuzz_never_reaches_scorer_error = pytest.mark.faults(_fuzz(2000, 20_000))
 
 
 def _next_token_case():
@@ -138,50 +147,3 @@ def test_extreme_logprobs_are_a_wrong_answer_not_a_crash(top, first):
     valid = [lp for _, lp in (top or [first])]
     if any(math.isnan(lp) or lp > 1e-6 for lp in valid):
         assert not score.correct and score.error_type == "bad_logprobs"
-
-
-@pytest.mark.faults
-@settings(
-    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(text=hostile | st.binary(max_size=20_000).map(lambda b: b.decode("latin-1")))
-def test_long_fuzz_never_reaches_scorer_error(subjects, text):
-    for name, sub in subjects.items():
-        _check(sub, name, text)
-
-
-words = st.lists(
-    st.sampled_from(
-        [
-            "the",
-            "answer",
-            "is",
-            "output",
-            ":",
-            "\n",
-            "so",
-            "Output:",
-            "result",
-            "=",
-            "3",
-            "final",
-            "prints",
-            "x",
-            "  ",
-            "```",
-            "depth",
-        ]
-    ),  # fmt: skip
-    max_size=300,
-).map(" ".join)
-
-
-@settings(max_examples=300, deadline=None)
-@given(text=words)
-def test_marker_search_by_trigger_words_equals_the_plain_search(text):
-    """The windowed marker search (linear on any text) finds what the pattern finds."""
-    from emulate.extract import BLOCK, VALUE, Policy, _find_markers, _marker_re
-
-    for policy in (VALUE, BLOCK, Policy(labels=("max depth",))):
-        fast = [m.span() for m in _find_markers(text, policy)]
-        assert fast == [m.span() for m in _marker_re(policy).finditer(text)]

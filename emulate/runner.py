@@ -198,7 +198,6 @@ def run_config(
         raise EmulateError(f"--replay {replay}: no such cassette; record one with --record")
     if retry_errors and not resume:
         raise EmulateError("--retry-errors asks again for a run's failed cases: add --resume")
-    allowed_fraction = _check_max_errors(max_errors)
     api_key = api_key_for(config.model, replay=bool(replay))
     # On CPU the embedded server gains nothing from parallel slots (bench/throughput.py).
     if concurrency is None:
@@ -208,12 +207,12 @@ def run_config(
     cases = build_cases(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
     )
-    allowed = (
-        int(allowed_fraction * len(cases)) if isinstance(allowed_fraction, float) else max_errors
-    )
+    allowed = _allowed_errors(max_errors, len(cases))
 
     out = Path(out) if out is not None else default_out(config.probe)
-    created = _make_out(out)
+    if out.exists() and not out.is_dir():
+        raise EmulateError(f"--out {out} is a file: give a folder (it is created if missing)")
+    created = not out.exists()
     lock = None
     try:
         lock = lock_out(out)
@@ -274,7 +273,7 @@ def run_config(
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     if result.errors > allowed:
-        limit = f"{max_errors:.0%}" if allowed_fraction is not None else str(max_errors)
+        limit = f"{max_errors:.0%}" if isinstance(max_errors, float) else str(max_errors)
         unasked = result.total - result.done
         raise TooManyErrors(
             f"{result.errors} of {result.total} cases failed with API errors or timeouts "
@@ -287,8 +286,9 @@ def run_config(
     return result
 
 
-def _check_max_errors(max_errors: int | float) -> float | None:
-    """The fraction, when `max_errors` is one; None when it is a count."""
+def _allowed_errors(max_errors: int | float, cases: int) -> int:
+    """How many API errors a run of `cases` accepts: a count as it is, a fraction of
+    the cases rounded down."""
     if isinstance(max_errors, bool) or not isinstance(max_errors, int | float):
         raise EmulateError(
             f"--max-errors {max_errors!r}: give a count (5) or a fraction (0.1, 10%)"
@@ -296,10 +296,10 @@ def _check_max_errors(max_errors: int | float) -> float | None:
     if isinstance(max_errors, float):
         if not 0 <= max_errors <= 1:
             raise EmulateError(f"--max-errors {max_errors}: a fraction is between 0 and 1")
-        return max_errors
+        return int(max_errors * cases)
     if max_errors < 0:
         raise EmulateError(f"--max-errors {max_errors}: a count is 0 or more")
-    return None
+    return max_errors
 
 
 def parse_max_errors(text: str) -> int | float:
@@ -330,32 +330,20 @@ class _Stop(Exception):
     pass
 
 
-def _make_out(out: Path) -> bool:
-    """Create the --out folder; True if this call created it."""
-    if out.exists() and not out.is_dir():
-        raise EmulateError(f"--out {out} is a file: give a folder (it is created if missing)")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe_file = out / f".write-test.{os.getpid()}"
-        probe_file.touch()
-        probe_file.unlink()
-    except OSError as err:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise EmulateError(
-            f"--out {out}: cannot write there ({err.strerror}); choose another folder"
-        ) from None
-    return created
-
-
 LOCK = ".lock"
 
 
 def lock_out(out: Path):
-    """Hold `out` for this process: a second run on the same folder is refused, not
-    interleaved. The lock is the kernel's (flock), so a killed run never leaves it stuck."""
-    f = open(out / LOCK, "a+")  # noqa: SIM115 - held for the run
+    """Create `out` if need be and hold it for this process: a second run on the same
+    folder is refused, not interleaved. The lock is the kernel's (flock), so a killed
+    run never leaves it stuck; making its file is also the test that `out` is writable."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        f = open(out / LOCK, "a+")  # noqa: SIM115 - held for the run
+    except OSError as err:
+        raise EmulateError(
+            f"--out {out}: cannot write there ({err.strerror}); choose another folder"
+        ) from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -131,7 +131,9 @@ def _works(argv: Sequence[str]) -> bool:
 @functools.cache
 def isolation() -> str:
     """The strongest isolation this machine allows: bwrap, netns or none."""
-    if shutil.which("bwrap") and _works(_bwrap(tempfile.gettempdir())):
+    # The check runs the same arguments programs get, so a bubblewrap too old for any
+    # of them (--size, --remount-ro) falls back rather than failing every program.
+    if shutil.which("bwrap") and _works(_bwrap(1, "--chdir", "/")):
         return "bwrap"
     if shutil.which("unshare") and _works(_UNSHARE):
         return "netns"
@@ -150,19 +152,24 @@ _ETC = (
 )  # fmt: skip
 
 
-def _bwrap(work: str) -> list[str]:
-    """bubblewrap around a program whose files are in `work` (used by `isolation()`)."""
+def _bwrap(disk_mb: int, *mounts: str, interpreter: bool = True) -> list[str]:
+    """bubblewrap, up to the command: the system view, a fresh /tmp of `disk_mb`, the
+    interpreter's folders (after /tmp, so a venv under /tmp shows through it), then
+    `mounts`; the root read-only, nothing shared with the host."""
     return [
         "bwrap", *_system_view(), "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--bind", work, SANDBOX, "--chdir", SANDBOX,
+        "--size", str(disk_mb * MB), "--tmpfs", "/tmp",
+        *(_view_of_interpreter() if interpreter else ()), *mounts,
+        # The root bwrap builds is a tmpfs too, and no limit caps it.
+        "--remount-ro", "/",
         "--unshare-all", "--die-with-parent", "--new-session",
     ]  # fmt: skip
 
 
 @functools.cache
 def _system_view() -> tuple[str, ...]:
-    """bwrap arguments that show, read-only, the system's programs and libraries, the
-    running interpreter's folders (a venv and its base) and the files of _ETC."""
+    """bwrap arguments that show, read-only, the system's programs and libraries and
+    the files of _ETC."""
     args: list[str] = []
     for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/", top)
@@ -191,7 +198,6 @@ def _interpreter_dirs() -> tuple[str, ...]:
 
 
 def _view_of_interpreter() -> list[str]:
-    # After --tmpfs /tmp, so a venv under /tmp (a CI checkout) shows through it.
     return [a for d in _interpreter_dirs() for a in ("--ro-bind", d, d)]
 
 
@@ -254,17 +260,10 @@ def run(program: Program) -> Result:
         fds: list[int] = []
         if kind == "bwrap":
             home = SANDBOX
-            size = str(limits.disk_mb * MB)
             copy, fds = _copy_in(work)
-            argv = [
-                "bwrap", *_system_view(), "--dev", "/dev", "--proc", "/proc",
-                "--size", size, "--tmpfs", "/tmp", *_view_of_interpreter(),
-                "--size", size, "--tmpfs", SANDBOX, *copy,
-                # The root bwrap builds is a tmpfs too, and no limit caps it.
-                "--remount-ro", "/",
-                "--chdir", SANDBOX, "--unshare-all", "--die-with-parent", "--new-session",
-                "--", *python,
-            ]  # fmt: skip
+            size = str(limits.disk_mb * MB)
+            mounts = ("--size", size, "--tmpfs", SANDBOX, *copy, "--chdir", SANDBOX)
+            argv = [*_bwrap(limits.disk_mb, *mounts), "--", *python]
         else:
             home = str(work)
             argv = [*(_UNSHARE if kind == "netns" else ()), *python]
@@ -543,20 +542,15 @@ def run_session(session: Session) -> list[Turn]:
         os.chmod(home, 0o755)
         (ctl / "session.sh").write_text(_session_script(session))
         argv = [
-            "bwrap",
-            *_system_view(),
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--size", str(limits.disk_mb * MB), "--tmpfs", "/tmp",
-            "--tmpfs", "/home",
-            "--bind", str(home), "/home/user",
-            "--bind", str(ctl), "/home/.emulate",
-            "--remount-ro", "/",
-            "--unshare-all",
-            "--hostname", session.hostname,
-            "--die-with-parent",
-            "--new-session",
-            "--chdir", "/home/user",
+            *_bwrap(
+                limits.disk_mb,
+                "--tmpfs", "/home",
+                "--bind", str(home), "/home/user",
+                "--bind", str(ctl), "/home/.emulate",
+                "--hostname", session.hostname,
+                "--chdir", "/home/user",
+                interpreter=False,  # the session's python3 is the system's
+            ),
             "bash", "--norc", "--noprofile", "/home/.emulate/session.sh",
         ]  # fmt: skip
         env = _env("/home/user") | {

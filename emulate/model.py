@@ -11,6 +11,7 @@ run, with an EmulateError that says what to do. No message names a secret.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -18,12 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
-from vcr.errors import CannotOverwriteExistingCassetteException
 
 from . import redact
 from .case import Answer, Prompt, TokenLogprob
 from .errors import EmulateError, ReplayMiss
+from .record import ReplayMissSignal, Tape, http_client
 
 LOCAL = "local"  # the embedded default: Gemma 3 270M under llama-server
 LOCAL_MODEL_NAME = "gemma-3-270m-q4_k_m"
@@ -133,20 +135,12 @@ def normalise_logprobs(raw: Mapping[str, Any] | None) -> tuple[TokenLogprob, ...
     return None
 
 
-def _is_replay_miss(err: BaseException) -> bool:
-    seen = err
-    while seen is not None:
-        if isinstance(seen, CannotOverwriteExistingCassetteException):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class Model:
     """An async client shared by every case of a run.
 
     `on_status` is called with the status of every HTTP response, retries included
-    (the runner backs off its concurrency on 429s)."""
+    (the runner backs off its concurrency on 429s). With a `tape` (emulate/record.py)
+    requests are recorded to, or replayed from, a cassette."""
 
     def __init__(
         self,
@@ -154,6 +148,7 @@ class Model:
         base_url: str | None,
         api_key: str,
         on_status: Callable[[int], None] | None = None,
+        tape: Tape | None = None,
     ):
         self.config = config
         self.base_url = base_url
@@ -172,9 +167,9 @@ class Model:
             base_url=base_url,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
-            # vcrpy can neither decode br/zstd nor scrub a compressed body.
+            # A cassette can neither decode br/zstd nor scrub a compressed body.
             default_headers={"Accept-Encoding": "gzip"},
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks) if hooks else None,
+            http_client=http_client(tape, event_hooks=hooks),
         )
 
     def _failed(self, reason: str, start: float) -> Answer:
@@ -196,7 +191,11 @@ class Model:
         """One request. `top_logprobs` is the case's own need; the config's wins if larger."""
         c = self.config
         top_logprobs = max(top_logprobs, c.top_logprobs)
-        common: dict[str, Any] = {
+        # The body the SDK's create() would send, posted through the SDK's own client
+        # (its retries, timeouts, errors) but without create()'s type-driven transform
+        # of the request and pydantic parsing of the answer: at research scale those
+        # two cost more than the network (bench/scale.py).
+        body: dict[str, Any] = {
             "model": c.request_model,
             "temperature": c.temperature,
             "max_tokens": c.max_tokens or max_tokens,
@@ -204,28 +203,24 @@ class Model:
         }
         stop = c.stop if c.stop is not None else stop
         if stop:
-            common["stop"] = list(stop)
-        if c.extra_body:
-            common["extra_body"] = dict(c.extra_body)
+            body["stop"] = list(stop)
+        if isinstance(prompt, str):
+            path, body["prompt"] = "/completions", prompt
+            if top_logprobs:
+                body["logprobs"] = top_logprobs
+        else:
+            path, body["messages"] = "/chat/completions", [dict(m) for m in prompt]
+            if top_logprobs:
+                body.update(logprobs=True, top_logprobs=top_logprobs)
+        body.update(c.extra_body)
         start = time.perf_counter()
         try:
-            if isinstance(prompt, str):
-                if top_logprobs:
-                    common["logprobs"] = top_logprobs
-                resp = await self._client.completions.create(prompt=prompt, **common)
-            else:
-                if top_logprobs:
-                    common.update(logprobs=True, top_logprobs=top_logprobs)
-                resp = await self._client.chat.completions.create(
-                    messages=[dict(m) for m in prompt], **common
-                )
-        except CannotOverwriteExistingCassetteException:
+            resp = await self._client.post(path, body=body, cast_to=httpx2.Response)
+        except ReplayMissSignal:
             raise ReplayMiss("no recorded answer for this request") from None
-        except openai.APITimeoutError:
-            return self._failed("timeout", start)
         except openai.APIConnectionError as err:
-            if _is_replay_miss(err):
-                raise ReplayMiss("no recorded answer for this request") from None
+            if isinstance(err, openai.APITimeoutError) and _timed_out(err):
+                return self._failed("timeout", start)
             if not self._reached:
                 raise self._fatal(
                     f"cannot reach the server at {self.shown_url}: {err}; "
@@ -247,13 +242,28 @@ class Model:
             # is that case's error, not the run's.
             return self._failed(f"HTTP {err.status_code}: {err.message}", start)
         except Exception as err:  # noqa: BLE001 - whatever else the server sent
-            # A 200 whose body is not JSON, or JSON the SDK cannot read.
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
         self._reached = True
         try:
-            return _answer(resp, time.perf_counter() - start)
+            data = json.loads(resp.content)
+        except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
+            return self._failed(f"malformed response: not JSON: {err}", start)
+        try:
+            return _answer(data, time.perf_counter() - start, chat=path == "/chat/completions")
         except Exception as err:  # noqa: BLE001 - a body of the wrong shape
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+
+
+def _timed_out(err: BaseException) -> bool:
+    """Whether a "timeout" was one. The aiohttp transport reports every connection
+    error (refused, reset) as a connect timeout; its own exception, in the chain,
+    tells the truth."""
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__
+    aio = [e for e in chain if type(e).__module__.startswith("aiohttp")]
+    return not aio or any(isinstance(e, TimeoutError) for e in aio)
 
 
 def _cause(err: BaseException) -> str:
@@ -263,32 +273,34 @@ def _cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
-def _answer(resp: Any, latency: float) -> Answer:
-    """The SDK's response as an Answer; one of the wrong shape is an Answer with an error."""
-    usage = getattr(resp, "usage", None)
+def _answer(data: Any, latency: float, chat: bool) -> Answer:
+    """A response body as an Answer; one of the wrong shape is an Answer with an error."""
+    if not isinstance(data, Mapping):
+        return Answer("", latency_s=latency, error="the response is not a JSON object")
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
     tokens = {
-        "prompt_tokens": _count(getattr(usage, "prompt_tokens", None)),
-        "completion_tokens": _count(getattr(usage, "completion_tokens", None)),
+        "prompt_tokens": _count(usage.get("prompt_tokens")),
+        "completion_tokens": _count(usage.get("completion_tokens")),
     }
-    choices = getattr(resp, "choices", None)
-    if not choices or not isinstance(choices, list):
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
         return Answer("", latency_s=latency, error="the response had no choices", **tokens)
     choice = choices[0]
-    if hasattr(choice, "message"):
-        message = choice.message
-        if message is None:
+    if chat:
+        message = choice.get("message")
+        if not isinstance(message, Mapping):
             return Answer("", latency_s=latency, error="the response's choice had no message")
-        text = getattr(message, "content", None)
+        text = message.get("content")
     else:
-        text = getattr(choice, "text", None)
+        text = choice.get("text")
     if text is not None and not isinstance(text, str):
         return Answer("", latency_s=latency, error="the response's text is not a string")
-    logprobs = getattr(choice, "logprobs", None)
-    raw_lp = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
-    finish = getattr(choice, "finish_reason", None)
+    logprobs = choice.get("logprobs")
+    finish = choice.get("finish_reason")
     return Answer(
         text=text or "",
-        logprobs=normalise_logprobs(raw_lp if isinstance(raw_lp, Mapping) else None),
+        logprobs=normalise_logprobs(logprobs if isinstance(logprobs, Mapping) else None),
         latency_s=latency,
         finish_reason=finish if isinstance(finish, str) else None,
         **tokens,

@@ -383,9 +383,9 @@ def _ask_all(
 
     try:
         with _server(config.model, replay, concurrency) as base_url:
-            model = Model(config.model, base_url, api_key, on_status=throttle.saw)
             secrets = [api_key, *redact.url_secrets(base_url)]
-            with cassette(record or replay, "record" if record else "replay", secrets):
+            with cassette(record or replay, "record" if record else "replay", secrets) as tape:
+                model = Model(config.model, base_url, api_key, on_status=throttle.saw, tape=tape)
                 asyncio.run(_drive(todo, probe, model, finish, throttle, replay))
     except _Stop:
         pass  # run_config reports it, after writing results.csv

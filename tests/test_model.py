@@ -16,9 +16,9 @@ pytestmark = pytest.mark.enable_socket
 FAST = {"retry-after-ms": "10"}
 
 
-def _model(server, **kw) -> Model:
+def _model(server, tape=None, **kw) -> Model:
     config = ModelConfig(model="fake", base_url=server.url, mode="completion", **kw)
-    return Model(config, server.url, "sk-test-0123456789abcdefghij")
+    return Model(config, server.url, "sk-test-0123456789abcdefghij", tape=tape)
 
 
 def _ask(model, prompt="Input: [1]\nOutput:"):
@@ -69,8 +69,8 @@ def test_cassettes_hold_no_secrets_and_replay_on_any_port(fake_server, tmp_path)
     fake_server.completion(
         " [1]", headers={"Set-Cookie": "session=abc123", "openai-organization": "org-secret"}
     )
-    with cassette(path, "record"):
-        recorded = _ask(_model(fake_server, extra_body={"n_probs": 0}))
+    with cassette(path, "record") as tape:
+        recorded = _ask(_model(fake_server, tape, extra_body={"n_probs": 0}))
     text = path.read_text()
     assert "sk-test" not in text and "bearer" not in text.lower()
     assert "authorization" not in text.lower()
@@ -78,8 +78,8 @@ def test_cassettes_hold_no_secrets_and_replay_on_any_port(fake_server, tmp_path)
     assert f":{fake_server.url.split(':')[2].split('/')[0]}" not in text  # port normalised
     # Replay against a port nothing listens on: the cassette answers.
     config = ModelConfig(model="fake", base_url="http://127.0.0.1:1/v1", extra_body={"n_probs": 0})
-    with cassette(path, "replay"):
-        replayed = _ask(Model(config, config.base_url, "other-key"))
+    with cassette(path, "replay") as tape:
+        replayed = _ask(Model(config, config.base_url, "other-key", tape=tape))
     assert replayed.text == recorded.text == " [1]"
 
 

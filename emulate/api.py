@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import tokens
 from .case import Case
 from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
@@ -186,6 +185,8 @@ def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
     scale = total / len(sample) if sample else 0.0
     requests = [r for c in sample for r in probe.requests(c)]
     table = load_prices(prices)
+    from . import tokens  # tiktoken loads its encodings: only when estimating
+
     prompt_tokens = round(scale * sum(tokens.count_prompt(prompt) for prompt, _ in requests))
     completion_tokens = round(scale * sum(tokens.count(answer) for _, answer in requests))
     budget = round(scale * sum(config.model.max_tokens or c.max_tokens for c in sample))

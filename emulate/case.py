@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,16 @@ class Case:
     top_logprobs: int = 0  # > 0: the probe reads this many alternatives per token
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Field by field rather than asdict(), which deep-copies everything: a journal
+        # row is written per case, and the probe's typed inputs and truth are the only
+        # nested dataclasses.
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        for f in ("inputs", "truth"):
+            if is_dataclass(d[f]):
+                d[f] = asdict(d[f])
+        d["params"] = dict(self.params)
+        d["foils"] = dict(self.foils)
+        d["covariates"] = dict(self.covariates)
         d["prompt"] = (
             self.prompt if isinstance(self.prompt, str) else [dict(m) for m in self.prompt]
         )
@@ -102,6 +111,17 @@ class Answer:
     # Multi-turn probes: each turn's raw reply, in order (text then holds the last).
     turns: tuple[str, ...] | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        if self.logprobs is not None:
+            d["logprobs"] = [
+                {"token": t.token, "logprob": t.logprob, "top": [list(a) for a in t.top]}
+                for t in self.logprobs
+            ]
+        if self.turns is not None:
+            d["turns"] = list(self.turns)
+        return d
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Answer:
         d = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -143,6 +163,7 @@ class Row:
             "server": self.server,
             "mode": self.mode,
             "case": self.case.to_json(),
-            "answer": asdict(self.answer),
-            "score": asdict(self.score),
+            "answer": self.answer.to_json(),
+            "score": {f: getattr(self.score, f) for f in self.score.__dataclass_fields__}
+            | {"metrics": dict(self.score.metrics)},
         }

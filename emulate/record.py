@@ -28,6 +28,7 @@ a 500 that the SDK retried replays as a 500 and then its retry's answer).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 from collections.abc import Iterator, Sequence
@@ -63,6 +64,7 @@ LOOPBACK_NETLOC = "localhost"
 CASSETTE_FORMAT_VERSION = 1  # vcrpy's
 
 
+@functools.lru_cache(maxsize=64)
 def normal_uri(uri: str) -> str:
     """The URI as a cassette stores it: credentials masked, loopback host unported."""
     parts = urlsplit(redact.url(uri))
@@ -87,9 +89,7 @@ class ReplayMissSignal(BaseException):
 
 
 def _key(method: str, uri: str, body: str | bytes | None) -> tuple[str, str, str]:
-    parts = urlsplit(uri)
-    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-    uri = urlunsplit(parts._replace(query=query))
+    uri = _sorted_query(uri)
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
     try:
@@ -97,6 +97,13 @@ def _key(method: str, uri: str, body: str | bytes | None) -> tuple[str, str, str
     except (TypeError, ValueError):
         body = body or ""
     return method.upper(), uri, body
+
+
+@functools.lru_cache(maxsize=64)  # a run sends to one or two URIs, many times
+def _sorted_query(uri: str) -> str:
+    parts = urlsplit(uri)
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return urlunsplit(parts._replace(query=query))
 
 
 class Tape:
@@ -148,8 +155,14 @@ class Tape:
         self._played[key] = played + 1
         return self._interactions[found[min(played, len(found) - 1)]]["response"]
 
-    def add(self, request: dict[str, Any], response: dict[str, Any]) -> None:
-        key = _key(request["method"], request["uri"], request["body"])
+    def add(
+        self,
+        request: dict[str, Any],
+        response: dict[str, Any],
+        key: tuple[str, str, str] | None = None,
+    ) -> None:
+        """Append an exchange; `key` is the request's, when the caller has it already."""
+        key = key or _key(request["method"], request["uri"], request["body"])
         self._index.setdefault(key, []).append(len(self._interactions))
         # Counted as played: a later identical request gets the next one recorded.
         self._played[key] = len(self._index[key])
@@ -255,6 +268,7 @@ class TapeTransport(httpx2.AsyncBaseTransport):
                 },
             },
             self.tape.scrub(response),
+            key,
         )
         return httpx2.Response(
             real.status_code,

@@ -204,20 +204,16 @@ def http_client(tape: Tape | None, **kwargs: Any) -> httpx2.AsyncClient:
     class Client(base):  # type: ignore[misc, valid-type]
         # httpx's own extension points: each transport the client builds passes here.
         def _init_transport(self, *args: Any, **kw: Any) -> httpx2.AsyncBaseTransport:
-            return _taped(super()._init_transport(*args, **kw), tape)
+            return TapeTransport(tape, super()._init_transport(*args, **kw))
 
         def _init_proxy_transport(self, *args: Any, **kw: Any) -> httpx2.AsyncBaseTransport:
-            return _taped(super()._init_proxy_transport(*args, **kw), tape)
+            return TapeTransport(tape, super()._init_proxy_transport(*args, **kw))
 
     return Client(**kwargs)
 
 
 def _has_aiohttp() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
-
-
-def _taped(inner: httpx2.AsyncBaseTransport, tape: Tape | None) -> httpx2.AsyncBaseTransport:
-    return TapeTransport(tape, inner)
 
 
 class TapeTransport(httpx2.AsyncBaseTransport):

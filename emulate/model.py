@@ -204,7 +204,8 @@ class Model:
         stop = c.stop if c.stop is not None else stop
         if stop:
             body["stop"] = list(stop)
-        if isinstance(prompt, str):
+        chat = not isinstance(prompt, str)
+        if not chat:
             path, body["prompt"] = "/completions", prompt
             if top_logprobs:
                 body["logprobs"] = top_logprobs
@@ -249,7 +250,7 @@ class Model:
         except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
             return self._failed(f"malformed response: not JSON: {err}", start)
         try:
-            return _answer(data, time.perf_counter() - start, chat=path == "/chat/completions")
+            return _answer(data, time.perf_counter() - start, chat=chat)
         except Exception as err:  # noqa: BLE001 - a body of the wrong shape
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
 

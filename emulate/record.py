@@ -31,7 +31,7 @@ import contextlib
 import functools
 import importlib.util
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -77,10 +77,12 @@ def _normalise_request(request):
     """The same normalisation as a vcrpy `before_record_request` hook (for users who
     record with plain vcrpy and want emulate's cassette hygiene)."""
     request.uri = normal_uri(request.uri)
-    request.headers = {
-        k: v for k, v in request.headers.items() if k.lower() in _KEEP_REQUEST_HEADERS
-    }
+    request.headers = _kept_headers(request.headers)
     return request
+
+
+def _kept_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in headers.items() if k.lower() in _KEEP_REQUEST_HEADERS}
 
 
 class ReplayMissSignal(BaseException):
@@ -259,9 +261,7 @@ class TapeTransport(httpx2.AsyncBaseTransport):
                 "method": request.method,
                 "uri": uri,
                 "body": body.decode("utf-8", errors="replace"),
-                "headers": {
-                    k: [v] for k, v in request.headers.items() if k in _KEEP_REQUEST_HEADERS
-                },
+                "headers": {k: [v] for k, v in _kept_headers(request.headers).items()},
             },
             self.tape.scrub(response),
             key,

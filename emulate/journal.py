@@ -6,11 +6,13 @@ with a warning and the next append starts on a fresh line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import EmulateError
 
@@ -20,40 +22,45 @@ RUN_JSON = "run.json"  # the configuration beside it
 
 def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
     """All complete rows. A truncated last line is skipped (and cut off if `repair`)."""
+    return list(iter_journal(path, repair))
+
+
+def iter_journal(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
+    """The complete rows one at a time, read as they are needed: a journal of 100,000
+    cases is never held whole. A truncated last line is skipped with a warning (and
+    cut off if `repair`); a bad line anywhere else is an error naming it."""
     path = Path(path)
     if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    rows, good_end = [], 0
-    for i, line in enumerate(lines):
-        if not line.strip():
-            good_end += len(line) + 1
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:  # not JSON, or not UTF-8
-            if i == len(lines) - 1:  # the last line, without its newline: a killed write
-                print(
-                    f"warning: {path}: skipped a truncated last line (a run stopped mid-write)",
-                    file=sys.stderr,
+        return
+    with open(path, "rb") as f:
+        good_end = 0
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                good_end += len(line)
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:  # not JSON, or not UTF-8
+                if not line.endswith(b"\n"):  # the last line, unfinished: a killed write
+                    print(
+                        f"warning: {path}: skipped a truncated last line (a run stopped mid-write)",
+                        file=sys.stderr,
+                    )
+                    if repair:
+                        f.close()
+                        os.truncate(path, good_end)
+                    return
+                raise EmulateError(
+                    f"{path}: line {number} is not valid JSON; the journal is damaged "
+                    "(move it aside to start over)"
+                ) from None
+            if not is_row(row):
+                raise EmulateError(
+                    f"{path}: line {number} is JSON but not an emulate journal row "
+                    "(is this a run's journal.jsonl?)"
                 )
-                if repair:
-                    with open(path, "r+b") as f:
-                        f.truncate(min(good_end, len(data)))
-                break
-            raise EmulateError(
-                f"{path}: line {i + 1} is not valid JSON; the journal is damaged "
-                "(move it aside to start over)"
-            ) from None
-        if not is_row(row):
-            raise EmulateError(
-                f"{path}: line {i + 1} is JSON but not an emulate journal row "
-                "(is this a run's journal.jsonl?)"
-            )
-        rows.append(row)
-        good_end += len(line) + 1
-    return rows
+            good_end += len(line)
+            yield row
 
 
 def is_row(row: Any) -> bool:
@@ -92,3 +99,17 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     else:
         tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[TextIO]:
+    """A text file written in a stream and put in place whole when the block ends;
+    if it raises, nothing is left (readers never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 import sys
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -335,6 +335,18 @@ def build_cases(
     skip_impossible: bool = False,
 ) -> list[Case]:
     """n cases per grid cell; case i of a cell has seed `seed + i`."""
+    return list(plan_cases(probe, grid, n, seed, mode, skip_impossible))
+
+
+def plan_cases(
+    probe: Probe,
+    grid: Mapping[str, Sequence[Any]],
+    n: int,
+    seed: int,
+    mode: str,
+    skip_impossible: bool = False,
+) -> CasePlan:
+    """The cases of a run, counted now and built as they are iterated."""
     if n < 1:
         raise EmulateError(f"--n {n}: need at least one case per grid cell")
     if mode not in MODES:
@@ -342,7 +354,45 @@ def build_cases(
     cells = expand(probe, grid, skip_impossible)
     if why := probe.missing():
         raise EmulateError(f"{probe.name}: {why}")
-    return probe.build(cells, n, seed, mode)
+    # Published items replace the generator (their count is the file's): built at once.
+    items = probe.build(cells, n, seed, mode) if any(c.get("items") for c in cells) else None
+    return CasePlan(probe, tuple(cells), n, seed, mode, items)
+
+
+@dataclass(frozen=True)
+class CasePlan:
+    """A run's cases in order, built a chunk at a time: a run of 100,000 cases holds
+    one chunk, not all of them. Case i of a cell depends only on (cell, seed + i), so
+    chunks are the same cases `Probe.build` makes at once."""
+
+    probe: Probe
+    cells: tuple[dict[str, Any], ...]
+    n: int
+    seed: int
+    mode: str
+    items: list[Case] | None = None
+    chunk: int = 256  # programs build a chunk's truths in parallel: not too small
+
+    def __len__(self) -> int:
+        return len(self.items) if self.items is not None else len(self.cells) * self.n
+
+    def __iter__(self) -> Iterator[Case]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self) -> Iterator[list[Case]]:
+        if self.items is not None:
+            yield self.items
+            return
+        if self.n <= self.chunk:  # whole cells, several to a chunk
+            per = self.chunk // self.n
+            for j in range(0, len(self.cells), per):
+                yield self.probe.build(list(self.cells[j : j + per]), self.n, self.seed, self.mode)
+            return
+        for cell in self.cells:  # a cell in pieces: seeds seed+start .. seed+start+size-1
+            for start in range(0, self.n, self.chunk):
+                size = min(self.chunk, self.n - start)
+                yield self.probe.build([cell], size, self.seed + start, self.mode)
 
 
 def _fmt(probe: Probe, cell: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> str:

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,10 +26,10 @@ from . import redact
 from .case import Answer, Case, Row, Score
 from .cost import Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors
-from .export import write_results
-from .journal import JOURNAL, RUN_JSON, JournalWriter, read_journal, write_atomic
+from .export import RowTable, write_results
+from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal, write_atomic
 from .model import LOCAL, Model, ModelConfig, api_key_for
-from .probe import Probe, build_cases, check_grid
+from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
 from .registry import get_probe
 from .stats import summary_table
@@ -209,10 +210,10 @@ def run_config(
         concurrency = 1 if config.model.model == LOCAL else 4
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
-    cases = build_cases(
+    plan = plan_cases(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
     )
-    allowed = _allowed_errors(max_errors, len(cases))
+    allowed = _allowed_errors(max_errors, len(plan))
 
     out = Path(out) if out is not None else default_out(config.probe)
     if out.exists() and not out.is_dir():
@@ -229,7 +230,7 @@ def run_config(
                     "run_id": config.run_id,
                     "config": config.to_json(),
                     "concurrency": concurrency,
-                    "cases": len(cases),
+                    "cases": len(plan),
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),
                     "versions": _versions(),
                 },
@@ -237,21 +238,20 @@ def run_config(
             )
             + "\n",
         )
-        todo = [c for c in cases if c.id not in done_ids]
+        feed = _Feed(plan, done_ids)
         failed = _Failures(kept_errors, allowed)
-        _ask_all(config, probe, todo, out, record, replay, concurrency, api_key, failed,
-                 Progress(len(cases), len(done_ids), enabled=progress))  # fmt: skip
+        _ask_all(config, probe, feed, out, record, replay, concurrency, api_key, failed,
+                 Progress(len(plan), len(done_ids), enabled=progress))  # fmt: skip
     except BaseException:
-        if created and not read_journal(out / JOURNAL):
+        if created and next(iter_journal(out / JOURNAL), None) is None:
             shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
         raise
     finally:
         if lock is not None:
             lock.close()
 
-    journal_rows = read_journal(out / JOURNAL)
-    rows = write_results(out, [c.id for c in cases], journal_rows)
-    used = usage(journal_rows)
+    rows = write_results(out, feed.order, iter_journal(out / JOURNAL))
+    used = _usage(rows, out / JOURNAL)
     spent = cost(
         config.model.request_model,
         server_label(config.model),
@@ -262,10 +262,10 @@ def run_config(
     result = RunResult(
         out=out,
         config=config,
-        total=len(cases),
+        total=len(plan),
         done=len(rows),
-        correct=sum(bool(r["correct"]) for r in rows),
-        errors=sum(1 for r in rows if r["error"]),
+        correct=sum(map(bool, rows.column("correct"))),
+        errors=sum(map(bool, rows.column("error"))),
         summary=summarise(probe, config, rows),
         usage=used,
         cost=spent,
@@ -369,7 +369,7 @@ def lock_out(out: Path):
 def _ask_all(
     config: RunConfig,
     probe: Probe,
-    todo: list[Case],
+    feed: _Feed,
     out: Path,
     record: str | Path | None,
     replay: str | Path | None,
@@ -393,7 +393,7 @@ def _ask_all(
             secrets = [api_key, *redact.url_secrets(base_url)]
             with cassette(record or replay, "record" if record else "replay", secrets) as tape:
                 model = Model(config.model, base_url, api_key, on_status=throttle.saw, tape=tape)
-                asyncio.run(_drive(todo, probe, model, finish, throttle, replay))
+                asyncio.run(_drive(feed, probe, model, finish, throttle, replay))
     except _Stop:
         pass  # run_config reports it, after writing results.csv
     finally:
@@ -448,13 +448,34 @@ def _prepare_out(
             f"--resume: {out} holds a run with another configuration (differs in: "
             f"{', '.join(diff)}); resume it with --config {out / RUN_JSON}, or choose another --out"
         )
-    rows = read_journal(journal, repair=True)
-    if retry_errors:
-        kept = [r for r in rows if not r["answer"].get("error")]
-        if len(kept) < len(rows):
-            write_atomic(journal, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-        rows = kept
-    return {r["case"]["id"] for r in rows}, sum(bool(r["answer"].get("error")) for r in rows)
+    done: set[str] = set()
+    errors = 0
+    if retry_errors:  # the journal is rewritten without its failed rows, in a stream
+        with atomic_writer(journal) as f:
+            for r in iter_journal(journal, repair=True):
+                if not r["answer"].get("error"):
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    done.add(r["case"]["id"])
+        return done, 0
+    for r in iter_journal(journal, repair=True):
+        done.add(r["case"]["id"])
+        errors += bool(r["answer"].get("error"))
+    return done, errors
+
+
+def _usage(rows: RowTable, journal: Path) -> Usage:
+    """Token usage from results.csv's columns; the journal is read again only when a
+    server left counts out (they are then estimated from the prompts and answers)."""
+    ok = [not e for e in rows.column("error")]
+    prompt, completion = rows.column("prompt_tokens"), rows.column("completion_tokens")
+    if any(o and (p is None or c is None) for o, p, c in zip(ok, prompt, completion, strict=True)):
+        return usage(iter_journal(journal))
+    return Usage(
+        sum(p for o, p in zip(ok, prompt, strict=True) if o),
+        sum(c for o, c in zip(ok, completion, strict=True) if o),
+        len(rows),
+        0,
+    )
 
 
 @contextlib.contextmanager
@@ -495,18 +516,53 @@ def _row(
     ).to_json()
 
 
+class _Feed:
+    """The run's cases for the workers, each taken once, in order, skipping those
+    already done. Chunks are built on a thread one ahead of need, so building (a
+    sandbox run for programs) never holds up the requests in flight. `order` keeps
+    every id passed, done or not: results.csv's row order."""
+
+    def __init__(self, plan: CasePlan, done: set[str]):
+        self._chunks, self._done = plan.chunks(), done
+        self._ready: deque[Case] = deque()
+        self._ahead: asyncio.Future[list[Case] | None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._ended = False
+        self.order: list[str] = []
+
+    def _build_next(self) -> asyncio.Future[list[Case] | None]:
+        return asyncio.ensure_future(asyncio.to_thread(next, self._chunks, None))
+
+    async def take(self) -> Case | None:
+        """The next case to ask, or None when there are none left."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        while not self._ready:
+            async with self._lock:
+                if self._ready:
+                    break
+                if self._ended:
+                    return None
+                chunk = await (self._ahead or self._build_next())
+                if chunk is None:
+                    self._ended, self._ahead = True, None
+                    return None
+                self._ahead = self._build_next()
+                self.order += (c.id for c in chunk)
+                self._ready.extend(c for c in chunk if c.id not in self._done)
+        return self._ready.popleft()
+
+
 async def _drive(
-    todo: list[Case],
+    feed: _Feed,
     probe: Probe,
     model: Model,
     finish: Callable[[Case, Answer, Score], None],
     throttle: Throttle,
     replay: str | Path | None,
 ) -> None:
-    pending = iter(todo)  # shared by the workers: each case is taken exactly once
-
     async def worker() -> None:
-        for case in pending:
+        while (case := await feed.take()) is not None:
             try:
                 async with throttle:
                     answer = await probe.converse(case, model.ask)
@@ -532,7 +588,7 @@ async def _drive(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for _ in range(min(throttle.ceiling, max(1, len(todo)))):
+            for _ in range(throttle.ceiling):
                 tg.create_task(worker())
     except* _Stop:
         raise _Stop from None

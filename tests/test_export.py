@@ -108,3 +108,39 @@ def test_nested_rows_type_every_metric(replayed):
     ds = datasets.Dataset.from_list(nested_rows(rows))
     assert ds.features["score"]["metrics"]["p_illegal"].dtype == "float64"
     assert ds.features["score"]["metrics"]["top_token"].dtype == "string"
+
+
+def test_write_results_streams_the_journal_into_case_order(replayed, tmp_path):
+    from emulate.export import RowTable, flat_row, to_csv, write_results
+
+    run = replayed(CHAT)
+    journal = _journal(run)
+    order = [r["case"]["id"] for r in journal][::-1]
+    stray = json.loads(json.dumps(journal[0]))
+    stray["case"]["id"] = "not-in-order"
+    # One pass over a generator; a case outside the order comes last.
+    table = write_results(tmp_path, order[1:], (r for r in [stray, *journal]))
+    assert isinstance(table, RowTable)
+    assert table.column("case_id") == [*order[1:], "not-in-order", order[0]]
+    by_id = {r["case"]["id"]: flat_row(r) for r in journal} | {"not-in-order": flat_row(stray)}
+    expected = [by_id[cid] for cid in table.column("case_id")]
+    assert list(table) == expected and table[-1] == expected[-1] and table[1:3] == expected[1:3]
+    assert (tmp_path / "results.csv").read_text() == to_csv(expected)
+
+
+def test_a_row_table_tells_a_missing_column_from_a_none():
+    from emulate.export import RowTable, columns
+
+    table = RowTable()
+    table.append({"case_id": "a", "x": None})
+    table.append({"case_id": "b", "y": "short", "correct": True})
+    table.append({"case_id": "c", "y": "short"})
+    assert list(table) == [
+        {"case_id": "a", "x": None},
+        {"case_id": "b", "y": "short", "correct": True},
+        {"case_id": "c", "y": "short"},
+    ]
+    assert table.column("y") == [None, "short", "short"] and table.column("z") == [None] * 3
+    assert table[1]["y"] is table[2]["y"]  # a repeated short text is stored once
+    assert list(table.take([2, 0])) == [{"case_id": "c", "y": "short"}, {"case_id": "a", "x": None}]
+    assert columns(table) == columns(list(table))

@@ -95,3 +95,21 @@ def test_a_probe_this_machine_cannot_run_says_what_to_install(monkeypatch):
     monkeypatch.setattr(type(probe), "missing", lambda self: "needs X: pip install X")
     with pytest.raises(EmulateError, match="training: needs X: pip install X"):
         emulate.cases("training", n=1)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+@pytest.mark.parametrize("name", ["conv", "brackets"])
+def test_a_plan_built_in_chunks_is_the_run_built_at_once(name, n):
+    # Runs stream their cases chunk by chunk; the chunks must be exactly the cases
+    # Probe.build makes in one go (ids, inputs, truths, prompts), in the same order.
+    from dataclasses import replace
+
+    from emulate.probe import plan_cases
+
+    probe = get_probe(name)
+    grid = {"size": [3, 4]} if name == "conv" else {"depth": [2, 3], "length": [8, 10]}
+    plan = replace(plan_cases(probe, grid, n, 7, "chat"), chunk=2)
+    whole = probe.build(list(plan.cells), n, 7, "chat")
+    assert len(plan) == len(whole) == len(plan.cells) * n
+    assert [c.to_json() for c in plan] == [c.to_json() for c in whole]
+    assert max(len(chunk) for chunk in plan.chunks()) == 2

@@ -141,3 +141,34 @@ def test_large_samples_switch_to_methods_that_scale_and_agree():
     lo, hi = bootstrap_ci(x)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
     assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=0.002)
+
+
+def test_summary_table_worked_by_hand_in_one_pass():
+    rows = [
+        {"correct": True, "size": 3, "chance": 0.5, "mae": 0.0},
+        {"correct": False, "size": 3, "chance": 0.5, "mae": 2.0, "error_type": "wrong"},
+        {
+            "correct": False,
+            "size": 4,
+            "chance": 0.25,
+            "error": "timeout",
+            "error_type": "api_error",
+        },
+        {"correct": True, "size": 4, "chance": 0.25, "mae": 1.0},
+        {"correct": True, "size": None, "chance": 0.25, "mae": 3.0},
+    ]
+    # A generator: the table must not need a second pass (a run's rows may be a stream).
+    table = summary_table((r for r in rows), ["size", "size"], ["mae", "absent"]).splitlines()
+    table = [line.replace("[ ", "[").replace("[ ", "[") for line in table]  # width padding
+    assert table[0].split() == ["n", "accuracy", "95%", "interval", "errors", "chance", "mae"]
+    lo, hi = wilson(3, 5)
+    assert table[1].split() == [
+        "all", "5", "60.0%", f"[{lo:.1%},", f"{hi:.1%}]", "1", "0.350", "1.500"
+    ]  # fmt: skip
+    lo, hi = wilson(1, 2)
+    # size=3: chance (0.5 + 0.5) / 2; mae (0 + 2) / 2. size=4: mae from the one row with it.
+    ci = [f"[{lo:.1%},", f"{hi:.1%}]"]
+    assert table[2].split() == ["size=3", "2", "50.0%", *ci, "0", "0.500", "1.000"]
+    assert table[3].split() == ["size=4", "2", "50.0%", *ci, "1", "0.250", "1.000"]
+    assert table[4] == "wrong answers: wrong 1, api_error 1"
+    assert len(table) == 5  # the repeated axis is shown once

@@ -443,6 +443,10 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell starts background jobs (`emulate run … &`) with SIGINT ignored, and
+        # SIGTERM arrives as SIGINT: without this, `kill` could not stop such a run.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = {
             "probes": cmd_probes,

@@ -181,6 +181,24 @@ def test_sigterm_ends_like_sigint(tmp_path, sig):
             assert done and set(done.values()) == {1}
 
 
+def test_sigterm_stops_a_background_run(tmp_path):
+    # `emulate run … &` from a script starts with SIGINT ignored (POSIX shells do that
+    # to background jobs); SIGTERM must still stop it cleanly.
+    with FaultServer(delay_s=0.01) as server:
+        out = tmp_path / "run"
+        proc = subprocess.Popen(
+            _run_cmd(server, out, 200, "--concurrency", "8"), stderr=subprocess.PIPE,
+            text=True, env=_env(tmp_path),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )  # fmt: skip
+        _wait_rows(out / JOURNAL, 7, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert "run again with --resume" in err
+        assert set(_ids(out).values()) == {1}
+
+
 @pytest.mark.faults
 def test_a_thousand_cases_through_every_fault_lose_nothing(tmp_path):
     out = tmp_path / "run"

@@ -14,6 +14,7 @@ PROBES: dict[str, str] = {
     "program": "probes.program:ProgramProbe",
     "training": "probes.training:TrainingProbe",
     "shell": "probes.shell:ShellProbe",
+    "markov": "probes.markov:MarkovProbe",
 }
 
 

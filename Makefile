@@ -20,7 +20,7 @@ BRACKET_TASKS := complete classify depth next_token
 cassettes: $(CASSETTES)/conv/completion $(CASSETTES)/conv/chat-logprobs \
 	$(addprefix $(CASSETTES)/brackets/,$(BRACKET_TASKS)) \
 	$(CASSETTES)/program/completion $(CASSETTES)/training/completion \
-	$(CASSETTES)/shell/completion $(CASSETTES)/shell/persona
+	$(CASSETTES)/shell/completion $(CASSETTES)/shell/persona $(CASSETTES)/markov/completion
 
 define record
 	rm -rf $@ /tmp/emulate-record-$(notdir $@) && mkdir -p $@
@@ -54,3 +54,6 @@ bench:
 	python bench/throughput.py
 	python bench/sandbox.py
 	python bench/report.py
+
+$(CASSETTES)/markov/completion:
+	$(call record,markov --n 3)

@@ -183,13 +183,17 @@ def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
         sample = probe.build(cells[::step], min(per_cell, config.n), config.seed,
                              config.model.mode)  # fmt: skip
     scale = total / len(sample) if sample else 0.0
-    requests = [r for c in sample for r in probe.requests(c)]
+    asked = [(c, probe.requests(c)) for c in sample]
+    requests = [r for _, rs in asked for r in rs]
     table = load_prices(prices)
     from . import tokens  # tiktoken loads its encodings: only when estimating
 
     prompt_tokens = round(scale * sum(tokens.count_prompt(prompt) for prompt, _ in requests))
     completion_tokens = round(scale * sum(tokens.count(answer) for _, answer in requests))
-    budget = round(scale * sum(config.model.max_tokens or c.max_tokens for c in sample))
+    # Each request may run to its case's budget (a multi-request probe asks several).
+    budget = round(
+        scale * sum((config.model.max_tokens or c.max_tokens) * len(rs) for c, rs in asked)
+    )
     server = server_label(config.model)
     return Estimate(
         cases=total,

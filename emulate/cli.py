@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the journals of one or more runs (of any probes) and write "
         "summary.csv (accuracy with a Wilson 95% interval, chance and metric means per "
         "probe, model, axis value and grid cell), plots/PROBE-AXIS.png (accuracy against each "
-        "difficulty axis, one line per model, breaking points marked) and report.html (the "
+        "difficulty axis, one line per model, breaking points marked; markov runs add their "
+        "transition graphs) and report.html (the "
         "same, plus run metadata, tokens and cost, in one file that opens offline).",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
@@ -197,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="where to write (default DIR/report, or report-TIMESTAMP)"
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--per-case",
+        action="store_true",
+        help="for probes that draw their cases (markov's transition graphs): a picture of "
+        "every case in plots/, not only the run's founding or first case",
+    )
     _add_prices(p)
 
     p = sub.add_parser(
@@ -387,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed)
+    rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed, per_case=args.per_case)
     print(rep.describe())
     print(f"wrote {rep.out / 'summary.csv'}, {len(rep.plots)} plots and {rep.html}")
 

@@ -142,6 +142,13 @@ class Probe:
         """Lines a run's summary adds about its finished rows (results.csv rows)."""
         return []
 
+    def figures(
+        self, rows: Sequence[Mapping[str, Any]], per_case: bool = False
+    ) -> dict[str, bytes]:
+        """Pictures a report shows for a run of this probe (its journal rows), PNG bytes
+        by file name: one for the run, or with `per_case` one per case too."""
+        return {}
+
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         """Why this cell cannot exist, or None."""
         return None

@@ -371,9 +371,11 @@ def report(
     *,
     prices: str | Path | None = None,
     seed: int = 0,
+    per_case: bool = False,
 ) -> Report:
     """summary.csv, plots/*.png and report.html for one or more run folders, in `out`
-    (default: DIR/report for one folder, report-TIMESTAMP for several)."""
+    (default: DIR/report for one folder, report-TIMESTAMP for several). Probes that
+    draw their cases (markov) add a picture per run, or per case with `per_case`."""
     runs = load_runs(paths)
     table = costs.load_prices(prices)
     if out is None:
@@ -392,6 +394,9 @@ def report(
         for axis in axes:
             fits = {c.model: c.point for c in fitted if c.probe == probe and c.axis == axis}
             images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits)
+    for run in (r for r in runs if r.probe in PROBES):
+        for name, png in get_probe(run.probe).figures(run.rows, per_case).items():
+            images[f"{run.path.name}-{name}"] = png
     page = render_html(summary, fitted, infos, images, table)
     # Everything is computed before the first write, so bad input leaves nothing behind.
     (out / PLOTS).mkdir(parents=True, exist_ok=True)

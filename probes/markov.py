@@ -34,11 +34,16 @@ model put off the vocabulary among its top alternatives; `top_match`, the share 
 seen states whose most likely next symbol is the chain's. `correct`: every seen
 state's is.
 Error types: api_error, no_logprobs, bad_logprobs, off_vocab, wrong_top.
+
+The picture (`emulate report`): Karpathy's own figure, states as nodes and arrows
+labelled with percentages, for the chain, the counts, the baby GPT and the model,
+side by side, laid out and drawn with networkx.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -294,6 +299,23 @@ class MarkovProbe(Probe):
     def score(self, case: Case, answer: Answer) -> Score:
         return score(case, answer)
 
+    def figures(
+        self, rows: Sequence[Mapping[str, Any]], per_case: bool = False
+    ) -> dict[str, bytes]:
+        """The four graphs of the founding case (else the first case drawable), or of
+        every drawable case with `per_case`."""
+        drawable = [r for r in rows if len(r["case"]["inputs"]["states"]) <= DRAWN_STATES]
+        if not per_case:
+            founding = [r for r in drawable if r["case"]["params"]["chain"] == "seed"]
+            drawable = (founding or drawable)[:1]
+        pictures = {}
+        for row in drawable:
+            case = self.typed(Case.from_json(row["case"]))
+            parsed = row["score"].get("parsed") or {}
+            title = f"{row['model']}: case {case.id}, sequence {case.inputs.sequence[:60]}"
+            pictures[f"markov-{case.id}.png"] = draw(case, parsed, title)
+        return pictures
+
 
 # --- the prompt ----------------------------------------------------------------------
 
@@ -401,3 +423,60 @@ def score(case: Case, answer: Answer) -> Score:
         )
         return Score(False, metrics, "wrong_top", why, shown)
     return Score(True, metrics, None, None, shown)
+
+
+# --- the picture ---------------------------------------------------------------------
+
+DRAWN_STATES = 16  # more states than this make an unreadable drawing
+
+
+def draw(case: Case, model_rows: Mapping[str, Sequence[float] | None], title: str = "") -> bytes:
+    """Four transition graphs side by side (chain, counts, baby GPT, model): each state a
+    node, an arrow to the state each next symbol leads to, labelled with its
+    probability; states seen in the sequence filled. PNG bytes."""
+    import networkx as nx
+    from matplotlib.figure import Figure
+
+    inputs, truth = case.inputs, case.truth
+    tables = {
+        "chain": truth.chain,
+        "counts (add-one)": truth.counts,
+        "baby GPT": truth.baby_gpt,
+        "model": model_rows,
+    }
+    fig = Figure(figsize=(20, 5.4), dpi=90, layout="constrained")
+    axes = fig.subplots(1, 4)
+    graph = nx.MultiDiGraph()
+    graph.add_nodes_from(inputs.states)
+    for state in inputs.states:
+        for a in inputs.symbols:
+            graph.add_edge(state, (state + a)[1:])
+    layout = nx.kamada_kawai_layout(nx.Graph(graph))
+    seen = set(inputs.seen)
+    for ax, (name, rows) in zip(axes, tables.items(), strict=True):
+        g = nx.DiGraph()
+        g.add_nodes_from(inputs.states)
+        labels = {}
+        for state in inputs.states:
+            row = rows.get(state) if rows else None
+            for a, p in zip(inputs.symbols, row or (), strict=False):
+                if p >= 0.005:
+                    target = (state + a)[1:]
+                    g.add_edge(state, target, weight=p)
+                    labels[(state, target)] = f"{p:.0%}"
+        colors = ["#9ecae1" if s in seen else "#f0f0f0" for s in g.nodes]
+        nx.draw_networkx_nodes(g, layout, ax=ax, node_color=colors, edgecolors="#555",
+                               node_size=900)  # fmt: skip
+        nx.draw_networkx_labels(g, layout, ax=ax, font_size=9)
+        widths = [0.5 + 2.5 * g.edges[e]["weight"] for e in g.edges]
+        style = "arc3,rad=0.15"
+        nx.draw_networkx_edges(g, layout, ax=ax, width=widths, node_size=900, arrowsize=12,
+                               connectionstyle=style, edge_color="#444")  # fmt: skip
+        nx.draw_networkx_edge_labels(g, layout, edge_labels=labels, ax=ax, font_size=7,
+                                     connectionstyle=style, label_pos=0.35)  # fmt: skip
+        ax.set_title(name, fontsize=11)
+        ax.set_axis_off()
+    fig.suptitle(title or f"{case.probe} case {case.id}: {inputs.sequence[:60]}", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()

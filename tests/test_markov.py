@@ -134,3 +134,12 @@ def test_wrong_tops_off_vocabulary_and_broken_logprobs_are_wrong_answers():
     assert score.error_type == "bad_logprobs"
     score = PROBE.score(case, Answer("1", None))
     assert score.error_type == "no_logprobs" and not score.correct
+
+
+@torch_only
+def test_the_dry_run_budget_counts_a_token_per_state():
+    import emulate
+
+    config = emulate.make_config("markov", n=1, grid={"chain": ["seed"], "length": [15]})
+    est = emulate.estimate(config)
+    assert (est.cases, est.requests, est.max_completion_tokens) == (1, 8, 8)

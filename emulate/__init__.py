@@ -3,12 +3,13 @@
 from .api import cases, estimate, make_config, run
 from .case import Answer, Case, Row, Score, TokenLogprob
 from .compare import compare
+from .config import RunConfig, load_config
 from .errors import EmulateError, TooManyErrors
 from .export import export, load_results
 from .registry import get_probe
 from .report import report
 from .rescore import grade, rescore
-from .runner import RunConfig, RunResult, load_config, run_config
+from .runner import RunResult, run_config
 from .stats import breaking_point
 
 __all__ = [

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .case import Case
+from .config import RunConfig
 from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
 from .probe import build_cases, check_grid, expand
 from .registry import get_probe
-from .runner import DEFAULT_MAX_ERRORS, RunConfig, RunResult, run_config, server_label
+from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config, server_label
 
 Grid = Mapping[str, Sequence[Any] | Any]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import api, redact
 from .compare import compare
+from .config import load_config
 from .cost import dollars
 from .errors import EmulateError, TooManyErrors
 from .export import export
@@ -22,7 +23,7 @@ from .probe import MODES, parse_grid
 from .registry import PROBES, all_probes, get_probe
 from .report import report
 from .rescore import grade, rescore
-from .runner import DEFAULT_MAX_ERRORS, load_config, parse_max_errors, run_config
+from .runner import DEFAULT_MAX_ERRORS, parse_max_errors, run_config
 
 EXAMPLES = """\
 examples:

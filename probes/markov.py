@@ -21,11 +21,12 @@ probabilities in vocabulary order):
 - baby_gpt: Karpathy's model trained on the shown sequence with his settings
             (probes/babygpt.py).
 
-Symbols are the digits 0..vocab-1 written together (sep=none): the embedded model's
-tokenizer (Gemma 3) splits digits, so each symbol is one token (checked with
-llama-server's /tokenize: "111101111011110" is 15 tokens, and the next token after
-the state is a digit). tiktoken's encodings group digits in threes: for OpenAI
-models use sep=space, where " 0" and " 1" are one token each.
+Each symbol must be one token for the model. symbols=digits writes 0..vocab-1
+together: the embedded model's tokenizer (Gemma 3) splits digits, so
+"111101111011110" is 15 tokens (checked with llama-server's /tokenize). tiktoken's
+encodings group digits in threes and split " 1" into a space and a digit, so for
+OpenAI models use symbols=letters: A..D separated by spaces, one token each there
+("A", " B", ...) and in Gemma's tokenizer too.
 
 Metrics: total variation and KL(truth || model) in bits (model rows floored at 1e-6)
 to each truth, states seen in the sequence and unseen apart; the entropy of the
@@ -66,8 +67,17 @@ FLOOR = 1e-6  # model probabilities are floored here for KL
 # --- the chains ----------------------------------------------------------------------
 
 
-def state_name(state: Sequence[int]) -> str:
-    return "".join(str(s) for s in state)
+# How symbols are written, and what goes between them.
+ALPHABETS = {"digits": ("0123", ""), "letters": ("ABCD", " ")}
+
+
+def state_name(state: Sequence[int], symbols: str = "digits") -> str:
+    """A state as the truths' keys write it: its symbols, run together ("101")."""
+    return "".join(ALPHABETS[symbols][0][s] for s in state)
+
+
+def _sep(case: Case) -> str:
+    return ALPHABETS[case.params["symbols"]][1]
 
 
 def random_chain(vocab: int, context: int, sharpness: int, rng: np.random.Generator):
@@ -162,10 +172,10 @@ PARAMS = (
     ),  # fmt: skip
     Param("sharpness", (1,), "chain=random: Dirichlet concentration 2**-sharpness", lo=0, hi=3),
     Param(
-        "sep",
-        ("none",),
-        "between symbols: none (one token per digit for Gemma) or space (for tiktoken)",
-        choices=("none", "space"),
+        "symbols",
+        ("digits",),
+        "digits: 0..3 written together (Gemma); letters: A..D with spaces (tiktoken)",
+        choices=tuple(ALPHABETS),
     ),  # fmt: skip
 )
 
@@ -225,18 +235,21 @@ class MarkovProbe(Probe):
         seq = walk(chain, start, context, cell["length"], rng)
         everyone = babygpt.states(vocab, context)
         followed = transitions(seq, vocab, context)
-        seen = [state_name(s) for s in everyone if sum(followed[s])]
+        alphabet, sep = ALPHABETS[cell["symbols"]]
+        seen = [state_name(s, cell["symbols"]) for s in everyone if sum(followed[s])]
         gpt = babygpt.cached_rows(seq, vocab, context)
         truth = Truth(
-            chain={state_name(s): chain[s] for s in everyone},
-            counts={state_name(s): r for s, r in counts_rows(seq, vocab, context).items()},
-            baby_gpt={state_name(s): gpt[s] for s in everyone},
+            chain={state_name(s, cell["symbols"]): chain[s] for s in everyone},
+            counts={
+                state_name(s, cell["symbols"]): r
+                for s, r in counts_rows(seq, vocab, context).items()
+            },
+            baby_gpt={state_name(s, cell["symbols"]): gpt[s] for s in everyone},
         )
-        sep = " " if cell["sep"] == "space" else ""
         inputs = Inputs(
-            sequence=sep.join(str(s) for s in seq),
-            symbols=[str(a) for a in range(vocab)],
-            states=[state_name(s) for s in everyone],
+            sequence=sep.join(alphabet[s] for s in seq),
+            symbols=list(alphabet[:vocab]),
+            states=[state_name(s, cell["symbols"]) for s in everyone],
             seen=seen,
         )
         unseen = [s for s in inputs.states if s not in seen]
@@ -260,7 +273,7 @@ class MarkovProbe(Probe):
     async def converse(self, case: Case, ask: Ask) -> Answer:
         """One request per state, each one token with its top alternatives; the answer
         holds each state's first token's logprobs, in state order."""
-        sep = " " if case.params["sep"] == "space" else ""
+        sep = _sep(case)
         firsts: list[TokenLogprob] = []
         texts: list[str] = []
         prompt_tokens = completion_tokens = 0
@@ -288,7 +301,7 @@ class MarkovProbe(Probe):
         )
 
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
-        sep = " " if case.params["sep"] == "space" else ""
+        sep = _sep(case)
         return [(state_prompt(case.mode, case.inputs, s, sep), "1") for s in case.inputs.states]
 
     def answer_text(self, case: Case) -> str:

@@ -58,6 +58,17 @@ def test_record_then_replay_reproduces_the_live_run(tmp_path, no_new_servers):
     )
 
 
+def test_markov_reads_top_logprobs_from_the_embedded_model(tmp_path, no_new_servers):
+    pytest.importorskip("torch", reason="markov's baby GPT truth needs the torch extra")
+    grid = {"chain": ["seed"], "length": [15]}
+    run = emulate.run("markov", grid, n=1, out=tmp_path / "run", progress=False)
+    assert run.done == 1 and run.errors == 0
+    (row,) = results_rows(tmp_path / "run" / "results.csv")
+    # Each of the 8 states' rows came from a real distribution over "0" and "1".
+    assert 0.0 <= float(row["off_vocab"]) < 0.5
+    assert 0.0 <= float(row["tv_chain_seen"]) <= 1.0 and row["tv_gpt_unseen"] != ""
+
+
 def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path, no_new_servers):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "emulate.cli", "run", "conv", "--n", "4", "--out", str(out)]

@@ -19,7 +19,7 @@ PROBE = get_probe("markov")
 
 def _case(**cell):
     full = {"chain": "seed", "vocab": 2, "context": 3, "length": 15, "sharpness": 1}
-    full |= {"sep": "none"} | cell
+    full |= {"symbols": "digits"} | cell
     return PROBE.make_case(full, 0, "completion")
 
 
@@ -92,6 +92,15 @@ def test_every_state_is_asked_with_the_sequence_then_its_symbols():
     assert len(answer.logprobs) == 8 and answer.turns == ("1",) * 8
 
 
+@torch_only
+def test_letters_are_spaced_and_keyed_by_their_symbols():
+    case = _case(symbols="letters")
+    assert case.inputs.sequence == "B B B B A B B B B A B B B B A"
+    assert case.inputs.symbols == ["A", "B"] and case.truth.chain["BAB"] == [0.0, 1.0]
+    asked = [p for p, _ in PROBE.requests(case)]
+    assert asked[5] == case.inputs.sequence + " B A B"  # state 101, written BAB
+
+
 def _answer(*tops):
     return Answer("", tuple(TokenLogprob(top[0][0], top[0][1], top) for top in tops))
 
@@ -143,3 +152,33 @@ def test_the_dry_run_budget_counts_a_token_per_state():
     config = emulate.make_config("markov", n=1, grid={"chain": ["seed"], "length": [15]})
     est = emulate.estimate(config)
     assert (est.cases, est.requests, est.max_completion_tokens) == (1, 8, 8)
+
+
+@torch_only
+def test_the_report_draws_the_founding_case_and_every_case_on_request(tmp_path):
+    from emulate.report import report
+    from emulate.runner import load_config, run_config
+
+    from .conftest import CASSETTES
+
+    folder = CASSETTES / "markov" / "completion"
+    out = tmp_path / "run"
+    config = load_config(folder / "run.json")
+    run_config(config, out, replay=folder / "cassette.json", progress=False, echo=None)
+    founding = _case().id
+    one = report([out], tmp_path / "one")
+    drawn = [p.name for p in one.plots if "-markov-" in p.name]
+    assert drawn == [f"run-markov-{founding}.png"]
+    assert drawn[0] in one.html.read_text() or "data:image/png" in one.html.read_text()
+    every = report([out], tmp_path / "every", per_case=True)
+    ids = {p.name.split("-markov-")[1][:-4] for p in every.plots if "-markov-" in p.name}
+    assert ids == {r["case_id"] for r in _results(out)} and len(ids) == 18
+    png = (tmp_path / "one" / "plots" / drawn[0]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def _results(out):
+    import csv
+
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))

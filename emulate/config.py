@@ -1,0 +1,105 @@
+"""A run's configuration: everything that decides its results, saved as run.json."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import redact
+from .errors import EmulateError
+from .model import ModelConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's results. Saved as run.json; `--config` replays it."""
+
+    probe: str
+    grid: Mapping[str, Sequence[Any]]
+    n: int = 3
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    skip_impossible: bool = False  # run the possible cells of a grid, skip the others
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.probe, str):
+            raise EmulateError(f"probe {self.probe!r}: must be a probe's name")
+        if not isinstance(self.grid, Mapping):
+            raise EmulateError(
+                f'grid {self.grid!r}: must map parameter names to values, e.g. {{"size": [3, 4]}}'
+            )
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
+            raise EmulateError(f"--n {self.n!r}: must be a whole number of at least 1")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise EmulateError(f"--seed {self.seed!r}: must be a whole number of 0 or more")
+        if not isinstance(self.skip_impossible, bool):
+            raise EmulateError(f"skip_impossible {self.skip_impossible!r}: must be true or false")
+
+    @functools.cached_property  # a frozen config: hashed once, not once per journal row
+    def run_id(self) -> str:
+        """A hash of the configuration: the same run has the same id on any machine."""
+        key = json.dumps(self.to_json(), sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe": self.probe,
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "n": self.n,
+            "seed": self.seed,
+            # Only when set, so run ids from before the option existed stay the same.
+            **({"skip_impossible": True} if self.skip_impossible else {}),
+            # Unset options are left out, so adding an option later keeps old run ids.
+            "model": {k: v for k, v in asdict(self.model).items() if v is not None}
+            | {"extra_body": dict(self.model.extra_body)}
+            # Credentials in the URL are used, never stored (emulate/redact.py).
+            | ({"base_url": redact.url(self.model.base_url)} if self.model.base_url else {}),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunConfig:
+        if not isinstance(data, Mapping):
+            raise EmulateError("a run config is a JSON object, as run.json holds")
+        missing = [k for k in ("probe", "grid", "n", "seed", "model") if k not in data]
+        if missing:
+            raise EmulateError(f"run config lacks {', '.join(missing)}")
+        model = data["model"]
+        if not isinstance(model, Mapping):
+            raise EmulateError(f"model {model!r}: must be a JSON object, as run.json holds")
+        unknown = sorted(set(model) - set(ModelConfig.__dataclass_fields__))
+        if unknown:
+            raise EmulateError(f"model has unknown fields: {', '.join(unknown)}")
+        stop = model.get("stop")
+        if stop is not None and not isinstance(stop, list):
+            raise EmulateError(f"--stop {stop!r}: must be a list of texts")
+        return cls(
+            probe=data["probe"],
+            grid=data["grid"],
+            n=data["n"],
+            seed=data["seed"],
+            model=ModelConfig(**model | ({"stop": tuple(stop)} if stop is not None else {})),
+            skip_impossible=data.get("skip_impossible", False),
+        )
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """A run.json (or a bare config object); any problem is one EmulateError naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmulateError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise EmulateError(f"--config {path} is a folder: pass its run.json") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise EmulateError(f"--config {path}: cannot read it ({err})") from None
+    except json.JSONDecodeError as err:
+        raise EmulateError(f"--config {path}: not valid JSON ({err})") from None
+    try:
+        return RunConfig.from_json(data.get("config", data) if isinstance(data, dict) else data)
+    except EmulateError as err:
+        raise EmulateError(f"--config {path}: {err}") from None

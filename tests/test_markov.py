@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+import emulate
 from emulate.case import Answer, TokenLogprob
 from emulate.registry import get_probe
 from probes import babygpt, markov
@@ -182,3 +183,16 @@ def _results(out):
 
     with open(out / "results.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+@torch_only
+@pytest.mark.enable_socket
+def test_a_server_without_logprobs_stops_the_run_at_its_first_answer(fake_server, tmp_path):
+    from emulate.errors import EmulateError
+
+    fake_server.completion("1")  # answers, but with "logprobs": null
+    grid = {"chain": ["seed"], "length": [15]}
+    with pytest.raises(EmulateError, match="returned no logprobs"):
+        emulate.run("markov", grid, n=2, model="fake", base_url=fake_server.url,
+                    out=tmp_path / "o", progress=False, concurrency=1)  # fmt: skip
+    assert len(fake_server.requests) == 1 and not (tmp_path / "o").exists()

@@ -11,11 +11,15 @@ from .case import Case
 from .config import RunConfig
 from .cost import Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
-from .probe import build_cases, check_grid, expand
-from .registry import get_probe
+from .probe import Probe, build_cases, check_grid, expand
+from .registry import get_probe, register
 from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config, server_label
 
 Grid = Mapping[str, Sequence[Any] | Any]
+
+
+def _name(probe: str | Probe) -> str:
+    return probe if isinstance(probe, str) else register(probe)
 
 
 def default_mode(probe: str, model: str) -> str:
@@ -24,7 +28,7 @@ def default_mode(probe: str, model: str) -> str:
 
 
 def make_config(
-    probe: str,
+    probe: str | Probe,
     grid: Grid | None = None,
     *,
     n: int = 3,
@@ -39,7 +43,9 @@ def make_config(
     extra_body: Mapping[str, Any] | None = None,
     skip_impossible: bool = False,
 ) -> RunConfig:
-    """A validated RunConfig, with the probe's defaults filled in."""
+    """A validated RunConfig, with the probe's defaults filled in. `probe` is a name or a
+    Probe object (a script's own probe, registered under its name for the process)."""
+    probe = _name(probe)
     p = get_probe(probe)
     if extra_body is None:
         # llama-server caches prompts by default, which can change results; and the
@@ -66,7 +72,7 @@ def make_config(
 
 
 def run(
-    probe: str,
+    probe: str | Probe,
     grid: Grid | None = None,
     *,
     n: int = 3,
@@ -131,7 +137,7 @@ def run(
 
 
 def cases(
-    probe: str,
+    probe: str | Probe,
     grid: Grid | None = None,
     *,
     n: int = 3,
@@ -144,6 +150,7 @@ def cases(
 
     The mode defaults as `run`'s does for the same `model`, so what you inspect is what
     a run sends."""
+    probe = _name(probe)
     p = get_probe(probe)
     mode = mode or default_mode(probe, model)
     return build_cases(p, check_grid(p, grid or {}), n, seed, mode, skip_impossible)

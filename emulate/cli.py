@@ -20,7 +20,7 @@ from .export import export
 from .journal import RUN_JSON, write_atomic
 from .model import LOCAL
 from .probe import MODES, parse_grid
-from .registry import PROBES, all_probes, get_probe
+from .registry import all_probes, get_probe, names, sources
 from .report import report
 from .rescore import grade, rescore
 from .runner import DEFAULT_MAX_ERRORS, parse_max_errors, run_config
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the cases (id, params, prompt, structured inputs, truth) as JSONL, "
         "one case a line. No model is called.",
     )
-    p.add_argument("probe", help=f"one of: {', '.join(PROBES)}")
+    p.add_argument("probe", help=f"one of: {', '.join(names())}")
     _add_grid_args(p)
     p.add_argument(
         "--model",
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("probe", nargs="?", help=f"one of: {', '.join(PROBES)}")
+    p.add_argument("probe", nargs="?", help=f"one of: {', '.join(names())}")
     _add_grid_args(p)
     g = p.add_argument_group("model")
     g.add_argument(
@@ -287,12 +287,16 @@ def _grid(probe: str, specs: Sequence[str] | None) -> dict:
 
 
 def cmd_probes(args: argparse.Namespace) -> None:
+    where = sources()
     for probe in all_probes():
+        package = where[probe.name].package if probe.name in where else "this script"
+        # Plugins say which package they come from; emulate's own go unmarked.
+        origin = f" [{package}]" if package != "emulate" else ""
         if not args.verbose:
             ranges = " ".join(p.describe().split(" (")[0] for p in probe.params)
-            print(f"{probe.name}: {probe.summary}; -P {ranges}")
+            print(f"{probe.name}{origin}: {probe.summary}; -P {ranges}")
             continue
-        print(f"{probe.name}: {probe.summary}")
+        print(f"{probe.name}{origin}: {probe.summary}")
         for p in probe.params:
             print(f"  -P {p.describe()}")
 

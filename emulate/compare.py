@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .registry import PROBES, get_probe
+from .registry import get_probe, known
 from .runs import Run, load_run, one_probe, series_labels
 from .stats import compare_correct, compare_metric, natural_order
 
@@ -171,7 +171,7 @@ def _with_q(rows: list[Comparison]) -> list[Comparison]:
 
 
 def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    names = list(get_probe(probe).summary_means) if probe in PROBES else []
+    names = list(get_probe(probe).summary_means) if known(probe) else []
     return [m for m in names if any(isinstance(r.get(m), int | float) for r in rows)]
 
 

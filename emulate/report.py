@@ -20,7 +20,7 @@ from typing import Any
 
 from . import cost as costs
 from .journal import write_atomic
-from .registry import PROBES, get_probe
+from .registry import get_probe, known
 from .runs import Run, load_runs, series_labels
 from .stats import BreakingPoint, breaking_point, natural_order, wilson
 
@@ -128,7 +128,7 @@ def _axes(probe: str, runs: Sequence[Run], rows: Sequence[Mapping[str, Any]]) ->
     """The case parameters (and the probe's summary covariates) that vary across `rows`."""
     mine = [run for run in runs if run.probe == probe]
     names = list(dict.fromkeys(k for run in mine for r in run.rows for k in r["case"]["params"]))
-    names += list(get_probe(probe).summary_axes) if probe in PROBES else []
+    names += list(get_probe(probe).summary_axes) if known(probe) else []
     return [a for a in names if len({_key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
 
 
@@ -137,7 +137,7 @@ def _key(value: Any) -> Any:
 
 
 def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    names = list(get_probe(probe).metrics) if probe in PROBES else []
+    names = list(get_probe(probe).metrics) if known(probe) else []
     return [
         m for m in names if m != "chance" and any(isinstance(r.get(m), int | float) for r in rows)
     ]
@@ -394,7 +394,7 @@ def report(
         for axis in axes:
             fits = {c.model: c.point for c in fitted if c.probe == probe and c.axis == axis}
             images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits)
-    for run in (r for r in runs if r.probe in PROBES):
+    for run in (r for r in runs if known(r.probe)):
         for name, png in get_probe(run.probe).figures(run.rows, per_case).items():
             images[f"{run.path.name}-{name}"] = png
     page = render_html(summary, fitted, infos, images, table)
@@ -519,7 +519,7 @@ def render_html(
         rows = [r for r in summary if r.probe == probe]
         metrics = list(dict.fromkeys(m for r in rows for m in r.means))
         head = ["n", "accuracy", "95% interval", "chance", "errors", *metrics]
-        what = get_probe(probe).summary if probe in PROBES else ""
+        what = get_probe(probe).summary if known(probe) else ""
         parts.append(f"<h2>{html.escape(probe)}</h2><p>{html.escape(what)}</p>")
         parts.append(_table(["model", *head], _summary_rows([r for r in rows if r.group == "all"],
                                                          True)))  # fmt: skip

@@ -57,3 +57,7 @@ bench:
 
 $(CASSETTES)/markov/completion:
 	$(call record,markov --n 3)
+
+# The example plugin's probe: installed beside emulate (pip install plugins/emulate-sql).
+$(CASSETTES)/sql/completion:
+	$(call record,sql --n 2)

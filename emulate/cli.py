@@ -453,7 +453,12 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # it lists the probes, plugins included
+    except EmulateError as err:
+        print(f"emulate: error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # A shell starts background jobs (`emulate run … &`) with SIGINT ignored, and

@@ -110,6 +110,19 @@ def cassette_dirs() -> list[Path]:
     return sorted(p.parent for p in CASSETTES.glob("*/*/cassette.json"))
 
 
+def skip_unless_runnable(folder: Path) -> None:
+    """Skip a cassette folder whose probe this environment cannot build: a plugin not
+    installed here (tests/test_plugin.py replays those in its own install), or a truth
+    that needs more than the test extra (PyTorch, bubblewrap)."""
+    from emulate.registry import get_probe, known
+
+    name = folder.parent.name
+    if not known(name):
+        pytest.skip(f"probe {name} is a plugin: pip install plugins/emulate-{name}")
+    if why := get_probe(name).missing():
+        pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def replayed(tmp_path_factory):
     """A run folder made by replaying a recorded cassette folder, once per session:

@@ -9,19 +9,16 @@ import pytest
 import emulate
 from emulate.errors import ReplayMiss
 from emulate.journal import JOURNAL
-from emulate.registry import get_probe
 from emulate.runner import load_config, run_config
 
-from .conftest import CASSETTES, cassette_dirs, results_rows
+from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable
 
 DIRS = cassette_dirs()
 CONV = CASSETTES / "conv" / "completion"
 
 
 def _needs(folder):
-    # Some truths need more than the test extra: PyTorch, bubblewrap.
-    if why := get_probe(folder.parent.name).missing():
-        pytest.skip(why)
+    skip_unless_runnable(folder)
 
 
 def _replay(folder, out, **kw):

@@ -15,15 +15,14 @@ from emulate.registry import get_probe
 from emulate.rescore import PREVIOUS
 from emulate.runner import load_config, run_config
 
-from .conftest import CASSETTES, cassette_dirs, results_rows
+from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable
 
 DIRS = cassette_dirs()
 
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
 def test_rescore_of_every_recorded_run_reproduces_its_results(folder, replayed, tmp_path):
-    if why := get_probe(folder.parent.name).missing():
-        pytest.skip(why)
+    skip_unless_runnable(folder)
     run = replayed(f"{folder.parent.name}/{folder.name}")
     # Journal -> Case/Answer -> score again: the round trip loses nothing (logprobs,
     # turns, chance, covariates), so nothing changes.

@@ -87,6 +87,7 @@ class Pool:
         job = {
             "files": {"main.py": program.source, **sandbox.checked_files(program)},
             "limits": asdict(program.limits),
+            "under_tmp": [d for d in sandbox._interpreter_dirs() if d.startswith("/tmp/")],
             # bubblewrap's --chdir sets PWD; a program started by it sees that too.
             "env": sandbox._env(sandbox.SANDBOX, program.hash_seed) | {"PWD": sandbox.SANDBOX},
         }

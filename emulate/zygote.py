@@ -38,7 +38,8 @@ MB = 1024 * 1024
 # From <sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>.
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 CAPABILITY_VERSION_3 = 0x20080522
 
@@ -231,7 +232,16 @@ def _supervise(job: dict) -> dict:
             f.write(text)
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
     _mount_tmpfs(SANDBOX, limits["disk_mb"])
+    # The interpreter may live under /tmp (a venv there): held open across the fresh
+    # /tmp, then bound back read-only at its own path, as bubblewrap shows it.
+    held = [(d, os.open(d, os.O_PATH)) for d in job.get("under_tmp", ())]
     _mount_tmpfs("/tmp", limits["disk_mb"])
+    for path, fd in held:
+        os.makedirs(path, exist_ok=True)
+        source = f"/proc/self/fd/{fd}".encode()
+        _check(libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None), path)
+        libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+        os.close(fd)
     for name, text in job["files"].items():
         path = f"{SANDBOX}/{name}"
         os.makedirs(os.path.dirname(path), exist_ok=True)

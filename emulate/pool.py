@@ -43,6 +43,8 @@ class Pool:
 
     def __init__(self, hash_seed: int):
         self.hash_seed = hash_seed
+        # The interpreter's folders under /tmp, which each program's fresh /tmp must show.
+        self._under_tmp = [d for d in sandbox._interpreter_dirs() if d.startswith("/tmp/")]
         self._group = _make_group()
         mounts = ["--dir", sandbox.SANDBOX]
         if self._group is not None:
@@ -87,7 +89,7 @@ class Pool:
         job = {
             "files": {"main.py": program.source, **sandbox.checked_files(program)},
             "limits": asdict(program.limits),
-            "under_tmp": [d for d in sandbox._interpreter_dirs() if d.startswith("/tmp/")],
+            "under_tmp": self._under_tmp,
             # bubblewrap's --chdir sets PWD; a program started by it sees that too.
             "env": sandbox._env(sandbox.SANDBOX, program.hash_seed) | {"PWD": sandbox.SANDBOX},
         }

@@ -68,7 +68,8 @@ def sources() -> dict[str, Source]:
 
 
 def names() -> list[str]:
-    return [*sources(), *(n for n in _registered if n not in sources())]
+    installed = sources()
+    return [*installed, *(n for n in _registered if n not in installed)]
 
 
 def known(name: str) -> bool:

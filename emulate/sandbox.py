@@ -252,12 +252,12 @@ def run(program: Program) -> Result:
             f"lacks (apt-get install bubblewrap); to run them without it, at your own risk, "
             f"set {UNISOLATED_OPT_IN}=1"
         )
-    files = {"main.py": program.source, **checked_files(program)}
     if kind == "bwrap":
         from . import pool  # it builds on this module
 
         if (warm := pool.shared(program.hash_seed)) is not None:
-            return warm.run(program)
+            return warm.run(program)  # it checks the files itself
+    files = {"main.py": program.source, **checked_files(program)}
     limits = program.limits
     with tempfile.TemporaryDirectory(prefix="emulate-sandbox-") as tmp:
         work = Path(tmp, "work")

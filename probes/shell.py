@@ -754,7 +754,7 @@ def turn_prompt(
     return tuple(messages)
 
 
-_PROMPT_LINE = re.compile(r"^\S+@\S+:[^$#\n]*[$#] ?(.*)$")
+_PROMPT_LINE = re.compile(r"^[^\s@]+@[^\s:]+:[^$#\n]*[$#] ?(.*)$")
 
 
 def terminal_output(text: str, command: str) -> str:

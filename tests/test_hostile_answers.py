@@ -29,6 +29,7 @@ UNITS = [
     "[", "(", "{", "]", "```\n", "```", "$$", "the answer is ", "Output:", "**",
     "user@ubuntu:~$ ", "<think>", "[ANSWER]", "\x00", "\xff", "\u202e", "'", '"', "x", "|",
     "&", "\\\\", "\\begin{bmatrix}", "MiB / ", "GPU 0: ", "accuracy: ", "torch.Size(",
+    "@:",  # a shell prompt's pattern backtracked cubically on these (hypothesis found it)
 ]  # fmt: skip
 MB = 1_000_000
 BUDGET_S = 2.0

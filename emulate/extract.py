@@ -352,14 +352,22 @@ def _pieces(text: str) -> Iterator[str]:
 
 def candidates(text: str, policy: Policy = VALUE) -> list[str]:
     """Every reading of a value answer, most likely first."""
+    return list(_candidates(text, policy))
+
+
+def _candidates(text: str, policy: Policy) -> Iterator[str]:
+    # Lazily, so that `find` stops reading at the first one its parser accepts (most
+    # answers: the first), which at research scale is most of a scorer's time.
     text = without_reasoning(text)
     part, tagged = _region(text, policy)
     sources = [part] if tagged else [part, text]
-    out: dict[str, None] = {}  # ordered, and a megabyte is hashed once, not compared
+    seen: set[str] = set()  # a megabyte is hashed once, not compared
     for source in sources:
         for piece in dict.fromkeys(_pieces(source)):
-            out.update((v, None) for v in _variants(piece) if v not in out)
-    return list(out)
+            for v in _variants(piece):
+                if v not in seen:
+                    seen.add(v)
+                    yield v
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,7 @@ class Found:
 
 def find(text: str, parse: Callable[[str], T], policy: Policy = VALUE) -> Found | None:
     """The first candidate `parse` accepts (it raises ValueError to refuse), or None."""
-    for c in candidates(text, policy):
+    for c in _candidates(text, policy):
         try:
             return Found(parse(c), c)
         except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError, MemoryError):

@@ -11,6 +11,7 @@ run, with an EmulateError that says what to do. No message names a secret.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -162,6 +163,7 @@ class Model:
                 on_status(response.status_code)
 
             hooks["response"] = [seen]
+        self._http = http_client(tape, event_hooks=hooks)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -169,8 +171,13 @@ class Model:
             max_retries=config.max_retries,
             # A cassette can neither decode br/zstd nor scrub a compressed body.
             default_headers={"Accept-Encoding": "gzip"},
-            http_client=http_client(tape, event_hooks=hooks),
+            http_client=self._http,
         )
+        # What the SDK's request() would send on a first attempt, built once (below).
+        self._base = str(self._client.base_url).rstrip("/")
+        self._urls: dict[str, httpx2.URL] = {}
+        self._headers: httpx2.Headers | None = None
+        self._timeout = {"timeout": httpx2.Timeout(config.timeout_s).as_dict()}
 
     def _failed(self, reason: str, start: float) -> Answer:
         return Answer(
@@ -192,9 +199,9 @@ class Model:
         c = self.config
         top_logprobs = max(top_logprobs, c.top_logprobs)
         # The body the SDK's create() would send, posted through the SDK's own client
-        # (its retries, timeouts, errors) but without create()'s type-driven transform
-        # of the request and pydantic parsing of the answer: at research scale those
-        # two cost more than the network (bench/scale.py).
+        # (its transports; on failure its retries, timeouts, errors) but without
+        # create()'s type-driven transform of the request and pydantic parsing of the
+        # answer: at research scale those cost more than the network (bench/scale.py).
         body: dict[str, Any] = {
             "model": c.request_model,
             "temperature": c.temperature,
@@ -215,8 +222,70 @@ class Model:
                 body.update(logprobs=True, top_logprobs=top_logprobs)
         body.update(c.extra_body)
         start = time.perf_counter()
+        resp = await self._first_try(path, body) if c.max_retries > 0 else None
+        if resp is not None and resp.status_code >= 400:
+            return self._status_failure(resp.status_code, _error_message(resp), start)
+        if resp is None:
+            resp = await self._through_sdk(path, body, retried=c.max_retries > 0, start=start)
+            if isinstance(resp, Answer):
+                return resp
+        self._reached = True
         try:
-            resp = await self._client.post(path, body=body, cast_to=httpx2.Response)
+            data = json.loads(resp.content)
+        except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
+            return self._failed(f"malformed response: not JSON: {err}", start)
+        try:
+            return _answer(data, time.perf_counter() - start, chat=chat)
+        except Exception as err:  # noqa: BLE001 - a body of the wrong shape
+            return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+
+    async def _first_try(self, path: str, body: dict[str, Any]) -> httpx2.Response | None:
+        """The first attempt, sent through the SDK's own HTTP client (its transports,
+        hooks and the tape) with the headers its request() would send, but without
+        request()'s per-call option models, header merging and URL parsing, which cost
+        more than the network at research scale (bench/scale.py). None where the SDK's
+        retries should take over: no answer, or a status it retries."""
+        if self._headers is None:
+            self._headers = self._first_try_headers()
+        url = self._urls.get(path) or self._urls.setdefault(path, httpx2.URL(self._base + path))
+        content = json.dumps(body).encode()
+        request = httpx2.Request(
+            "POST", url, headers=self._headers, content=content, extensions=self._timeout
+        )
+        if self._http.cookies:  # a cookie a server set earlier goes back, as httpx sends it
+            self._http.cookies.set_cookie_header(request)
+        try:
+            response = await self._http.send(request)
+        except ReplayMissSignal:
+            raise ReplayMiss("no recorded answer for this request") from None
+        except Exception:  # noqa: BLE001 - the SDK's retries tell what it was
+            await asyncio.sleep(_FIRST_RETRY_DELAY_S)
+            return None
+        if response.status_code < 400 or not _retried(response):
+            return response
+        await asyncio.sleep(_retry_after(response))
+        return None
+
+    def _first_try_headers(self) -> httpx2.Headers:
+        """The SDK's headers over the HTTP client's own, as httpx merges them. Built in
+        the event loop: the SDK names the async library it runs under."""
+        headers = httpx2.Headers(self._http.headers)
+        sdk = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+        headers.update(sdk | self._client.auth_headers)
+        headers["X-Stainless-Retry-Count"] = "0"
+        headers["X-Stainless-Read-Timeout"] = str(float(self.config.timeout_s))
+        return headers
+
+    async def _through_sdk(
+        self, path: str, body: dict[str, Any], *, retried: bool, start: float
+    ) -> httpx2.Response | Answer:
+        """The SDK's request(), with its retries (one fewer after a failed first try),
+        backoff, Retry-After and errors."""
+        c = self.config
+        options = {"max_retries": c.max_retries - 1} if retried else {}
+        try:
+            return await self._client.post(path, body=body, cast_to=httpx2.Response,
+                                           options=options)  # fmt: skip
         except ReplayMissSignal:
             raise ReplayMiss("no recorded answer for this request") from None
         except openai.APIConnectionError as err:
@@ -229,30 +298,62 @@ class Model:
                 ) from None
             # It answered before: a dropped connection is this case's error.
             return self._failed(f"connection error: {_cause(err)}", start)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
-            raise self._fatal(
-                f"the server refused the API key (HTTP {err.status_code}): check OPENAI_API_KEY"
-            ) from None
-        except openai.NotFoundError:
-            raise self._fatal(
-                f"HTTP 404 from {self.shown_url} for model {c.request_model!r}: check --model "
-                "and --base-url (which usually ends in /v1)"
-            ) from None
         except openai.APIStatusError as err:
-            # One bad case (a prompt over the context, a server hiccup after retries)
-            # is that case's error, not the run's.
-            return self._failed(f"HTTP {err.status_code}: {err.message}", start)
+            return self._status_failure(err.status_code, err.message, start)
         except Exception as err:  # noqa: BLE001 - whatever else the server sent
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
-        self._reached = True
+
+    def _status_failure(self, status: int, message: str, start: float) -> Answer:
+        if status in (401, 403):
+            raise self._fatal(
+                f"the server refused the API key (HTTP {status}): check OPENAI_API_KEY"
+            )
+        if status == 404:
+            raise self._fatal(
+                f"HTTP 404 from {self.shown_url} for model {self.config.request_model!r}: "
+                "check --model and --base-url (which usually ends in /v1)"
+            )
+        # One bad case (a prompt over the context, a server hiccup after retries)
+        # is that case's error, not the run's.
+        return self._failed(f"HTTP {status}: {message}", start)
+
+
+# The SDK's own first backoff, and its ceiling on a server's Retry-After.
+_FIRST_RETRY_DELAY_S = 0.5
+_MAX_RETRY_AFTER_S = 60.0
+
+
+def _retried(response: httpx2.Response) -> bool:
+    """Whether the SDK would retry this error status (openai's `_should_retry`)."""
+    should = response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return response.status_code in (408, 409, 429) or response.status_code >= 500
+
+
+def _retry_after(response: httpx2.Response) -> float:
+    """The pause before a retry: the server's Retry-After (seconds or milliseconds)
+    where it gives one within the SDK's ceiling, else the SDK's first backoff."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         try:
-            data = json.loads(resp.content)
-        except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
-            return self._failed(f"malformed response: not JSON: {err}", start)
-        try:
-            return _answer(data, time.perf_counter() - start, chat=chat)
-        except Exception as err:  # noqa: BLE001 - a body of the wrong shape
-            return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+            seconds = float(response.headers.get(name, "")) * scale
+        except ValueError:
+            continue
+        if 0 < seconds <= _MAX_RETRY_AFTER_S:
+            return seconds
+    return _FIRST_RETRY_DELAY_S
+
+
+def _error_message(response: httpx2.Response) -> str:
+    """The message the SDK's status error would carry ("Error code: 400 - ...")."""
+    message = f"Error code: {response.status_code}"
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return message
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    detail = error.get("message") if isinstance(error, Mapping) else None
+    return f"{message} - {detail}" if isinstance(detail, str) and detail else message
 
 
 def _timed_out(err: BaseException) -> bool:

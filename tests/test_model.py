@@ -47,6 +47,69 @@ def test_server_errors_after_retries_are_the_case_error(fake_server):
     assert len(fake_server.requests) == 2
 
 
+def test_the_first_try_sends_what_the_sdks_own_retry_sends(fake_server):
+    # The first attempt bypasses the SDK's request(); its retry goes through it. Both
+    # must carry the same headers and the same body. (The retry count aside: the SDK
+    # counts its own retries from 0, so the header is telemetry, and says 0 twice.)
+    fake_server.error(503, headers=FAST)
+    fake_server.completion(" [1]")
+    assert _ask(_model(fake_server)).text == " [1]"
+    first, retry = fake_server.requests
+    assert first["body"] == retry["body"] and first["path"] == retry["path"]
+
+    def comparable(r):
+        return {k.lower(): v for k, v in r["headers"].items()
+                if k.lower() not in ("x-stainless-retry-count", "content-length")}  # fmt: skip
+
+    assert comparable(first) == comparable(retry)
+    assert comparable(first)["authorization"] == "Bearer sk-test-0123456789abcdefghij"
+    assert comparable(first)["x-stainless-async"] == "async:asyncio"
+
+
+def test_a_status_the_sdk_would_not_retry_is_asked_once(fake_server):
+    fake_server.error(400, "prompt too long")
+    answer = _ask(_model(fake_server))
+    assert answer.error == "HTTP 400: Error code: 400 - prompt too long"
+    assert len(fake_server.requests) == 1
+    fake_server.requests.clear()
+    fake_server.script[:] = []
+    fake_server.error(500, "no", headers={"x-should-retry": "false"})
+    assert _ask(_model(fake_server)).error == "HTTP 500: Error code: 500 - no"
+    assert len(fake_server.requests) == 1
+
+
+def test_the_first_retry_waits_what_the_server_asks(fake_server):
+    import time
+
+    fake_server.error(429, headers={"retry-after-ms": "400"})
+    fake_server.completion(" [1]")
+    start = time.perf_counter()
+    assert _ask(_model(fake_server, max_retries=1)).text == " [1]"
+    assert time.perf_counter() - start >= 0.4
+    assert len(fake_server.requests) == 2
+
+
+@pytest.mark.parametrize("aiohttp", [True, False])
+@pytest.mark.parametrize("max_retries", [2, 0])  # the first try, and the SDK's path
+def test_a_cookie_the_server_set_goes_back(fake_server, monkeypatch, max_retries, aiohttp):
+    # As httpx sends it (a cookie jar ignores a bare IP address: hence localhost).
+    monkeypatch.setattr("emulate.record._has_aiohttp", lambda: aiohttp)
+    fake_server.completion(" [1]", headers={"set-cookie": "__cf_bm=abc; Path=/"})
+    url = fake_server.url.replace("127.0.0.1", "localhost")
+    config = ModelConfig(model="fake", base_url=url, mode="completion", max_retries=max_retries)
+    model = Model(config, url, "sk-test-0123456789abcdefghij")
+
+    async def go():
+        try:
+            for _ in range(2):
+                await model.ask("Input: [1]\nOutput:", max_tokens=8)
+        finally:
+            await model.aclose()
+
+    asyncio.run(go())
+    assert [r["headers"].get("Cookie") for r in fake_server.requests] == [None, "__cf_bm=abc"]
+
+
 @pytest.mark.parametrize("status,match", [(401, "API key"), (404, "check --model")])
 def test_errors_that_would_fail_every_case_stop_the_run(fake_server, status, match):
     fake_server.error(status)

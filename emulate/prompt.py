@@ -10,6 +10,7 @@ prompts here, so the two forms of a case always show the same examples.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,20 @@ def render(
         lead = ""
     messages.append({"role": "user", "content": lead + question})
     return tuple(messages)
+
+
+def example_seed(seed: int, i: int) -> int:
+    """The seed of a case's i-th worked example: derived from the case's own seed, and
+    far above the seeds a run gives its cases (seed, seed + 1, ...)."""
+    digest = hashlib.sha256(f"example:{seed}:{i}".encode()).digest()
+    return 2**62 + int.from_bytes(digest[:7], "big")
+
+
+def seeded_examples(draw: Callable[[int], tuple[str, str]], seed: int, k: int) -> list[Example]:
+    """`k` worked examples from a probe's own generator, `draw(seed) -> (input,
+    output)`, at seeds of their own (`example_seed`): the same examples for the same
+    case on every machine, never drawn at a case's seed."""
+    return [Example(*draw(example_seed(seed, i))) for i in range(k)]
 
 
 def mode_of(prompt: Prompt) -> str:

@@ -186,14 +186,20 @@ class Tape:
         return {**response, "headers": headers, "body": {"string": body}}
 
     def save(self) -> None:
-        """The whole cassette, atomically, one interaction per line: vcrpy's JSON
-        serializer reads it; a diff shows which exchanges changed."""
-        lines = ",\n".join(json.dumps(it, ensure_ascii=False) for it in self._interactions)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            self.path,
-            f'{{"version": {CASSETTE_FORMAT_VERSION}, "interactions": [\n{lines}\n]}}\n',
-        )
+        save_cassette(self.path, self._interactions)
+
+
+def save_cassette(path: str | Path, interactions: Sequence[Mapping[str, Any]]) -> None:
+    """A whole cassette, atomically, one interaction per line: vcrpy's JSON serializer
+    reads it; a diff shows which exchanges changed."""
+    lines = ",\n".join(json.dumps(it, ensure_ascii=False) for it in interactions)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, f'{{"version": {CASSETTE_FORMAT_VERSION}, "interactions": [\n{lines}\n]}}\n')
+
+
+def load_interactions(path: str | Path) -> list[dict[str, Any]]:
+    """A cassette's exchanges in recorded order (`Tape` checks their shape)."""
+    return Tape(path, "replay")._interactions
 
 
 def http_client(tape: Tape | None, **kwargs: Any) -> httpx2.AsyncClient:

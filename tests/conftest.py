@@ -8,6 +8,9 @@ import pytest
 
 from .doubles import send_json
 
+# A project of its own, run by tests/test_pytest_plugin.py in a copy.
+collect_ignore = ["sample_project"]
+
 ROOT = Path(__file__).resolve().parents[1]
 CASSETTES = ROOT / "cassettes"
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -1,0 +1,80 @@
+"""The statistical assertions (emulate/testing.py), against figures worked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from emulate.testing import assert_accuracy, assert_breaking_point, assert_no_regression
+
+from .conftest import journal_row, write_journal
+
+
+def _run(folder, correct, params=None):
+    rows = [
+        journal_row(f"c{i}", (params or [{"size": 1}] * len(correct))[i], ok)
+        for i, ok in enumerate(correct)
+    ]
+    return write_journal(folder, rows)
+
+
+def test_accuracy_is_judged_by_the_wilson_lower_bound(tmp_path):
+    # 8 of 10, z = 1.96: centre (8 + z²/2) / (10 + z²) = 0.71674; half-width
+    # z sqrt(0.8 * 0.2 / 10 + z² / 400) / (1 + z² / 10) = 0.22658: [0.49016, 0.94332].
+    run = _run(tmp_path / "r", [True] * 8 + [False] * 2)
+    assert_accuracy(run, at_least=0.49)
+    with pytest.raises(AssertionError) as err:
+        assert_accuracy(run, at_least=0.5)
+    message = str(err.value)
+    assert "8/10 = 80.0%, 95% Wilson interval [49.0%, 94.3%]" in message
+    assert "lower bound 49.0% is below 50.0%" in message and "run more" in message
+    with pytest.raises(AssertionError, match="point estimate itself is below"):
+        assert_accuracy(run, at_least=0.85)
+
+
+def test_a_regression_is_a_significant_mcnemar_test(tmp_path):
+    # The baseline is right on all 20; now 6 of them go wrong: 6 discordant pairs, all
+    # one way, exact two-sided p = 2 * 0.5**6 = 0.03125. Five: p = 0.0625, within chance.
+    base = _run(tmp_path / "base", [True] * 20)
+    six = _run(tmp_path / "six", [False] * 6 + [True] * 14)
+    five = _run(tmp_path / "five", [False] * 5 + [True] * 15)
+    with pytest.raises(AssertionError) as err:
+        assert_no_regression(base, six)
+    message = str(err.value)
+    assert "exact McNemar p = 0.03125 < 0.05" in message
+    assert "right on 70.0% of 20 shared cases" in message and "100.0%" in message
+    assert "6 cases right only in the baseline, 0 only now" in message
+    assert_no_regression(base, five)
+    assert_no_regression(six, base)  # an improvement is no regression
+    with pytest.raises(AssertionError, match="p = 0.0625 < 0.1"):
+        assert_no_regression(base, five, alpha=0.1)
+
+
+def test_runs_that_share_no_case_are_not_compared(tmp_path):
+    a = _run(tmp_path / "a", [True] * 3)
+    b = write_journal(
+        tmp_path / "b", [journal_row(f"other{i}", {"size": 1}, True) for i in range(3)]
+    )
+    with pytest.raises(AssertionError, match="shares no case"):
+        assert_no_regression(a, b)
+
+
+def test_the_breaking_point_must_fall_inside_the_range(tmp_path):
+    # Right below size 10, wrong above, with a few exceptions each side: the fitted
+    # midpoint lies between 9 and 11.
+    rng = np.random.default_rng(0)
+    sizes = [s for s in range(2, 19, 2) for _ in range(12)]
+    correct = [bool(rng.random() < (0.95 if s < 10 else 0.05 if s > 10 else 0.5)) for s in sizes]
+    run = _run(tmp_path / "r", correct, [{"size": s} for s in sizes])
+    assert_breaking_point(run, "size", within=(8, 12))
+    with pytest.raises(AssertionError) as err:
+        assert_breaking_point(run, "size", within=(14, 18))
+    message = str(err.value)
+    assert "accuracy along size falls from" in message and "outside [14, 18]" in message
+    midpoint = float(message.split(" at ")[1].split(" ")[0])
+    assert 8 < midpoint < 12 and not math.isnan(midpoint)
+    with pytest.raises(AssertionError, match="no numeric case parameter 'depth'"):
+        assert_breaking_point(run, "depth", within=(1, 2))
+    flat = _run(tmp_path / "flat", [True] * len(sizes), [{"size": s} for s in sizes])
+    with pytest.raises(AssertionError, match="every case is correct"):
+        assert_breaking_point(flat, "size", within=(8, 12))

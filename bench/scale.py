@@ -2,7 +2,7 @@
 every second measured is spent in the client. Whole processes, timed from outside.
 
     python bench/scale.py throughput [--cases 2000] [--rounds 3]
-    python bench/scale.py tape [--sizes 1000,2000,5000,10000]
+    python bench/scale.py tape [--sizes 1000,2000,5000,10000] [--rounds 3]
     python bench/scale.py memory [--cases 100000]
     python bench/scale.py all
 
@@ -68,22 +68,24 @@ def throughput(cases: int, rounds: int) -> float:
     return b / e
 
 
-def tape(sizes: list[int]) -> tuple[float, float]:
+def tape(sizes: list[int], rounds: int) -> tuple[float, float]:
     rows = []
+    dead = "http://127.0.0.1:9/v1"  # a replay that dialled the server would fail
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with fixed_endpoint() as url:
             for n in sizes:
-                live = timed(emulate_run(url, n, tmp / f"live{n}"))[0]
-                rec = timed(emulate_run(url, n, tmp / f"rec{n}", "--record",
-                                        str(tmp / f"c{n}.json")))[0]  # fmt: skip
-                rows.append([n, live, rec])
-        for row in rows:  # the server is gone: a replay that dialled it would fail
-            n = row[0]
-            dead = "http://127.0.0.1:9/v1"
-            row.append(timed(emulate_run(dead, n, tmp / f"rep{n}", "--replay",
-                                         str(tmp / f"c{n}.json")))[0])  # fmt: skip
-    print("record and replay (whole process; ratios are speeds: live time / this time):")
+                live, rec, rep = [], [], []
+                for i in range(rounds):  # alternating, each round a fresh cassette
+                    live.append(timed(emulate_run(url, n, tmp / f"live{n}-{i}"))[0])
+                    tape_file = str(tmp / f"c{n}-{i}.json")
+                    rec.append(timed(emulate_run(url, n, tmp / f"rec{n}-{i}", "--record",
+                                                 tape_file))[0])  # fmt: skip
+                    rep.append(timed(emulate_run(dead, n, tmp / f"rep{n}-{i}", "--replay",
+                                                 tape_file))[0])  # fmt: skip
+                rows.append([n, *(statistics.median(x) for x in (live, rec, rep))])
+    print(f"record and replay (whole process, median of {rounds}; ratios are speeds: "
+          "live time / this time):")  # fmt: skip
     print(f"  {'cases':>6} {'live s':>7} {'record s':>8} {'replay s':>8} "
           f"{'record':>7} {'replay':>7} {'ms/case rec':>11} {'ms/case rep':>11}")  # fmt: skip
     for n, live, rec, rep in rows:
@@ -116,13 +118,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["throughput", "tape", "memory", "all"])
     ap.add_argument("--cases", type=int, help="cases (throughput 2000, memory 100000)")
-    ap.add_argument("--rounds", type=int, default=3, help="throughput: runs of each (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each, alternating (default 3)")
     ap.add_argument("--sizes", default="1000,2000,5000,10000", help="tape: comma list")
     args = ap.parse_args()
     if args.what in ("throughput", "all"):
         throughput(args.cases or 2000, args.rounds)
     if args.what in ("tape", "all"):
-        tape([int(x) for x in args.sizes.split(",")])
+        tape([int(x) for x in args.sizes.split(",")], args.rounds)
     if args.what in ("memory", "all"):
         memory(args.cases or 100_000)
 

@@ -267,18 +267,18 @@ class TapeTransport(httpx2.AsyncBaseTransport):
                 "method": request.method,
                 "uri": uri,
                 "body": body.decode("utf-8", errors="replace"),
-                "headers": {k: [v] for k, v in _kept_headers(request.headers).items()},
+                "headers": {
+                    k: [v]
+                    for k, v in request.headers.multi_items()
+                    if k.lower() in _KEEP_REQUEST_HEADERS
+                },
             },
             self.tape.scrub(response),
             key,
         )
-        return httpx2.Response(
-            real.status_code,
-            headers=[(k, v) for k, v in real.headers.multi_items() if k not in _WIRE_HEADERS],
-            content=content,
-            request=request,
-            extensions={"reason_phrase": real.reason_phrase.encode("ascii", "replace")},
-        )
+        # The answer as read (its body decoded, the connection released): what the
+        # client would have had without the tape.
+        return real
 
     async def aclose(self) -> None:
         await self.inner.aclose()

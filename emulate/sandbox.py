@@ -448,6 +448,10 @@ def run_many(programs: Sequence[Program], workers: int | None = None) -> list[Re
 
 # A program's output depends only on its text, its limits and the interpreter (and
 # the libraries it imports, which the caller names in `salt`), so results are cached.
+# Also on the sandbox: a layout that hid the interpreter's packages once made every
+# program fail, and those failures were cached. Keys carry the interpreter's path (a
+# venv of its own) and this number, raised whenever the sandbox's layout changes.
+SANDBOX_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -467,6 +471,8 @@ def _key(program: Program, salt: str) -> str:
             dict(program.files),
             asdict(program.limits),
             sys.version,
+            sys.executable,
+            SANDBOX_VERSION,
             salt,
             _PYTHON_FLAGS,
             program.hash_seed,

@@ -1,5 +1,6 @@
 """The sandbox that runs probe-generated programs for their truth."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,5 +92,13 @@ def test_cache_answers_repeats(tmp_path, monkeypatch):
     first = run_cached([program])[0]
     assert run_cached([program])[0] == first  # a rerun would print another time
     assert run_cached([program], salt="torch 2")[0] != first
+    # A result is the sandbox's too: another sandbox, or another venv, asks again.
+    monkeypatch.setattr("emulate.sandbox.SANDBOX_VERSION", -1)
+    assert run_cached([program])[0] != first
+    monkeypatch.undo()
+    key = sandbox._key(program, "")
+    monkeypatch.setattr("sys.executable", sys.executable + "-elsewhere")
+    assert sandbox._key(program, "") != key
+    monkeypatch.undo()
     monkeypatch.setenv("EMULATE_CACHE", "")
     assert run_cached([program])[0] != first

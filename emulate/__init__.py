@@ -1,6 +1,7 @@
 """emulate: does a language model compute, or produce what computation output looks like?"""
 
 from .api import cases, estimate, make_config, run
+from .batch import export_batch
 from .case import Answer, Case, Row, Score, TokenLogprob
 from .compare import compare
 from .config import RunConfig, load_config
@@ -27,6 +28,7 @@ __all__ = [
     "compare",
     "estimate",
     "export",
+    "export_batch",
     "get_probe",
     "grade",
     "load_config",

@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import api, redact
+from .batch import export_batch
 from .compare import compare
 from .config import load_config
 from .cost import dollars
@@ -177,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--record", metavar="CASSETTE", help="record HTTP exchanges to a cassette")
     rec.add_argument(
         "--replay", metavar="CASSETTE", help="answer only from a cassette; no network, no server"
+    )
+    rec.add_argument(
+        "--batch-file",
+        metavar="FILE.jsonl",
+        help="ask nothing: write the run's requests in OpenAI's Batch API input format "
+        "(which vLLM's run_batch reads too; custom_id = case id) and run.json in --out",
     )
     g.add_argument(
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
@@ -372,6 +379,15 @@ def _restores_credentials(stored: str | None, given: str) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> None:
     config = _config(args)
+    if args.batch_file:
+        if args.dry_run or args.resume:
+            raise EmulateError("--batch-file asks nothing: drop --dry-run and --resume")
+        exported = export_batch(config, args.batch_file, args.out)
+        print(
+            f"wrote {exported.requests} requests for {exported.cases} cases to {exported.path} "
+            f"and {exported.out / 'run.json'}"
+        )
+        return
     if args.dry_run:
         est = api.estimate(config, prices=args.prices)
         budget = "" if not est.max_cost.amount else f", at most {dollars(est.max_cost.amount)}"

@@ -90,6 +90,43 @@ def _need(ok: bool, name: str, value: Any, what: str) -> None:
         raise EmulateError(f"{name} {value!r}: must be {what}")
 
 
+CHAT_PATH, COMPLETION_PATH = "/chat/completions", "/completions"
+
+
+def request_body(
+    config: ModelConfig,
+    prompt: Prompt,
+    *,
+    max_tokens: int,
+    stop: Sequence[str] = (),
+    top_logprobs: int = 0,
+) -> tuple[str, dict[str, Any]]:
+    """The path (under the base URL) and JSON body of one request, as the SDK's
+    create() would send them. `top_logprobs` is the case's own need; the config's wins
+    if larger; the config's max_tokens and stop, where set, win over the case's."""
+    c = config
+    top_logprobs = max(top_logprobs, c.top_logprobs)
+    body: dict[str, Any] = {
+        "model": c.request_model,
+        "temperature": c.temperature,
+        "max_tokens": c.max_tokens or max_tokens,
+        "seed": c.seed,
+    }
+    stop = c.stop if c.stop is not None else stop
+    if stop:
+        body["stop"] = list(stop)
+    if isinstance(prompt, str):
+        path, body["prompt"] = COMPLETION_PATH, prompt
+        if top_logprobs:
+            body["logprobs"] = top_logprobs
+    else:
+        path, body["messages"] = CHAT_PATH, [dict(m) for m in prompt]
+        if top_logprobs:
+            body.update(logprobs=True, top_logprobs=top_logprobs)
+    body.update(c.extra_body)
+    return path, body
+
+
 def api_key_for(config: ModelConfig, replay: bool) -> str:
     key = os.environ.get("OPENAI_API_KEY")
     if key:
@@ -195,32 +232,14 @@ class Model:
     async def ask(
         self, prompt: Prompt, *, max_tokens: int, stop: Sequence[str] = (), top_logprobs: int = 0
     ) -> Answer:
-        """One request. `top_logprobs` is the case's own need; the config's wins if larger."""
+        """One request (its body: `request_body`). The body is posted through the SDK's
+        own client (its transports; on failure its retries, timeouts, errors) but
+        without create()'s type-driven transform of the request and pydantic parsing of
+        the answer: at research scale those cost more than the network (bench/scale.py)."""
         c = self.config
-        top_logprobs = max(top_logprobs, c.top_logprobs)
-        # The body the SDK's create() would send, posted through the SDK's own client
-        # (its transports; on failure its retries, timeouts, errors) but without
-        # create()'s type-driven transform of the request and pydantic parsing of the
-        # answer: at research scale those cost more than the network (bench/scale.py).
-        body: dict[str, Any] = {
-            "model": c.request_model,
-            "temperature": c.temperature,
-            "max_tokens": c.max_tokens or max_tokens,
-            "seed": c.seed,
-        }
-        stop = c.stop if c.stop is not None else stop
-        if stop:
-            body["stop"] = list(stop)
-        chat = not isinstance(prompt, str)
-        if not chat:
-            path, body["prompt"] = "/completions", prompt
-            if top_logprobs:
-                body["logprobs"] = top_logprobs
-        else:
-            path, body["messages"] = "/chat/completions", [dict(m) for m in prompt]
-            if top_logprobs:
-                body.update(logprobs=True, top_logprobs=top_logprobs)
-        body.update(c.extra_body)
+        path, body = request_body(c, prompt, max_tokens=max_tokens, stop=stop,
+                                  top_logprobs=top_logprobs)  # fmt: skip
+        chat = path == CHAT_PATH
         start = time.perf_counter()
         resp = await self._first_try(path, body) if c.max_retries > 0 else None
         if resp is not None and resp.status_code >= 400:

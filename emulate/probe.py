@@ -165,6 +165,10 @@ class Probe:
     def score(self, case: Case, answer: Answer) -> Score:
         raise NotImplementedError
 
+    # Whether a case's later requests show the model's earlier answers (a shell
+    # session's history): such a case cannot be written as one batch of requests.
+    turns_see_answers = False
+
     async def converse(self, case: Case, ask: Ask) -> Answer:
         """Ask the model about a case. One request; a multi-turn probe (a shell
         session) overrides this to drive its turns, each sending the whole history."""

@@ -136,21 +136,7 @@ def run_config(
     try:
         lock = lock_out(out)
         done_ids, kept_errors = _prepare_out(out, config, resume, retry_errors)
-        write_atomic(
-            out / RUN_JSON,
-            json.dumps(
-                {
-                    "run_id": config.run_id,
-                    "config": config.to_json(),
-                    "concurrency": concurrency,
-                    "cases": len(plan),
-                    "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "versions": _versions(),
-                },
-                indent=2,
-            )
-            + "\n",
-        )
+        write_run_json(out, config, concurrency, len(plan))
         feed = _Feed(plan, done_ids)
         failed = _Failures(kept_errors, allowed)
         _ask_all(config, probe, feed, out, record, replay, concurrency, api_key, failed,
@@ -246,6 +232,19 @@ class _Failures:
 
 class _Stop(Exception):
     pass
+
+
+def write_run_json(out: Path, config: RunConfig, concurrency: int, cases: int) -> None:
+    """run.json: what `--config` runs again, and what resume checks a folder against."""
+    meta = {
+        "run_id": config.run_id,
+        "config": config.to_json(),
+        "concurrency": concurrency,
+        "cases": cases,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    write_atomic(out / RUN_JSON, json.dumps(meta, indent=2) + "\n")
 
 
 LOCK = ".lock"

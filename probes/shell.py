@@ -622,6 +622,8 @@ class ShellProbe(Probe):
             stop=(PS1_HOST,) if mode == "completion" else (),
         )
 
+    turns_see_answers = True  # each turn sends the session so far, answers included
+
     async def converse(self, case: Case, ask: Ask) -> Answer:
         mode = case.mode
         history: list[tuple[str, str, str]] = []  # (cwd, command, output shown)

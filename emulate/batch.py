@@ -85,7 +85,7 @@ def export_batch(config: RunConfig, path: str | Path, out: str | Path | None = N
             f"{config.probe} sends each turn with the model's answers to the turns before it, "
             "so its requests cannot be written in one batch: run it live"
         )
-    config = _checked(config, probe)
+    config = replace(config, grid=check_grid(probe, config.grid))
     path = Path(path)
     if path.is_dir():
         raise EmulateError(f"--batch-file {path} is a folder: name a .jsonl file")
@@ -108,10 +108,6 @@ def export_batch(config: RunConfig, path: str | Path, out: str | Path | None = N
     finally:
         lock.close()
     return Exported(path, out, len(plan), count)
-
-
-def _checked(config: RunConfig, probe: Probe) -> RunConfig:
-    return replace(config, grid=check_grid(probe, config.grid))
 
 
 async def _write(f: TextIO, probe: Probe, cases: Iterable[Case], config: RunConfig) -> int:

@@ -212,7 +212,7 @@ class Model:
         )
         # What the SDK's request() would send on a first attempt, built once (below).
         self._base = str(self._client.base_url).rstrip("/")
-        self._urls: dict[str, httpx2.URL] = {}
+        self._urls = {p: httpx2.URL(self._base + p) for p in (CHAT_PATH, COMPLETION_PATH)}
         self._headers: httpx2.Headers | None = None
         self._timeout = {"timeout": httpx2.Timeout(config.timeout_s).as_dict()}
 
@@ -266,11 +266,11 @@ class Model:
         retries should take over: no answer, or a status it retries."""
         if self._headers is None:
             self._headers = self._first_try_headers()
-        url = self._urls.get(path) or self._urls.setdefault(path, httpx2.URL(self._base + path))
         content = json.dumps(body).encode()
         request = httpx2.Request(
-            "POST", url, headers=self._headers, content=content, extensions=self._timeout
-        )
+            "POST", self._urls[path], headers=self._headers, content=content,
+            extensions=self._timeout,
+        )  # fmt: skip
         if self._http.cookies:  # a cookie a server set earlier goes back, as httpx sends it
             self._http.cookies.set_cookie_header(request)
         try:

@@ -31,7 +31,7 @@ import contextlib
 import functools
 import importlib.util
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -77,12 +77,12 @@ def _normalise_request(request):
     """The same normalisation as a vcrpy `before_record_request` hook (for users who
     record with plain vcrpy and want emulate's cassette hygiene)."""
     request.uri = normal_uri(request.uri)
-    request.headers = _kept_headers(request.headers)
+    request.headers = _kept_headers(request.headers.items())
     return request
 
 
-def _kept_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in headers.items() if k.lower() in _KEEP_REQUEST_HEADERS}
+def _kept_headers(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v for k, v in items if k.lower() in _KEEP_REQUEST_HEADERS}
 
 
 class ReplayMissSignal(BaseException):
@@ -268,9 +268,7 @@ class TapeTransport(httpx2.AsyncBaseTransport):
                 "uri": uri,
                 "body": body.decode("utf-8", errors="replace"),
                 "headers": {
-                    k: [v]
-                    for k, v in request.headers.multi_items()
-                    if k.lower() in _KEEP_REQUEST_HEADERS
+                    k: [v] for k, v in _kept_headers(request.headers.multi_items()).items()
                 },
             },
             self.tape.scrub(response),

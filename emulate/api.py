@@ -96,6 +96,7 @@ def run(
     progress: bool = True,
     echo: bool = False,
     prices: str | Path | None = None,
+    batch_results: Sequence[str | Path] | None = None,
 ) -> RunResult:
     """Run `probe` over a grid against a model; write the journal and results.csv in `out`.
 
@@ -104,7 +105,9 @@ def run(
     embedded Gemma 3 270M server (or replays without one). Results:
     `load_results(result.out)`. More cases than `max_errors` (a count, or a fraction)
     ending in API errors raise TooManyErrors once results.csv is written;
-    `resume=True, retry_errors=True` asks those cases again.
+    `resume=True, retry_errors=True` asks those cases again. `batch_results` (the output
+    file of a batch of this run's requests, see `export_batch`, and its error file) asks
+    nothing and scores the answers in them.
     """
     config = make_config(
         probe,
@@ -133,6 +136,7 @@ def run(
         progress=progress,
         echo=print if echo else None,
         prices=prices,
+        batch_results=batch_results,
     )
 
 

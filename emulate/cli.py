@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask nothing: write the run's requests in OpenAI's Batch API input format "
         "(which vLLM's run_batch reads too; custom_id = case id) and run.json in --out",
     )
+    rec.add_argument(
+        "--batch-results",
+        nargs="+",
+        metavar="FILE.jsonl",
+        help="ask nothing: score a batch's output file (and its error file, if any) against "
+        "--config RUN/run.json, journaled into RUN (or --out) as a live run would be",
+    )
     g.add_argument(
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
     )
@@ -400,9 +407,13 @@ def cmd_run(args: argparse.Namespace) -> None:
             f"cost ≈ {est.cost.describe()}{budget}"
         )
         return
+    out = args.out
+    if args.batch_results and out is None and args.config:
+        out = Path(args.config).parent  # where --batch-file wrote run.json
     run_config(
         config,
-        args.out,
+        out,
+        batch_results=args.batch_results,
         record=args.record,
         replay=args.replay,
         resume=args.resume,

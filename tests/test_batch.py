@@ -3,6 +3,7 @@ format, each body exactly what the live path sends. The live path here talks to 
 loopback double: the test is about the harness, not a model."""
 
 import json
+import random
 
 import pytest
 
@@ -11,6 +12,9 @@ from emulate.batch import custom_id, requests_of
 from emulate.cli import main
 from emulate.config import load_config
 from emulate.registry import get_probe
+from emulate.runner import run_config
+
+from .conftest import cassette_dirs, skip_unless_runnable
 
 CONV = {"dims": 1, "size": [4, 5], "kernel": 2, "values": 9}
 
@@ -81,3 +85,173 @@ def test_what_cannot_be_a_batch_is_one_line_and_exit_2(tmp_path, capsys, extra, 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "b.jsonl").exists() and not (tmp_path / "o").exists()
+
+
+# --- Scoring a batch's results (part 1): the answers recorded from real servers in
+# cassettes/, written as a batch's output file, score as the replayed live run scores.
+
+
+def _results_from_cassette(folder, requests_path, out_path, seed=0):
+    """The output file a batch of `requests_path` would get from the server the
+    cassette was recorded from: each request's recorded response, lines shuffled (a
+    batch's output is in no particular order)."""
+    from collections import defaultdict, deque
+
+    from emulate.record import load_interactions
+
+    recorded = defaultdict(deque)
+    for x in load_interactions(folder / "cassette.json"):
+        key = json.dumps(json.loads(x["request"]["body"]), sort_keys=True)
+        recorded[key].append(x["response"])
+    lines = []
+    for i, request in enumerate(_lines(requests_path)):
+        response = recorded[json.dumps(request["body"], sort_keys=True)].popleft()
+        lines.append({
+            "id": f"batch_req_{i}",
+            "custom_id": request["custom_id"],
+            "response": {"status_code": response["status"]["code"], "request_id": f"r{i}",
+                         "body": json.loads(response["body"]["string"])},
+            "error": None,
+        })  # fmt: skip
+    random.Random(seed).shuffle(lines)
+    out_path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return lines
+
+
+def _by_case(journal):
+    rows = {}
+    for r in map(json.loads, journal.read_text().splitlines()):
+        r["answer"].pop("latency_s")  # a batch has no per-request latency
+        rows[r["case"]["id"]] = r
+    return rows
+
+
+BATCHABLE = [f for f in cassette_dirs() if f.parent.name != "shell"]
+
+
+@pytest.mark.parametrize("folder", BATCHABLE, ids=lambda f: f"{f.parent.name}/{f.name}")
+def test_a_batch_of_recorded_answers_scores_as_the_live_run(folder, replayed, tmp_path):
+    skip_unless_runnable(folder)
+    config = load_config(folder / "run.json")
+    run = tmp_path / "run"
+    emulate.export_batch(config, tmp_path / "requests.jsonl", run)
+    _results_from_cassette(folder, tmp_path / "requests.jsonl", tmp_path / "output.jsonl")
+    result = run_config(config, run, batch_results=[tmp_path / "output.jsonl"], progress=False,
+                        echo=None)  # fmt: skip
+    live = _by_case(replayed(f"{folder.parent.name}/{folder.name}") / "journal.jsonl")
+    batch = _by_case(run / "journal.jsonl")
+    assert batch.keys() == live.keys() and result.done == result.total == len(live)
+    for cid, row in live.items():
+        assert batch[cid] == row, cid
+    assert result.missing == ()
+
+
+CONV_CONFIG = emulate.make_config("conv", CONV, n=2, model="gpt-4o-mini", mode="chat")
+
+
+def _chat_body(text):
+    return {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57}}  # fmt: skip
+
+
+def _write(path, lines):
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def _exported(tmp_path, config=CONV_CONFIG):
+    emulate.export_batch(config, tmp_path / "requests.jsonl", tmp_path / "run")
+    made = emulate.cases(config.probe, config.grid, n=config.n, mode=config.model.mode,
+                         model=config.model.model)  # fmt: skip
+    cases = {c.id: c for c in made}
+    return [line["custom_id"] for line in _lines(tmp_path / "requests.jsonl")], cases
+
+
+def test_errors_and_missing_cases_are_reported_not_lost(tmp_path):
+    """OpenAI's output and error files, and vLLM's error shape: an answer is scored, a
+    failed request is that case's API error with the server's message, a case with no
+    line is left unscored and named, and a second file later scores it with --resume."""
+    ids, cases = _exported(tmp_path)
+    right = json.dumps(cases[ids[0]].truth.output)
+    output = _write(tmp_path / "output.jsonl", [
+        {"id": "a", "custom_id": ids[0], "error": None,
+         "response": {"status_code": 200, "body": _chat_body(f"```json\n{right}\n```")}},
+        {"id": "b", "custom_id": ids[1], "error": None,
+         "response": {"status_code": 200, "body": _chat_body("no idea")}},
+    ])  # fmt: skip
+    errors = _write(tmp_path / "errors.jsonl", [
+        {"id": "c", "custom_id": ids[2], "response": {"status_code": 400, "body": {"error": {
+            "message": "This model's maximum context length is 128000 tokens",
+            "type": "invalid_request_error", "code": "context_length_exceeded"}}},
+         "error": None},
+    ])  # fmt: skip
+    result = emulate.run_config(CONV_CONFIG, tmp_path / "run", batch_results=[output, errors],
+                                progress=False, echo=None, max_errors=1.0)  # fmt: skip
+    assert (result.total, result.done, result.correct, result.errors) == (4, 3, 1, 1)
+    assert result.missing == (ids[3],)
+    rows = _by_case(tmp_path / "run" / "journal.jsonl")
+    assert rows[ids[0]]["answer"]["prompt_tokens"] == 50
+    assert rows[ids[1]]["score"]["error_type"] == "unparseable"
+    assert rows[ids[2]]["answer"]["error"] == (
+        "HTTP 400: context_length_exceeded: This model's maximum context length is 128000 tokens"
+    )
+    assert rows[ids[2]]["score"]["error_type"] == "api_error"
+    # vLLM's run_batch writes a failed request's error as text
+    late = _write(tmp_path / "late.jsonl", [
+        {"id": "d", "custom_id": ids[3], "error": "prompt too long",
+         "response": {"status_code": 400, "request_id": "x", "body": None}},
+    ])  # fmt: skip
+    again = emulate.run_config(CONV_CONFIG, tmp_path / "run", batch_results=[late], resume=True,
+                               progress=False, echo=None, max_errors=1.0)  # fmt: skip
+    assert (again.done, again.errors, again.missing) == (4, 2, ())
+    assert _by_case(tmp_path / "run" / "journal.jsonl")[ids[3]]["answer"]["error"] == (
+        "HTTP 400: prompt too long"
+    )
+
+
+def test_the_cli_scores_into_the_exported_folder(tmp_path, capsys):
+    ids, cases = _exported(tmp_path)
+    output = _write(tmp_path / "output.jsonl", [
+        {"custom_id": cid, "response": {"status_code": 200, "body": _chat_body(
+            json.dumps(cases[cid].truth.output))}, "error": None} for cid in ids[:3]
+    ])  # fmt: skip
+    run_json = str(tmp_path / "run" / "run.json")
+    assert main(["run", "--config", run_json, "--batch-results", str(output),
+                 "--no-progress"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "1 of 4 cases have no answer in the results" in out and ids[3] in out
+    assert len((tmp_path / "run" / "journal.jsonl").read_text().splitlines()) == 3
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("not json\n", "line 1 is not JSON"),
+        ('{"id": "x"}\n', "line 1 is not a batch result (no custom_id)"),
+        (None, "is a request, not a result: this is a batch's input file"),
+        ('{"custom_id": "0123456789abcdef", "response": null, "error": "x"}\n',
+         "none of its 1 custom_ids is a case of this run"),
+        ("DUP", "is answered already (line 1 of"),
+        ("SOME", "1 custom_ids are not cases of this run (the first: feedfacefeedface)"),
+    ],
+)  # fmt: skip
+def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, message):
+    ids, _ = _exported(tmp_path)
+    path = tmp_path / "output.jsonl"
+    line = {"custom_id": ids[0], "response": {"status_code": 200, "body": _chat_body("1")}}
+    if content is None:
+        path.write_text((tmp_path / "requests.jsonl").read_text())
+    elif content == "DUP":
+        _write(path, [line, line])
+    elif content == "SOME":
+        _write(path, [line, {**line, "custom_id": "feedfacefeedface"}])
+    else:
+        path.write_text(content)
+    argv = ["run", "--config", str(tmp_path / "run" / "run.json"), "--batch-results", str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "journal.jsonl").exists()

@@ -21,8 +21,9 @@ import pytest
 import emulate
 from emulate.cli import main as cli_main
 from emulate.errors import EmulateError, TooManyErrors
+from emulate.folder import lock_out
 from emulate.journal import JOURNAL, read_journal
-from emulate.runner import Throttle, lock_out, parse_max_errors, run_config
+from emulate.runner import Throttle, parse_max_errors, run_config
 
 from .conftest import results_rows
 from .doubles import FaultServer

@@ -6,6 +6,7 @@ from .case import Answer, Case, Row, Score, TokenLogprob
 from .compare import compare
 from .config import RunConfig, load_config
 from .errors import EmulateError, TooManyErrors
+from .execute import execute_batch
 from .export import export, load_results
 from .registry import get_probe
 from .report import report
@@ -27,6 +28,7 @@ __all__ = [
     "cases",
     "compare",
     "estimate",
+    "execute_batch",
     "export",
     "export_batch",
     "get_probe",

@@ -17,6 +17,7 @@ from .compare import compare
 from .config import load_config
 from .cost import dollars
 from .errors import EmulateError, TooManyErrors
+from .execute import execute_batch
 from .export import export
 from .journal import RUN_JSON, write_atomic
 from .model import LOCAL
@@ -43,6 +44,9 @@ examples:
   emulate export runs/conv2d --format parquet     nested rows for pandas, Arrow or HF datasets
   emulate rescore runs/conv-a runs/conv-b         score recorded answers again with today's rules
   emulate cases conv --n 1 | emulate grade - '[1, 2]'   score one answer to one case
+  emulate run conv --model gpt-4o-mini --batch-file req.jsonl --out runs/b   a batch's requests
+  emulate batch execute req.jsonl --base-url http://127.0.0.1:8000/v1 --out output.jsonl
+  emulate run --config runs/b/run.json --batch-results output.jsonl   score a batch's results
 """
 
 # Flags that define a run; with --config they come from run.json instead.
@@ -276,6 +280,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("answer", metavar="ANSWER", help="the model's text, or @FILE to read it")
 
     p = sub.add_parser(
+        "batch",
+        help="work with batch files: execute one against any OpenAI-compatible server",
+        description="Batch files are a run's requests in OpenAI's Batch API format "
+        "(`emulate run ... --batch-file requests.jsonl`). Where there is no batch API (a "
+        "llama-server, a vLLM endpoint), `batch execute` sends them and writes the "
+        "output file the Batch API would; score it with `emulate run --config RUN/run.json "
+        "--batch-results output.jsonl`.",
+    )
+    bsub = p.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
+    p = bsub.add_parser(
+        "execute",
+        help="send a batch file's requests and write the Batch API output file",
+        description="Send each request in REQUESTS (concurrently, with the SDK's retries and "
+        "backing off on 429s) and append its result to --out as a line of the Batch API's "
+        "output format (custom_id, response: {status_code, body}, error). Stopped, it "
+        "continues with --resume: requests already answered are not sent again, failed ones "
+        "are. With no --base-url, requests for the embedded model start it; others go to "
+        "OpenAI (OPENAI_API_KEY).",
+    )
+    p.add_argument("requests", metavar="REQUESTS", help="a batch input file (JSONL)")
+    p.add_argument("--out", required=True, metavar="OUTPUT.jsonl", help="the results file")
+    p.add_argument(
+        "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
+    )
+    p.add_argument("--resume", action="store_true", help="finish an --out begun before")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests in flight (default 1 for the embedded model, 4 otherwise)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    p = sub.add_parser(
         "serve",
         help="run the embedded model's server in the foreground and print its URL",
         description="Start Gemma 3 270M under llama-server on loopback, print the base URL for "
@@ -466,6 +504,18 @@ def cmd_grade(args: argparse.Namespace) -> None:
     print(json.dumps(asdict(grade(line, answer)), ensure_ascii=False))
 
 
+def cmd_batch(args: argparse.Namespace) -> None:
+    done = execute_batch(
+        args.requests,
+        args.out,
+        base_url=args.base_url,
+        resume=args.resume,
+        concurrency=args.concurrency,
+        progress=not args.no_progress,
+    )
+    print(done.describe())
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .local import serve
 
@@ -501,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": cmd_export,
             "rescore": cmd_rescore,
             "grade": cmd_grade,
+            "batch": cmd_batch,
             "serve": cmd_serve,
         }[args.command](args)
     except TooManyErrors as err:
@@ -510,9 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulate: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.command == "run":
+        if args.command in ("run", "batch"):
             print(
-                "\ninterrupted: finished cases are in the journal; run again with --resume "
+                "\ninterrupted: what is finished is written; run again with --resume "
                 "and the same --out to finish",
                 file=sys.stderr,
             )

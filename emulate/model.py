@@ -244,19 +244,15 @@ class Model:
         own client (its transports; on failure its retries, timeouts, errors) but
         without create()'s type-driven transform of the request and pydantic parsing of
         the answer: at research scale those cost more than the network (bench/scale.py)."""
-        c = self.config
-        path, body = request_body(c, prompt, max_tokens=max_tokens, stop=stop,
+        path, body = request_body(self.config, prompt, max_tokens=max_tokens, stop=stop,
                                   top_logprobs=top_logprobs)  # fmt: skip
         chat = path == CHAT_PATH
         start = time.perf_counter()
-        resp = await self._first_try(path, body) if c.max_retries > 0 else None
-        if resp is not None and resp.status_code >= 400:
-            return self._status_failure(resp.status_code, _error_message(resp), start)
-        if resp is None:
-            resp = await self._through_sdk(path, body, retried=c.max_retries > 0, start=start)
-            if isinstance(resp, Answer):
-                return resp
-        self._reached = True
+        resp = await self.post(path, body)
+        if isinstance(resp, Answer):
+            return resp
+        if resp.status_code >= 400:
+            return self._failed(f"HTTP {resp.status_code}: {_error_message(resp)}", start)
         try:
             data = json.loads(resp.content)
         except ValueError as err:  # a 200 whose body is not JSON (or not UTF-8)
@@ -265,6 +261,21 @@ class Model:
             return answer_from(data, time.perf_counter() - start, chat=chat)
         except Exception as err:  # noqa: BLE001 - a body of the wrong shape
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx2.Response | Answer:
+        """The server's last response to one request (`path` under the base URL), after
+        the SDK's retries; or, where there is none (a timeout, a dropped connection), an
+        Answer with the error. A status that would fail every request alike (a refused
+        key, an unknown model or path) raises an EmulateError."""
+        c = self.config
+        start = time.perf_counter()
+        resp = await self._first_try(path, body) if c.max_retries > 0 else None
+        if resp is None:
+            resp = await self._through_sdk(path, body, retried=c.max_retries > 0, start=start)
+        if isinstance(resp, httpx2.Response):
+            self._reached = True
+            self._check_status(resp.status_code)
+        return resp
 
     async def _first_try(self, path: str, body: dict[str, Any]) -> httpx2.Response | None:
         """The first attempt, sent through the SDK's own HTTP client (its transports,
@@ -326,11 +337,13 @@ class Model:
             # It answered before: a dropped connection is this case's error.
             return self._failed(f"connection error: {_cause(err)}", start)
         except openai.APIStatusError as err:
-            return self._status_failure(err.status_code, err.message, start)
+            return err.response
         except Exception as err:  # noqa: BLE001 - whatever else the server sent
             return self._failed(f"malformed response: {type(err).__name__}: {err}", start)
 
-    def _status_failure(self, status: int, message: str, start: float) -> Answer:
+    def _check_status(self, status: int) -> None:
+        """Raise for what fails every request alike; one bad case (a prompt over the
+        context, a server hiccup after retries) is that case's error, not the run's."""
         if status in (401, 403):
             raise self._fatal(
                 f"the server refused the API key (HTTP {status}): check OPENAI_API_KEY"
@@ -340,9 +353,6 @@ class Model:
                 f"HTTP 404 from {self.shown_url} for model {self.config.request_model!r}: "
                 "check --model and --base-url (which usually ends in /v1)"
             )
-        # One bad case (a prompt over the context, a server hiccup after retries)
-        # is that case's error, not the run's.
-        return self._failed(f"HTTP {status}: {message}", start)
 
 
 # The SDK's own first backoff, and its ceiling on a server's Retry-After.

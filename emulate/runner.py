@@ -252,7 +252,7 @@ def _live(
 ) -> Iterator[Callable[[Throttle], Model]]:
     """A model on the wire: the server (started if it is the embedded one) and the
     cassette (recording or replaying) for the length of the run."""
-    with _server(config, replay, concurrency) as base_url:
+    with server_for(config, replay, concurrency) as base_url:
         secrets = [api_key, *redact.url_secrets(base_url)]
         with cassette(record or replay, "record" if record else "replay", secrets) as tape:
             yield lambda throttle: Model(config, base_url, api_key, on_status=throttle.saw,
@@ -372,7 +372,7 @@ def _usage(rows: RowTable, journal: Path) -> Usage:
 
 
 @contextlib.contextmanager
-def _server(config: ModelConfig, replay: str | Path | None, slots: int) -> Iterator[str | None]:
+def server_for(config: ModelConfig, replay: str | Path | None, slots: int) -> Iterator[str | None]:
     """The base URL to talk to, starting the embedded server when it is needed."""
     if config.model != LOCAL or config.base_url is not None:
         yield config.base_url
@@ -542,8 +542,9 @@ class Progress:
     A bar on a terminal; a line every 30 s when stderr is a file (a log stays readable).
     """
 
-    def __init__(self, total: int, done: int, enabled: bool = True):
+    def __init__(self, total: int, done: int, enabled: bool = True, scoring: bool = True):
         self.total, self.done, self.correct, self.errors = total, done, 0, 0
+        self.scoring = scoring  # False: requests sent, not cases scored (no accuracy)
         self.scored = 0
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
@@ -552,20 +553,24 @@ class Progress:
         if enabled and self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, file=sys.stderr, unit="case")
+            unit = "case" if scoring else "request"
+            self.bar = tqdm(total=total, initial=done, file=sys.stderr, unit=unit)
 
     def update(self, correct: bool, error: bool) -> None:
         self.done += 1
         self.scored += 1
         self.correct += bool(correct)
         self.errors += error
-        status = f"acc {self.correct / self.scored:.0%} errors {self.errors}"
+        status = f"errors {self.errors}"
+        if self.scoring:
+            status = f"acc {self.correct / self.scored:.0%} {status}"
         if self.bar is not None:
             self.bar.set_postfix_str(status, refresh=False)
             self.bar.update(1)
         elif self.enabled and (time.monotonic() - self.last > 30 or self.done == self.total):
             self.last = time.monotonic()
-            print(f"{self.done}/{self.total} cases, {status}", file=sys.stderr, flush=True)
+            unit = "cases" if self.scoring else "requests"
+            print(f"{self.done}/{self.total} {unit}, {status}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

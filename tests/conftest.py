@@ -35,11 +35,13 @@ def _sandbox_cache(request):
 class FakeServer:
     """A loopback stand-in for an OpenAI-compatible server, for tests of the harness
     (retries, errors, scrubbing), never of a model. Each request pops the next scripted
-    (status, headers, body); the last one repeats."""
+    (status, headers, body); the last one repeats. With `reply` set, a completion's text
+    is `reply(request body)` instead: answers that differ from case to case."""
 
     def __init__(self) -> None:
         self.script: list[tuple[int, dict, dict]] = []
         self.requests: list[dict] = []
+        self.reply = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +57,9 @@ class FakeServer:
                 status, headers, body = (
                     fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
                 )
+                if fake.reply is not None and status == 200:
+                    text = fake.reply(fake.requests[-1]["body"])
+                    body = {**body, "choices": [{**body["choices"][0], "text": text}]}
                 send_json(self, status, json.dumps(body).encode(), headers)
 
             def log_message(self, *args) -> None:

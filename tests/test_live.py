@@ -102,3 +102,29 @@ def test_serve_prints_a_url_that_answers(no_new_servers):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "probe,grid,n",
+    [
+        ("conv", {"dims": 1, "size": [3, 5], "kernel": 2, "values": 1}, 3),
+        ("markov", {"chain": "random", "vocab": 2, "context": 2, "length": 15}, 1),
+    ],
+)
+def test_export_execute_score_gives_the_live_runs_answers(tmp_path, no_new_servers, probe,
+                                                          grid, n):  # fmt: skip
+    """Issue 16's bar: a batch of the run's requests, executed on the embedded model
+    and scored, gives the live run's answers case by case (markov: one request per
+    state, each read for its logprobs)."""
+    live = emulate.run(probe, grid, n=n, out=tmp_path / "live", progress=False)
+    config = emulate.load_config(tmp_path / "live" / "run.json")
+    emulate.export_batch(config, tmp_path / "requests.jsonl", tmp_path / "batch")
+    done = emulate.execute_batch(tmp_path / "requests.jsonl", tmp_path / "output.jsonl",
+                                 progress=False)  # fmt: skip
+    assert done.errors == 0 and done.asked == done.requests
+    batch = emulate.run_config(config, tmp_path / "batch", progress=False, echo=None,
+                               batch_results=[tmp_path / "output.jsonl"])  # fmt: skip
+    assert (batch.done, batch.correct, batch.missing) == (live.total, live.correct, ())
+    assert results_rows(tmp_path / "batch" / "results.csv") == results_rows(
+        tmp_path / "live" / "results.csv"
+    )

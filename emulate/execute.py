@@ -1,0 +1,239 @@
+"""Executing a batch file against any OpenAI-compatible server (llama-server, a vLLM
+endpoint without a batch API, OpenAI itself at full price): each request posted as
+the live path posts one, concurrently, and its result written as a line of OpenAI's
+Batch API output format, so the file scores with `emulate run --batch-results`.
+
+Resumable: the output file is appended to as answers arrive; run again with
+`resume=True` and only the requests without a successful result are sent (a failed
+one's line is dropped and it is asked again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from .case import Answer
+from .errors import EmulateError
+from .journal import JournalWriter, atomic_writer
+from .model import LOCAL, LOCAL_MODEL_NAME, Model, ModelConfig, api_key_for
+from .runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LOCAL_CONCURRENCY,
+    Progress,
+    Throttle,
+    server_for,
+)
+
+# The endpoints a batch file of emulate's may name, and the path under the base URL.
+URLS = {"/v1/chat/completions": "/chat/completions", "/v1/completions": "/completions"}
+
+
+@dataclass(frozen=True)
+class Request:
+    custom_id: str
+    path: str  # under the base URL
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Executed:
+    path: Path
+    requests: int
+    asked: int  # sent by this call
+    errors: int  # of those, how many have no answer (an error status, a timeout)
+
+    def describe(self) -> str:
+        failed = f", {self.errors} failed (sent again by --resume)" if self.errors else ""
+        return f"{self.path}: sent {self.asked} of {self.requests} requests{failed}"
+
+
+def execute_batch(
+    requests: str | Path,
+    out: str | Path,
+    *,
+    base_url: str | None = None,
+    resume: bool = False,
+    concurrency: int | None = None,
+    timeout_s: float = 300.0,
+    max_retries: int = 2,
+    progress: bool = True,
+) -> Executed:
+    """Send every request in `requests` (Batch API input JSONL) to the server at
+    `base_url` and write the results to `out` (Batch API output JSONL). With no
+    `base_url`, requests for the embedded model start it; others go to OpenAI."""
+    requests, out = Path(requests), Path(out)
+    ids, model = _check_requests(requests)
+    if out.is_dir():
+        raise EmulateError(f"--out {out} is a folder: name the output .jsonl file")
+    if out.exists() and not resume:
+        raise EmulateError(f"--out {out} exists: pass --resume to finish it, or choose another")
+    local = model == LOCAL_MODEL_NAME and base_url is None
+    config = ModelConfig(model=LOCAL if local else model, base_url=base_url, timeout_s=timeout_s,
+                         max_retries=max_retries)  # fmt: skip
+    api_key = api_key_for(config, replay=False)
+    if concurrency is None:
+        concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
+    if concurrency < 1:
+        raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The lock is a file beside the output, which a resume may rewrite in place.
+    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmulateError(f"--out {out} is being written by another emulate") from None
+        created = not out.exists()
+        done = set() if created else _answered(out, ids)
+        todo = (r for r in _iter_requests(requests) if r.custom_id not in done)
+        bar = Progress(len(ids), len(done), enabled=progress, scoring=False)
+        writer = JournalWriter(out)
+        throttle = Throttle(concurrency)
+        try:
+            with server_for(config, None, concurrency) as url:
+                model = Model(config, url, api_key, on_status=throttle.saw)
+                asked, errors = asyncio.run(_send_all(todo, model, writer, bar, throttle))
+        except BaseException:
+            writer.close()  # flushed first: what was answered stays
+            if created and out.stat().st_size == 0:
+                out.unlink()  # nothing was answered: leave nothing behind
+            raise
+        finally:
+            bar.close()
+            writer.close()
+    return Executed(out, len(ids), asked, errors)
+
+
+def _iter_requests(path: Path) -> Iterator[Request]:
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                data = json.loads(line)
+                yield Request(data["custom_id"], URLS[data["url"]], data["body"])
+
+
+def _check_requests(path: Path) -> tuple[set[str], str]:
+    """Every custom_id, and the model of the first request; any line that is not a
+    request emulate can send is an error naming it, before anything is asked."""
+    what = f"requests file {path}"
+    if not path.is_file():
+        raise EmulateError(f"{what}: no such file" + (" (a folder)" if path.is_dir() else ""))
+    ids: set[str] = set()
+    model = None
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                raise EmulateError(f"{what}: line {number} is not JSON") from None
+            if not isinstance(data, dict):
+                raise EmulateError(f"{what}: line {number} is not a JSON object")
+            cid, url, body = data.get("custom_id"), data.get("url"), data.get("body")
+            problem = (
+                "no custom_id" if not isinstance(cid, str) or not cid
+                else f"custom_id {cid} is used twice" if cid in ids
+                else "its method is not POST" if data.get("method", "POST") != "POST"
+                else f"url {url!r} is not one of {', '.join(URLS)}" if url not in URLS
+                else "its body has no model" if not isinstance(body, dict)
+                or not isinstance(body.get("model"), str)
+                else None
+            )  # fmt: skip
+            if problem:
+                raise EmulateError(
+                    f"{what}: line {number}: {problem}; write requests with "
+                    "emulate run ... --batch-file"
+                )
+            ids.add(cid)
+            model = model or body["model"]
+    if model is None:
+        raise EmulateError(f"{what}: holds no requests")
+    return ids, model
+
+
+def _answered(out: Path, ids: set[str]) -> set[str]:
+    """The custom_ids `out` answers already. Lines of failed requests are dropped (they
+    are asked again), and so is a last line a killed run left half-written."""
+    kept, done, dropped = [], set(), False
+    with open(out, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                data = json.loads(line)
+                cid = data["custom_id"]
+            except (ValueError, TypeError, KeyError):
+                if line.endswith(b"\n"):
+                    raise EmulateError(
+                        f"--out {out}: line {number} is not a batch result; choose another --out"
+                    ) from None
+                dropped = True  # an unfinished last line
+                continue
+            if cid not in ids:
+                raise EmulateError(
+                    f"--out {out} holds results of another batch (custom_id {cid} is not in "
+                    "the requests): choose another --out"
+                )
+            status = (data.get("response") or {}).get("status_code")
+            if isinstance(status, int) and 200 <= status < 300:
+                kept.append(line.decode())
+                done.add(cid)
+            else:
+                dropped = True
+    if dropped:
+        with atomic_writer(out) as f:
+            f.writelines(kept)
+    return done
+
+
+async def _send_all(
+    todo: Iterator[Request], model: Model, writer: JournalWriter, bar: Progress, throttle: Throttle
+) -> tuple[int, int]:
+    asked = errors = 0
+
+    async def worker() -> None:
+        nonlocal asked, errors
+        for request in todo:  # one iterator shared by the workers: each request taken once
+            async with throttle:
+                response = await model.post(request.path, request.body)
+            line = result_line(request.custom_id, response)
+            writer.append(line)
+            failed = line["error"] is not None or line["response"]["status_code"] >= 300
+            asked, errors = asked + 1, errors + failed
+            bar.update(False, failed)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(throttle.ceiling):
+                tg.create_task(worker())
+    except* Exception as group:
+        first = next((e for e in group.exceptions if isinstance(e, EmulateError)), None)
+        raise (first or group.exceptions[0]) from None
+    finally:
+        await model.aclose()
+    return asked, errors
+
+
+def result_line(custom_id: str, response: httpx2.Response | Answer) -> dict[str, Any]:
+    """One line of OpenAI's Batch API output format."""
+    line: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id}
+    if isinstance(response, Answer):  # no response at all: a timeout, a dropped connection
+        code = "timeout" if response.error == "timeout" else "connection_error"
+        return line | {"response": None, "error": {"code": code, "message": response.error}}
+    try:
+        body: Any = json.loads(response.content)
+    except ValueError:
+        body = response.content.decode("utf-8", "replace")  # scored as a malformed answer
+    request_id = response.headers.get("x-request-id", "")
+    return line | {
+        "response": {"status_code": response.status_code, "request_id": request_id,
+                     "body": body},
+        "error": None,
+    }  # fmt: skip

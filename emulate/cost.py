@@ -17,6 +17,8 @@ from .errors import EmulateError
 PRICES_FILE = "prices-2026-03.json"
 # Servers on this machine: what they cost is electricity, not a bill.
 LOCAL_SERVERS = ("llama-server (embedded)", "localhost")
+# A run scored from a batch's results is labelled with its server and this.
+BATCH_SUFFIX = " (batch)"
 # A dated snapshot of a priced model (gpt-4o-mini-2024-07-18, gpt-4-0613) costs what it does.
 _SNAPSHOT = re.compile(r"-\d{4}(-\d{2}-\d{2})?$")
 
@@ -30,6 +32,7 @@ class Prices:
     currency: str = "USD"
     source: str = ""
     path: str = ""
+    batch: float = 1.0  # a batch's price as a fraction of the standard (OpenAI's: 0.5)
 
     def lookup(self, model: str) -> tuple[float, float] | None:
         """The entry for `model`, or for the priced model it is a dated snapshot of."""
@@ -62,9 +65,13 @@ def load_prices(path: str | Path | None = None) -> Prices:
         }
         if any(v < 0 for pair in models.values() for v in pair):
             raise ValueError("a price is negative")
+        batch = float(data.get("batch", 1.0))
+        if not 0 < batch <= 1:
+            raise ValueError("batch is a fraction of the standard price, above 0 and at most 1")
         return Prices(
-            models, str(data["as_of"]), data.get("currency", "USD"), data.get("source", ""), where
-        )
+            models, str(data["as_of"]), data.get("currency", "USD"), data.get("source", ""), where,
+            batch,
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise EmulateError(
             f'--prices {where}: expected {{"as_of": DATE, "models": {{NAME: '
@@ -123,7 +130,8 @@ def dollars(amount: float) -> str:
 def cost(
     model: str, server: str, prompt_tokens: int, completion_tokens: int, prices: Prices
 ) -> Cost:
-    if server in LOCAL_SERVERS:
+    batch = server.endswith(BATCH_SUFFIX)
+    if server.removesuffix(BATCH_SUFFIX) in LOCAL_SERVERS:
         return Cost(0.0, "a server on this machine")
     price = prices.lookup(model)
     if price is None:
@@ -133,4 +141,11 @@ def cost(
             "pass --prices FILE with its entry",
         )
     amount = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
-    return Cost(amount, f"{prices.currency} at {model}'s prices as of {prices.as_of}")
+    note = f"{prices.currency} at {model}'s prices as of {prices.as_of}"
+    if batch:
+        amount *= prices.batch
+        note += (
+            f", batch price x{prices.batch:g}" if prices.batch < 1
+            else ", at standard prices: the table gives no batch discount"
+        )  # fmt: skip
+    return Cost(amount, note)

@@ -20,7 +20,7 @@ from . import redact
 from .batch import BatchResults, NotInResults
 from .case import Answer, Case, Row, Score
 from .config import RunConfig, load_config
-from .cost import Cost, Usage, cost, load_prices, usage
+from .cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors
 from .export import RowTable, write_results
 from .folder import default_out, lock_out, write_run_json
@@ -152,7 +152,7 @@ def run_config(
     used = _usage(rows, out / JOURNAL)
     spent = cost(
         config.model.request_model,
-        server_label(config.model),
+        server_label(config.model) + (BATCH_SUFFIX if results else ""),
         used.prompt_tokens,
         used.completion_tokens,
         price_table,
@@ -273,7 +273,7 @@ def _ask_all(
     journal = JournalWriter(out / JOURNAL)
     throttle = Throttle(concurrency)
 
-    server = server_label(config.model)
+    server = server_label(config.model) + (BATCH_SUFFIX if isinstance(source, BatchResults) else "")
 
     def finish(case: Case, answer: Answer, score: Score) -> None:
         journal.append(_row(config, server, case, answer, score))

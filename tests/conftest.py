@@ -1,12 +1,12 @@
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from .doubles import send_json
+from .doubles import QuietServer, send_json
 
 # A project of its own, run by tests/test_pytest_plugin.py in a copy.
 collect_ignore = ["sample_project"]
@@ -65,7 +65,8 @@ class FakeServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # Quiet: a client that hangs up (a run stopped mid-request) is no error here.
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def completion(self, text: str, status: int = 200, headers: dict | None = None) -> None:

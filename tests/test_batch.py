@@ -119,9 +119,12 @@ def _results_from_cassette(folder, requests_path, out_path, seed=0):
 
 
 def _by_case(journal):
+    """Rows by case id, less what a batch cannot share with a live run: the latency
+    (a batch has none per request) and the server's label (marked as a batch's)."""
     rows = {}
     for r in map(json.loads, journal.read_text().splitlines()):
-        r["answer"].pop("latency_s")  # a batch has no per-request latency
+        r["answer"].pop("latency_s")
+        r["server"] = r["server"].removesuffix(" (batch)")
         rows[r["case"]["id"]] = r
     return rows
 
@@ -144,6 +147,9 @@ def test_a_batch_of_recorded_answers_scores_as_the_live_run(folder, replayed, tm
     for cid, row in live.items():
         assert batch[cid] == row, cid
     assert result.missing == ()
+    assert json.loads((run / "journal.jsonl").read_text().splitlines()[0])["server"].endswith(
+        " (batch)"
+    )
 
 
 CONV_CONFIG = emulate.make_config("conv", CONV, n=2, model="gpt-4o-mini", mode="chat")

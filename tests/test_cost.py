@@ -32,6 +32,17 @@ def test_cost_arithmetic_and_local_servers():
     assert unpriced.amount is None and "--prices" in unpriced.note
 
 
+def test_a_batch_costs_the_tables_batch_fraction(tmp_path):
+    prices = load_prices()
+    c = cost("gpt-4o-mini", "api.openai.com (batch)", 1_000_000, 500_000, prices)
+    assert c.amount == pytest.approx((0.15 + 0.30) * 0.5) and "batch price x0.5" in c.note
+    assert cost("gemma", "localhost (batch)", 10**9, 10**9, prices).amount == 0
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"as_of": "x", "models": {"m": {"input": 2, "output": 0}}}))
+    own = cost("m", "h.example (batch)", 1_000_000, 0, load_prices(path))
+    assert own.amount == 2 and "no batch discount" in own.note
+
+
 def test_a_prices_file_replaces_the_table(tmp_path, capsys):
     path = tmp_path / "prices.json"
     path.write_text(

@@ -40,6 +40,7 @@ def _by_case(run):
     rows = {}
     for r in _lines(run / "journal.jsonl"):
         r["answer"].pop("latency_s")
+        r["server"] = r["server"].removesuffix(" (batch)")
         rows[r["case"]["id"]] = r
     return rows
 

@@ -2,6 +2,7 @@
 
 from .api import cases, estimate, make_config, run
 from .batch import export_batch
+from .batch_api import BatchPending, run_batch
 from .case import Answer, Case, Row, Score, TokenLogprob
 from .compare import compare
 from .config import RunConfig, load_config
@@ -13,9 +14,11 @@ from .report import report
 from .rescore import grade, rescore
 from .runner import RunResult, run_config
 from .stats import breaking_point
+from .sweep import sweep
 
 __all__ = [
     "Answer",
+    "BatchPending",
     "Case",
     "EmulateError",
     "Row",
@@ -39,5 +42,7 @@ __all__ = [
     "report",
     "rescore",
     "run",
+    "run_batch",
     "run_config",
+    "sweep",
 ]

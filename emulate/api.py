@@ -9,7 +9,7 @@ from typing import Any
 
 from .case import Case
 from .config import RunConfig
-from .cost import Cost, cost, load_prices
+from .cost import BATCH_SUFFIX, Cost, cost, load_prices
 from .model import LOCAL, ModelConfig
 from .probe import Probe, build_cases, check_grid, expand
 from .registry import get_probe, register
@@ -170,6 +170,7 @@ class Estimate:
     cost: Cost  # at the estimated answer length
     max_cost: Cost  # if every answer ran to its budget
     encoding: str = "o200k_base"
+    batch_cost: Cost | None = None  # the same through a batch API (`run --batch`)
 
 
 # A dry run builds at most this many cases and scales up: counting 10 million cases
@@ -215,4 +216,11 @@ def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
         max_completion_tokens=budget,
         cost=cost(config.model.request_model, server, prompt_tokens, completion_tokens, table),
         max_cost=cost(config.model.request_model, server, prompt_tokens, budget, table),
+        batch_cost=cost(
+            config.model.request_model,
+            server + BATCH_SUFFIX,
+            prompt_tokens,
+            completion_tokens,
+            table,
+        ),  # fmt: skip
     )

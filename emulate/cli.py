@@ -13,10 +13,11 @@ from pathlib import Path
 
 from . import api, redact
 from .batch import export_batch
+from .batch_api import DEFAULT_POLL_S, BatchPending, run_batch
 from .compare import compare
 from .config import load_config
 from .cost import dollars
-from .errors import EmulateError, TooManyErrors
+from .errors import EmulateError
 from .execute import execute_batch
 from .export import export
 from .journal import RUN_JSON, write_atomic
@@ -26,6 +27,7 @@ from .registry import all_probes, get_probe, names, sources
 from .report import report
 from .rescore import grade, rescore
 from .runner import DEFAULT_MAX_ERRORS, parse_max_errors, run_config
+from .sweep import ModelSpec, load_models, parse_model, sweep
 
 EXAMPLES = """\
 examples:
@@ -47,6 +49,7 @@ examples:
   emulate run conv --model gpt-4o-mini --batch-file req.jsonl --out runs/b   a batch's requests
   emulate batch execute req.jsonl --base-url http://127.0.0.1:8000/v1 --out output.jsonl
   emulate run --config runs/b/run.json --batch-results output.jsonl   score a batch's results
+  emulate run conv --model gpt-4o-mini --model qwen@http://127.0.0.1:8000/v1 --out runs/sweep
 """
 
 # Flags that define a run; with --config they come from run.json instead.
@@ -130,8 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
+        action="append",
         default=None,
-        help="model name; 'local' (the default) starts Gemma 3 270M under llama-server",
+        metavar="NAME[@URL]",
+        help="model name; 'local' (the default) starts Gemma 3 270M under llama-server; "
+        "NAME@URL for a model behind its own OpenAI-compatible server. Repeat it for a sweep: "
+        "the same cases on each model into --out/MODEL, then one report and every pair "
+        "compared",
+    )
+    g.add_argument(
+        "--models",
+        default=None,
+        metavar="FILE",
+        help="a sweep's models, one NAME or NAME@URL a line (# comments)",
     )
     g.add_argument(
         "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
@@ -190,11 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
         "(which vLLM's run_batch reads too; custom_id = case id) and run.json in --out",
     )
     rec.add_argument(
+        "--batch",
+        action="store_true",
+        help="run through the server's Batch API (OpenAI's costs half and takes up to 24 h): "
+        "upload the requests, submit, wait with progress, download the results and score "
+        "them; stopped, --resume goes on with the batches saved in --out",
+    )
+    rec.add_argument(
         "--batch-results",
         nargs="+",
         metavar="FILE.jsonl",
         help="ask nothing: score a batch's output file (and its error file, if any) against "
         "--config RUN/run.json, journaled into RUN (or --out) as a live run would be",
+    )
+    g.add_argument(
+        "--batch-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --batch: stop waiting after this long and exit with code 75 (the batches go "
+        "on; --resume later); 0 submits and returns (default: wait until they end)",
+    )
+    g.add_argument(
+        "--batch-poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="SECONDS",
+        help=f"with --batch: seconds between status checks (default {DEFAULT_POLL_S:g})",
     )
     g.add_argument(
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
@@ -392,13 +428,13 @@ def _config(args: argparse.Namespace):
         return config
     if not args.probe:
         raise EmulateError("name a probe (see `emulate probes`) or pass --config run.json")
-    try:
-        extra = json.loads(args.extra_body) if args.extra_body else None
-    except json.JSONDecodeError as err:
-        raise EmulateError(f"--extra-body is not valid JSON: {err}") from None
-    if extra is not None and not isinstance(extra, dict):
-        raise EmulateError("--extra-body must be a JSON object, e.g. '{\"cache_prompt\": false}'")
-    model = args.model or LOCAL
+    extra = _extra_body(args)
+    (spec,) = _models(args) or [ModelSpec(LOCAL)]
+    model = spec.model
+    if spec.base_url:
+        if args.base_url:
+            raise EmulateError(f"--model {model}@{spec.base_url} names its URL: drop --base-url")
+        args.base_url = spec.base_url
     if args.base_url and model == LOCAL:
         raise EmulateError("--base-url needs --model NAME (the model the server serves)")
     return api.make_config(
@@ -418,11 +454,65 @@ def _config(args: argparse.Namespace):
     )
 
 
+def _extra_body(args: argparse.Namespace) -> dict | None:
+    try:
+        extra = json.loads(args.extra_body) if args.extra_body else None
+    except json.JSONDecodeError as err:
+        raise EmulateError(f"--extra-body is not valid JSON: {err}") from None
+    if extra is not None and not isinstance(extra, dict):
+        raise EmulateError("--extra-body must be a JSON object, e.g. '{\"cache_prompt\": false}'")
+    return extra
+
+
 def _restores_credentials(stored: str | None, given: str) -> bool:
     return bool(stored) and redact.MASK in stored and redact.url(given) == stored
 
 
+def _models(args: argparse.Namespace) -> list[ModelSpec]:
+    specs = [parse_model(m) for m in args.model or []]
+    return specs + (load_models(args.models) if args.models else [])
+
+
+def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
+    others = [flag for flag, given in (
+        ("--config", args.config), ("--record", args.record), ("--replay", args.replay),
+        ("--batch", args.batch), ("--batch-file", args.batch_file),
+        ("--batch-results", args.batch_results), ("--dry-run", args.dry_run),
+        ("--base-url", args.base_url)) if given]  # fmt: skip
+    if others:
+        raise EmulateError(
+            f"a sweep over {len(specs)} models runs each live; {others[0]} is for one model "
+            "(give each model's server as NAME@URL)"
+        )
+    if not args.probe:
+        raise EmulateError("name a probe to sweep (see `emulate probes`)")
+    sweep(
+        args.probe,
+        _grid(args.probe, args.params),
+        models=specs,
+        n=args.n if args.n is not None else 3,
+        seed=args.seed or 0,
+        mode=args.mode,
+        out=args.out,
+        resume=args.resume,
+        concurrency=args.concurrency,
+        max_errors=parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS,
+        progress=not args.no_progress,
+        echo=True,
+        prices=args.prices,
+        temperature=args.temperature or 0.0,
+        max_tokens=args.max_tokens,
+        stop=args.stop,
+        top_logprobs=args.top_logprobs or 0,
+        extra_body=_extra_body(args),
+        skip_impossible=bool(args.skip_impossible),
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    specs = _models(args)
+    if len(specs) > 1:
+        return cmd_sweep(args, specs)
     config = _config(args)
     if args.batch_file:
         if args.dry_run or args.resume:
@@ -444,10 +534,18 @@ def cmd_run(args: argparse.Namespace) -> None:
             "so other tokenizers differ somewhat\n"
             f"cost ≈ {est.cost.describe()}{budget}"
         )
+        if est.batch_cost and est.batch_cost.amount and est.cost.amount:
+            print(f"through a batch API (--batch): ≈ {dollars(est.batch_cost.amount)}")
         return
     out = args.out
-    if args.batch_results and out is None and args.config:
-        out = Path(args.config).parent  # where --batch-file wrote run.json
+    if (args.batch_results or args.batch) and out is None and args.config:
+        out = Path(args.config).parent  # the folder the batch was written from
+    max_errors = parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS
+    if args.batch:
+        run_batch(config, out, resume=args.resume, wait_s=args.batch_wait,
+                  poll_s=args.batch_poll, progress=not args.no_progress, prices=args.prices,
+                  max_errors=max_errors)  # fmt: skip
+        return
     run_config(
         config,
         out,
@@ -456,7 +554,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         replay=args.replay,
         resume=args.resume,
         retry_errors=args.retry_errors,
-        max_errors=parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS,
+        max_errors=max_errors,
         concurrency=args.concurrency,
         progress=not args.no_progress,
         prices=args.prices,
@@ -554,12 +652,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch": cmd_batch,
             "serve": cmd_serve,
         }[args.command](args)
-    except TooManyErrors as err:
-        print(f"emulate: error: {err}", file=sys.stderr)
+    except BatchPending as err:
+        print(f"emulate: {err}", file=sys.stderr)
         return err.exit_code
     except EmulateError as err:
         print(f"emulate: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)  # TooManyErrors: 3
     except KeyboardInterrupt:
         if args.command in ("run", "batch"):
             print(

@@ -224,8 +224,8 @@ def compare_metric(
 
     shared = sorted(c for c in set(a) & set(b) if a[c] is not None and b[c] is not None)
     d = np.array([b[c] - a[c] for c in shared], dtype=float)
-    if len(d) == 0:
-        return (math.nan, math.nan, math.nan, math.nan)
+    if len(d) < 2:  # one pair has a difference, but no interval and no test
+        return (float(d[0]) if len(d) else math.nan, math.nan, math.nan, math.nan)
     low, high = bootstrap_ci(d, seed=seed)
     if np.all(d == 0):
         return (0.0, 0.0, 0.0, 1.0)

@@ -131,3 +131,28 @@ def test_export_execute_score_gives_the_live_runs_answers(tmp_path, no_new_serve
         {k: v for k, v in r.items() if k != "server"}
         for r in results_rows(tmp_path / "live" / "results.csv")
     ]
+
+
+def test_a_sweep_of_the_embedded_model_and_a_second_server(tmp_path, no_new_servers):
+    """Issue 16's bar for sweeps: two models (the embedded one, and a second
+    llama-server of the same weights named apart), two run folders, one report with
+    both curves and breaking points, and the McNemar comparison. (Two servers of one
+    model answer alike: the comparison's figures are checked, not a difference.)"""
+    from emulate.local import local_server
+
+    grid = {"dims": 1, "size": [2, 3, 5, 8], "kernel": 2, "values": 1}
+    with local_server(slots=1, seed=7) as url:
+        result = emulate.sweep("conv", grid, models=["local", f"gemma-twin@{url}"], n=3,
+                               mode="completion", out=tmp_path / "s", progress=False)  # fmt: skip
+    assert [r.out.name for r in result.runs] == ["local", "gemma-twin"]
+    assert all(r.done == r.total == 12 for r in result.runs)
+    curves = {(c.model, c.axis) for c in result.report.curves}
+    assert {("gemma-3-270m-q4_k_m", "size"), ("gemma-twin", "size")} <= curves
+    (pair,) = result.comparisons
+    (overall,) = [c for c in pair.rows if c.group == "all" and c.measure == "correct"]
+    # the same weights at temperature 0 with the same request seeds: the same answers,
+    # so no discordant pair and an exact McNemar p of 1
+    assert (overall.n, overall.a_only_right, overall.b_only_right) == (12, 0, 0)
+    assert overall.p_value == 1.0
+    assert (tmp_path / "s" / "comparisons.csv").read_text().count("\n") > 2
+    assert (tmp_path / "s" / "report" / "report.html").exists()

@@ -36,8 +36,11 @@ def test_planted_secrets_are_in_no_file_and_no_message(tmp_path, monkeypatch, ca
         assert stored["base_url"] == server.url.replace("127.0.0.1", "***@127.0.0.1") + (
             "?api-key=***"
         )
+        # (500s at 40% leave about 5 of 72 cases failed after retries, by chance more than
+        # the default 10%: that is not what this test is about.)
         assert main(["run", "--config", str(runs / "a" / "run.json"), "--out",
-                     str(runs / "b"), "--no-progress", "--base-url", url]) == 0  # fmt: skip
+                     str(runs / "b"), "--no-progress", "--base-url", url,
+                     "--max-errors", "100%"]) == 0  # fmt: skip
         assert main(["run", "--config", str(runs / "a" / "run.json"), "--out",
                      str(runs / "c"), "--no-progress"]) == 2  # fmt: skip
     assert main(["report", str(runs / "a"), str(runs / "b"), "--out", str(tmp_path / "rep")]) == 0

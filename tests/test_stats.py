@@ -102,6 +102,13 @@ def test_paired_metric_difference():
     assert compare_metric(a, a)[3] == 1.0
 
 
+def test_a_metric_on_one_shared_case_has_a_difference_and_no_test():
+    # scipy's bootstrap refuses one observation; a sweep met it (a metric only one
+    # answer of each model parsed for).
+    diff, low, high, p = compare_metric({"x": 1.0, "y": None}, {"x": 3.5, "y": 2.0})
+    assert diff == 2.5 and all(math.isnan(v) for v in (low, high, p))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 6), st.booleans(), st.floats(0, 1)), min_size=1, max_size=60)

@@ -1,0 +1,357 @@
+"""A run through OpenAI's Batch API, end to end, with the SDK: the run's requests
+(`export_batch`) uploaded as batch input files, one batch each, polled until they
+end, their output and error files downloaded into the run folder and scored as
+`--batch-results` scores any results file.
+
+Every step is written to RUN/batch.json as soon as it is taken (the file ids, the
+batch ids, their states, the downloads), so a stopped run (Ctrl-C, a --batch-wait
+that ran out, a machine turned off) goes on with `resume=True` from where it was:
+nothing is uploaded or submitted twice. A batch takes up to a day and costs half
+a live run (the price table's `batch` fraction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import openai
+
+from . import redact
+from .batch import export_batch
+from .config import RunConfig, load_config
+from .errors import EmulateError
+from .folder import default_out, lock_out
+from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
+from .model import LOCAL, api_key_for
+from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config
+
+BATCH_JSON = "batch.json"
+REQUESTS = "requests.jsonl"
+# OpenAI's limits on one batch's input file (platform.openai.com/docs/guides/batch),
+# less a margin for the bytes: a bigger run becomes several batches.
+MAX_REQUESTS = 50_000
+MAX_BYTES = 190_000_000
+ENDED = ("completed", "failed", "expired", "cancelled")
+DEFAULT_POLL_S = 30.0
+
+
+class BatchPending(EmulateError):
+    """The batches have not ended yet (a --batch-wait ran out); resume later.
+    The CLI exits with code 75, EX_TEMPFAIL: try again later."""
+
+    exit_code = 75
+
+
+@dataclass(frozen=True)
+class Part:
+    """One batch: its input file in the run folder and what became of it."""
+
+    requests_file: str
+    requests: int
+    file_id: str | None = None
+    batch_id: str | None = None
+    status: str | None = None
+    done: int = 0  # requests completed or failed, as the API counts them
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    output: str | None = None  # the downloaded output file, in the run folder
+    errors: str | None = None  # the downloaded error file
+    problems: tuple[str, ...] = ()  # why a batch failed, in the API's words
+
+
+@dataclass(frozen=True)
+class State:
+    endpoint: str
+    server: str  # the base URL, credentials masked; "" for OpenAI's own
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        return all(p.status in ENDED for p in self.parts)
+
+    def describe(self) -> str:
+        total = sum(p.requests for p in self.parts)
+        done = sum(p.done for p in self.parts)
+        states = ", ".join(sorted({p.status or "not submitted" for p in self.parts}))
+        ids = ", ".join(p.batch_id or "-" for p in self.parts)
+        return f"batch {ids}: {states}, {done:,} of {total:,} requests done"
+
+
+def run_batch(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    wait_s: float | None = None,
+    poll_s: float = DEFAULT_POLL_S,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+    prices: str | Path | None = None,
+    max_errors: int | float = DEFAULT_MAX_ERRORS,
+) -> RunResult:
+    """Run `config` through the Batch API at its base URL (OpenAI's by default): submit,
+    wait (at most `wait_s` seconds, then raise BatchPending; None waits until the
+    batches end), download, score. `resume=True` goes on with the batches saved in
+    `out`."""
+    if config.model.model == LOCAL and config.model.base_url is None:
+        raise EmulateError(
+            "the embedded model has no batch API: write the requests with --batch-file and "
+            "run them with `emulate batch execute`"
+        )
+    if poll_s <= 0 or (wait_s is not None and wait_s < 0):
+        raise EmulateError("--batch-wait and the poll interval are seconds, above 0")
+    out = Path(out) if out is not None else default_out(config.probe)
+    state = _start(config, out, resume)
+    client = openai.OpenAI(
+        api_key=api_key_for(config.model, replay=False),
+        base_url=config.model.base_url,
+        timeout=config.model.timeout_s,
+        max_retries=config.model.max_retries,
+    )
+    secrets = [client.api_key, *redact.url_secrets(config.model.base_url)]
+    lock = lock_out(out)
+    try:
+        with _api_errors(secrets, state.server or "api.openai.com"):
+            state = _submit(client, out, state)
+            state = _wait(client, out, state, wait_s, poll_s, progress)
+            state = _download(client, out, state)
+    finally:
+        lock.close()
+    failed = [p for p in state.parts if p.status == "failed"]
+    if len(failed) == len(state.parts):
+        raise EmulateError(f"the batch failed: {_problems(failed)}")
+    files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
+    if not files:
+        raise EmulateError(f"{state.describe()}: it wrote no results to score")
+    result = run_config(config, out, batch_results=files, resume=True, progress=progress,
+                        echo=echo, prices=prices, max_errors=max_errors)  # fmt: skip
+    if echo:
+        for p in state.parts:
+            if p.status != "completed":
+                echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
+                     if p.problems else "; its unanswered cases are not scored"))  # fmt: skip
+    return result
+
+
+def _start(config: RunConfig, out: Path, resume: bool) -> State:
+    """The saved state to go on from, or a new one: the run's requests exported into
+    `out` and split into batches of what the API accepts."""
+    saved = out / BATCH_JSON
+    if saved.exists():
+        if not resume:
+            raise EmulateError(
+                f"--out {out} holds submitted batches: pass --resume to wait for them and score "
+                "them, or choose another --out"
+            )
+        previous = load_config(out / RUN_JSON)
+        if previous.to_json() != config.to_json():
+            raise EmulateError(
+                f"--resume: {out} holds batches of another configuration; resume them with "
+                f"--config {out / RUN_JSON}"
+            )
+        return _load(saved)
+    if (out / JOURNAL).exists():
+        raise EmulateError(f"--out {out} holds a run already: submit a batch into a new folder")
+    export_batch(config, out / REQUESTS, out)
+    endpoint = "/v1" + ("/chat/completions" if config.model.mode == "chat" else "/completions")
+    state = State(endpoint, redact.url(config.model.base_url) or "", tuple(_split(out)))
+    _save(out, state)
+    return state
+
+
+def _split(out: Path) -> list[Part]:
+    """The exported requests as one input file per batch, in order (several only when
+    the run passes the API's limits on requests or bytes per file)."""
+    source = out / REQUESTS
+    with open(source, "rb") as src:
+        count = sum(1 for line in src if line.strip())
+    if count <= MAX_REQUESTS and source.stat().st_size <= MAX_BYTES:
+        return [Part(REQUESTS, count)]
+    parts: list[Part] = []
+    with contextlib.ExitStack() as stack, open(source, "rb") as src:
+        size = 0
+        for line in src:
+            if not line.strip():
+                continue
+            if not parts or parts[-1].requests == MAX_REQUESTS or size + len(line) > MAX_BYTES:
+                stack.close()  # the part before ends
+                parts.append(Part(f"requests-{len(parts) + 1:03d}.jsonl", 0))
+                f = stack.enter_context(open(out / parts[-1].requests_file, "wb"))
+                size = 0
+            f.write(line)
+            size += len(line)
+            parts[-1] = replace(parts[-1], requests=parts[-1].requests + 1)
+    return parts
+
+
+def _submit(client: openai.OpenAI, out: Path, state: State) -> State:
+    """Upload and create what is not yet: each step saved before the next."""
+    for i, part in enumerate(state.parts):
+        if part.file_id is None:
+            with open(out / part.requests_file, "rb") as f:
+                uploaded = client.files.create(file=f, purpose="batch")
+            part = replace(part, file_id=uploaded.id)
+            state = _with(out, state, i, part)
+        if part.batch_id is None:
+            batch = client.batches.create(
+                input_file_id=part.file_id,
+                endpoint=state.endpoint,  # type: ignore[arg-type]
+                completion_window="24h",
+                metadata={"emulate_run": out.name[:512], "part": part.requests_file},
+            )
+            state = _with(out, state, i, replace(part, batch_id=batch.id, status=batch.status))
+    return state
+
+
+def _wait(
+    client: openai.OpenAI,
+    out: Path,
+    state: State,
+    wait_s: float | None,
+    poll_s: float,
+    progress: bool,
+) -> State:
+    """Poll until every batch has ended, or `wait_s` has passed (BatchPending)."""
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    bar = _Bar(sum(p.requests for p in state.parts), progress)
+    try:
+        while True:
+            for i, part in enumerate(state.parts):
+                if part.status not in ENDED:
+                    state = _with(out, state, i, _polled(client, part))
+            bar.show(state)
+            if state.ended:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise BatchPending(
+                    f"{state.describe()}; it goes on at the server: come back with "
+                    f"emulate run --config {out / RUN_JSON} --out {out} --batch --resume"
+                )
+            left = poll_s if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(poll_s, left)))
+    finally:
+        bar.close()
+
+
+def _polled(client: openai.OpenAI, part: Part) -> Part:
+    try:
+        batch = client.batches.retrieve(part.batch_id or "")
+    except (openai.APIConnectionError, openai.InternalServerError) as err:
+        # A day-long wait outlives a network blip: say so, and ask again next poll.
+        print(f"warning: polling batch {part.batch_id}: {type(err).__name__}", file=sys.stderr)
+        return part
+    counts = batch.request_counts
+    errors = (batch.errors.data if batch.errors else None) or []
+    return replace(
+        part,
+        status=batch.status,
+        done=counts.completed + counts.failed if counts else part.done,
+        output_file_id=batch.output_file_id,
+        error_file_id=batch.error_file_id,
+        problems=tuple(
+            (e.code or "error") + (f" at line {e.line}" if e.line else "") + f": {e.message}"
+            for e in errors
+        ),
+    )
+
+
+def _download(client: openai.OpenAI, out: Path, state: State) -> State:
+    """Each ended batch's output and error files, into the run folder, once."""
+    for i, part in enumerate(state.parts):
+        stem = Path(part.requests_file).stem.replace("requests", "")
+        for remote, local, name in (
+            (part.output_file_id, part.output, f"output{stem}.jsonl"),
+            (part.error_file_id, part.errors, f"errors{stem}.jsonl"),
+        ):
+            if remote and not local:
+                with (
+                    client.files.with_streaming_response.content(remote) as response,
+                    atomic_writer(out / name) as f,
+                ):
+                    for chunk in response.iter_text():
+                        f.write(chunk)
+                kind = "output" if name.startswith("output") else "errors"
+                part = replace(part, **{kind: name})
+                state = _with(out, state, i, part)
+    return state
+
+
+def _problems(parts: list[Part]) -> str:
+    said = [x for p in parts for x in p.problems]
+    return "; ".join(said[:3]) + (f" (and {len(said) - 3} more)" if len(said) > 3 else "") or (
+        "the server gave no reason"
+    )
+
+
+@contextlib.contextmanager
+def _api_errors(secrets: list[str], where: str) -> Iterator[None]:
+    """The Batch API's refusals as one line each, naming what to do."""
+    try:
+        yield
+    except openai.AuthenticationError:
+        raise EmulateError(
+            "the server refused the API key (HTTP 401): check OPENAI_API_KEY"
+        ) from None
+    except openai.NotFoundError as err:
+        raise EmulateError(
+            redact.text(
+                f"HTTP 404 from {where}: {err.message}; a server without a batch API can run the "
+                "requests with --batch-file and `emulate batch execute`",
+                secrets,
+            )
+        ) from None
+    except openai.APIStatusError as err:
+        raise EmulateError(redact.text(f"the batch API at {where}: HTTP {err.status_code}: "
+                                       f"{err.message}", secrets)) from None  # fmt: skip
+    except openai.APIConnectionError as err:
+        raise EmulateError(redact.text(f"cannot reach the batch API at {where}: {err}; check "
+                                       "--base-url, then --resume", secrets)) from None  # fmt: skip
+
+
+def _with(out: Path, state: State, i: int, part: Part) -> State:
+    """`state` with part i replaced, saved at once."""
+    state = replace(state, parts=state.parts[:i] + (part,) + state.parts[i + 1 :])
+    _save(out, state)
+    return state
+
+
+def _save(out: Path, state: State) -> None:
+    write_atomic(out / BATCH_JSON, json.dumps(asdict(state), indent=2) + "\n")
+
+
+def _load(path: Path) -> State:
+    try:
+        data = json.loads(path.read_text())
+        parts = tuple(Part(**{**p, "problems": tuple(p.get("problems", ()))})
+                      for p in data["parts"])  # fmt: skip
+        return State(data["endpoint"], data["server"], parts)
+    except (ValueError, KeyError, TypeError) as err:
+        raise EmulateError(f"{path}: not a batch state emulate wrote ({err!r})") from None
+
+
+class _Bar:
+    """Requests done across the batches: a bar on a terminal, else a line per poll."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.enabled, self.bar = enabled, None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, unit="request")
+
+    def show(self, state: State) -> None:
+        if self.bar is not None:
+            self.bar.n = sum(p.done for p in state.parts)
+            self.bar.set_postfix_str(state.describe().split(": ")[1].split(",")[0])
+        elif self.enabled:
+            print(state.describe(), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

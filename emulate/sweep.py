@@ -1,0 +1,166 @@
+"""Sweeps: one probe's cases on several models, each run into its own folder beside
+the others, then one report over them all and the paired comparison of every two.
+
+A model is a name, or NAME@URL for one behind an OpenAI-compatible server of its
+own; `local` is the embedded default. Every model answers the same cases (the same
+seeds, the same prompts: one mode for all), so the comparisons pair them case by case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from .api import Grid, default_mode, make_config
+from .compare import Compared, compare
+from .errors import EmulateError, read_text
+from .journal import write_atomic
+from .probe import Probe
+from .registry import register
+from .report import Report, report
+from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config
+
+REPORT = "report"
+COMPARISONS = "comparisons.csv"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str
+    base_url: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """The run folder's name: the model's, safe as a path."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-.") or "model"
+
+
+def parse_model(spec: str) -> ModelSpec:
+    """NAME, or NAME@URL (the URL of the OpenAI-compatible server that serves it)."""
+    name, at, url = spec.rpartition("@")
+    if at and url.startswith(("http://", "https://")) and name:
+        return ModelSpec(name.strip(), url.strip())
+    if not spec.strip():
+        raise EmulateError("--model '': name a model, or NAME@URL")
+    return ModelSpec(spec.strip())
+
+
+def load_models(path: str | Path) -> list[ModelSpec]:
+    """A models file: one NAME or NAME@URL a line; blank lines and # comments skipped."""
+    specs = []
+    for line in read_text(path, f"--models {path}").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            specs.append(parse_model(line))
+    if not specs:
+        raise EmulateError(f"--models {path}: names no model (one NAME or NAME@URL a line)")
+    return specs
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    out: Path
+    runs: tuple[RunResult, ...]
+    report: Report
+    comparisons: tuple[Compared, ...]
+
+    def describe(self) -> str:
+        lines = [self.report.describe()]
+        lines += [c.describe() for c in self.comparisons]
+        return "\n\n".join(lines)
+
+
+def sweep(
+    probe: str | Probe,
+    grid: Grid | None = None,
+    *,
+    models: Sequence[str | ModelSpec],
+    n: int = 3,
+    seed: int = 0,
+    mode: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    concurrency: int | None = None,
+    max_errors: int | float = DEFAULT_MAX_ERRORS,
+    progress: bool = True,
+    echo: bool = False,
+    prices: str | Path | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Run `probe` over `grid` on each of `models` into OUT/MODEL/, then write
+    OUT/report/ (one report, a curve and breaking point per model) and
+    OUT/comparisons.csv (every two models paired case by case: McNemar and the
+    bootstrap interval, overall, per axis value and per cell). `options` are
+    `make_config`'s (temperature, max_tokens, stop, top_logprobs, extra_body,
+    skip_impossible), the same for every model."""
+    specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
+    if len(specs) < 2:
+        raise EmulateError("a sweep needs two models or more: --model A --model B")
+    names = [s.model for s in specs]
+    twice = sorted({x for x in names if names.count(x) > 1})
+    if twice:
+        raise EmulateError(
+            f"--model {twice[0]} is named twice: give each model its own name (a server "
+            "ignores the name, or serves it under an alias)"
+        )
+    mode = mode or _one_mode(probe, specs)
+    out = Path(out) if out is not None else Path("runs") / "sweep"
+    configs = [
+        make_config(
+            probe, grid, n=n, seed=seed, model=s.model, base_url=s.base_url, mode=mode, **options
+        )  # fmt: skip
+        for s in specs
+    ]  # every configuration checked before the first model is asked
+    folders = _folders(specs)
+    runs = []
+    for spec, config, folder in zip(specs, configs, folders, strict=True):
+        if echo:
+            print(f"--- {spec.model}" + (f" at {spec.base_url}" if spec.base_url else ""))
+        runs.append(
+            run_config(
+                config,
+                out / folder,
+                resume=resume,
+                concurrency=concurrency,
+                max_errors=max_errors,
+                progress=progress,
+                echo=print if echo else None,
+                prices=prices,
+            )  # fmt: skip
+        )
+    dirs = [r.out for r in runs]
+    rep = report(dirs, out / REPORT, prices=prices, seed=seed)
+    pairs = tuple(compare(a, b, seed=seed) for a, b in combinations(dirs, 2))
+    table = "".join(c.to_csv().split("\n", 1)[1] if i else c.to_csv() for i, c in enumerate(pairs))
+    write_atomic(out / COMPARISONS, table)
+    result = SweepResult(out, tuple(runs), rep, pairs)
+    if echo:
+        print(result.describe())
+        print(f"wrote {len(runs)} runs in {out}, {rep.html} and {out / COMPARISONS}")
+    return result
+
+
+def _one_mode(probe: str | Probe, specs: Sequence[ModelSpec]) -> str:
+    name = probe if isinstance(probe, str) else register(probe)
+    modes: Mapping[str, str] = {s.model: default_mode(name, s.model) for s in specs}
+    if len(set(modes.values())) > 1:
+        said = ", ".join(f"{m}: {x}" for m, x in modes.items())
+        raise EmulateError(
+            f"the models' default modes differ ({said}): pass --mode chat or --mode completion "
+            "so that every model answers the same prompts"
+        )
+    return next(iter(modes.values()))
+
+
+def _folders(specs: Sequence[ModelSpec]) -> list[str]:
+    """One folder per model; names that come out the same as a path get -2, -3, ..."""
+    seen: dict[str, int] = {}
+    folders = []
+    for s in specs:
+        seen[s.folder] = seen.get(s.folder, 0) + 1
+        folders.append(s.folder if seen[s.folder] == 1 else f"{s.folder}-{seen[s.folder]}")
+    return folders

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from .case import Answer, Case, Prompt, TokenLogprob
 from .config import RunConfig
-from .errors import EmulateError
+from .errors import EmulateError, open_file
 from .folder import default_out, lock_out, write_run_json
 from .journal import JOURNAL, atomic_writer
 from .model import answer_from, request_body
@@ -155,15 +155,7 @@ class BatchResults:
 
     def _index(self, i: int, path: Path) -> None:
         what = f"--batch-results {path}"
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise EmulateError(f"{what}: no such file") from None
-        except IsADirectoryError:
-            raise EmulateError(f"{what} is a folder: name the batch's output .jsonl file") from None
-        except OSError as err:
-            raise EmulateError(f"{what}: cannot read it ({err.strerror})") from None
-        with f:
+        with open_file(path, what) as f:
             offset = 0
             for number, line in enumerate(f, 1):
                 start, offset = offset, offset + len(line)

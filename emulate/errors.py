@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import BinaryIO
 
 
 class EmulateError(Exception):
@@ -20,18 +21,24 @@ class TooManyErrors(EmulateError):
         self.result = result
 
 
-def read_text(path: str | Path, what: str) -> str:
-    """A user's file as text, or an EmulateError naming it (`what`, e.g. "items=x.json")
-    and what is wrong: missing, a folder, unreadable, binary or not UTF-8."""
-    path = Path(path)
+def open_file(path: str | Path, what: str) -> BinaryIO:
+    """A user's file opened for reading bytes, or an EmulateError naming it (`what`)
+    and what is wrong: missing, a folder, unreadable."""
     try:
-        data = path.read_bytes()
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise EmulateError(f"{what}: no such file") from None
     except IsADirectoryError:
         raise EmulateError(f"{what} is a folder: name a file") from None
     except OSError as err:
         raise EmulateError(f"{what}: cannot read it ({err.strerror})") from None
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A user's file as text, or an EmulateError naming it (`what`, e.g. "items=x.json")
+    and what is wrong: missing, a folder, unreadable, binary or not UTF-8."""
+    with open_file(path, what) as f:
+        data = f.read()
     if b"\0" in data:
         raise EmulateError(f"{what}: a binary file, not text; name a JSON or JSONL file")
     try:

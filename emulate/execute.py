@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 
 from .case import Answer
-from .errors import EmulateError
+from .errors import EmulateError, open_file
 from .journal import JournalWriter, atomic_writer
 from .model import LOCAL, LOCAL_MODEL_NAME, Model, ModelConfig, api_key_for
 from .runner import (
@@ -124,11 +124,9 @@ def _check_requests(path: Path) -> tuple[set[str], str]:
     """Every custom_id, and the model of the first request; any line that is not a
     request emulate can send is an error naming it, before anything is asked."""
     what = f"requests file {path}"
-    if not path.is_file():
-        raise EmulateError(f"{what}: no such file" + (" (a folder)" if path.is_dir() else ""))
     ids: set[str] = set()
     model = None
-    with open(path, "rb") as f:
+    with open_file(path, what) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -53,6 +53,17 @@ def completion_body(request: Mapping, text: str, model: str | None = None) -> di
     }
 
 
+def loopback(
+    handler: type[BaseHTTPRequestHandler],
+) -> tuple[ThreadingHTTPServer, str, threading.Thread]:
+    """A server on a free loopback port, its OpenAI-style base URL, and the thread to
+    serve it on (not started)."""
+    httpd = QuietServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    return httpd, url, threading.Thread(target=httpd.serve_forever, daemon=True)
+
+
 class QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         pass  # a client that hung up (a killed run) is part of the test
@@ -118,10 +129,7 @@ class FaultServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd, self.url, self.thread = loopback(Handler)
 
     def _fate(self) -> str:
         with self.lock:
@@ -197,10 +205,7 @@ class BatchServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd, self.url, self.thread = loopback(Handler)
 
     def handle(self, method: str, path: str, headers, raw: bytes) -> tuple[int, object]:
         parts = path.removeprefix("/v1/").split("/")

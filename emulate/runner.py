@@ -123,6 +123,11 @@ def run_config(
     allowed = _allowed_errors(max_errors, len(plan))
     results = None
     if batch_results:
+        if probe.turns_see_answers:
+            raise EmulateError(
+                f"{config.probe} sends each turn with the answers before it, so no batch holds "
+                "its requests: run it live"
+            )
         results = BatchResults(batch_results)
         results.check({c.id for c in plan})  # before anything is written
 

@@ -261,3 +261,12 @@ def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, me
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run" / "journal.jsonl").exists()
+
+
+def test_a_probe_whose_turns_see_answers_has_no_batch_results(tmp_path, capsys):
+    (tmp_path / "o.jsonl").write_text('{"custom_id": "x", "response": null, "error": "e"}\n')
+    argv = ["run", "shell", "--batch-results", str(tmp_path / "o.jsonl"), "--out",
+            str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    assert "shell sends each turn with the answers before it" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

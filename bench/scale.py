@@ -4,6 +4,7 @@ every second measured is spent in the client. Whole processes, timed from outsid
     python bench/scale.py throughput [--cases 2000] [--rounds 3]
     python bench/scale.py tape [--sizes 1000,2000,5000,10000] [--rounds 3]
     python bench/scale.py memory [--cases 100000]
+    python bench/scale.py batch [--cases 10000] [--rounds 3]
     python bench/scale.py all
 
 throughput: `emulate run conv` (chat, --concurrency 64) against a bare AsyncOpenAI +
@@ -14,6 +15,10 @@ tape: the same run live, recording a cassette, and replaying it with no server, 
   cost flat from the smallest size to the largest (linear, not quadratic).
 memory: peak RSS of a 100,000-case run and of its --dry-run, and the dry run's time.
   Goals: <= 250 MB each, dry run < 10 s.
+batch: the same run live, and as a batch: --batch-file (export), `batch execute`
+  (concurrency 64) and --batch-results (score), each timed, with the scoring's peak
+  RSS. The batch path's three steps together against the live run, which does the
+  same work in one process.
 Needs nginx (apt-get install nginx-light).
 """
 
@@ -114,10 +119,37 @@ def memory(cases: int) -> tuple[float, float, float]:
     return dry_mb, dry_s, run_mb
 
 
+def batch(cases: int, rounds: int) -> float:
+    live, export, execute, score, score_mb = [], [], [], [], []
+    with fixed_endpoint() as url, tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for i in range(rounds):
+            live.append(timed(emulate_run(url, cases, tmp / f"live{i}"))[0])
+            requests, output, run = tmp / f"req{i}.jsonl", tmp / f"out{i}.jsonl", tmp / f"b{i}"
+            export.append(timed(emulate_run(url, cases, run, "--batch-file", str(requests)))[0])
+            execute.append(timed([*EMULATE, "batch", "execute", str(requests), "--base-url", url,
+                                  "--out", str(output), "--concurrency", "64",
+                                  "--no-progress"])[0])  # fmt: skip
+            s, mb = timed([*EMULATE, "run", "--config", str(run / "run.json"), "--batch-results",
+                           str(output), "--no-progress"])  # fmt: skip
+            score.append(s)
+            score_mb.append(mb)
+    m = [statistics.median(x) for x in (live, export, execute, score)]
+    total = sum(m[1:])
+    print(f"batch path, {cases} cases (whole processes, median of {rounds}):")
+    print(f"  live run             {m[0]:6.2f} s")
+    print(f"  export (--batch-file) {m[1]:5.2f} s")
+    print(f"  batch execute        {m[2]:6.2f} s   ({m[0] / m[2]:.2f}x the live run's speed)")
+    print(f"  score (--batch-results) {m[3]:4.2f} s  {1000 * m[3] / cases:.3f} ms/case, "
+          f"peak {statistics.median(score_mb):.0f} MB")  # fmt: skip
+    print(f"  the three steps      {total:6.2f} s   ({m[0] / total:.2f}x the live run's speed)")
+    return m[0] / total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["throughput", "tape", "memory", "all"])
-    ap.add_argument("--cases", type=int, help="cases (throughput 2000, memory 100000)")
+    ap.add_argument("what", choices=["throughput", "tape", "memory", "batch", "all"])
+    ap.add_argument("--cases", type=int, help="cases (throughput 2000, memory 100000, batch 10000)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each, alternating (default 3)")
     ap.add_argument("--sizes", default="1000,2000,5000,10000", help="tape: comma list")
     args = ap.parse_args()
@@ -127,6 +159,8 @@ def main() -> None:
         tape([int(x) for x in args.sizes.split(",")], args.rounds)
     if args.what in ("memory", "all"):
         memory(args.cases or 100_000)
+    if args.what in ("batch", "all"):
+        batch(args.cases or 10_000, args.rounds)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,9 @@ def run_config(
         if result.missing:
             echo(
                 f"{len(result.missing)} of {result.total} cases have no answer in the results "
-                f"(the first: {result.missing[0]}); score them once you have them: emulate run "
-                f"--config {out / RUN_JSON} --out {out} --resume --batch-results FILE.jsonl"
+                f"(the first: {result.missing[0]}); score them once you have them with "
+                f"emulate run --config {out / RUN_JSON} --out {out} --resume --batch-results "
+                "FILE.jsonl, or ask them live: the same without --batch-results"
             )
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
     if result.errors > allowed:

@@ -14,7 +14,7 @@ from emulate.config import load_config
 from emulate.registry import get_probe
 from emulate.runner import run_config
 
-from .conftest import cassette_dirs, skip_unless_runnable
+from .conftest import CASSETTES, cassette_dirs, skip_unless_runnable
 
 CONV = {"dims": 1, "size": [4, 5], "kernel": 2, "values": 9}
 
@@ -150,6 +150,22 @@ def test_a_batch_of_recorded_answers_scores_as_the_live_run(folder, replayed, tm
     assert json.loads((run / "journal.jsonl").read_text().splitlines()[0])["server"].endswith(
         " (batch)"
     )
+
+
+def test_rescore_compare_and_export_work_on_a_batch_run(replayed, tmp_path):
+    folder = CASSETTES / "conv" / "completion"
+    config = load_config(folder / "run.json")
+    run = tmp_path / "run"
+    emulate.export_batch(config, tmp_path / "requests.jsonl", run)
+    _results_from_cassette(folder, tmp_path / "requests.jsonl", tmp_path / "output.jsonl")
+    run_config(config, run, batch_results=[tmp_path / "output.jsonl"], progress=False, echo=None)
+    paired = emulate.compare(replayed("conv/completion"), run)
+    (overall,) = [c for c in paired.rows if c.group == "all" and c.measure == "correct"]
+    assert (paired.shared, overall.difference, overall.a_only_right, overall.b_only_right) == (
+        72, 0.0, 0, 0)  # fmt: skip
+    (rescored,) = emulate.rescore([run], check=True)
+    assert rescored.changed_rows == 0
+    assert len(emulate.load_results(run)) == 72
 
 
 CONV_CONFIG = emulate.make_config("conv", CONV, n=2, model="gpt-4o-mini", mode="chat")

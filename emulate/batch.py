@@ -17,6 +17,7 @@ its custom_ids, so the probe's own `converse` runs exactly as it does live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -251,6 +252,9 @@ def result_answer(line: Mapping[str, Any], chat: bool) -> Answer:
     if isinstance(response, Mapping):
         status = response.get("status_code")
         body = response.get("body")
+        if isinstance(body, str):  # some batch services write the body as JSON text
+            with contextlib.suppress(ValueError):  # else read as a body that is not JSON
+                body = json.loads(body)
         if isinstance(status, int) and 200 <= status < 300:
             return answer_from(body, None, chat=chat)
         detail = _message(body) or _message(line.get("error")) or "no message"

@@ -286,3 +286,23 @@ def test_a_probe_whose_turns_see_answers_has_no_batch_results(tmp_path, capsys):
     assert main(argv) == 2
     assert "shell sends each turn with the answers before it" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_result_lines_as_other_batch_services_write_them():
+    from emulate.batch import result_answer
+
+    body = {"choices": [{"message": {"content": "[1]"}, "finish_reason": "stop"}]}
+    as_text = {"custom_id": "a", "response": {"status_code": 200, "body": json.dumps(body)}}
+    assert result_answer(as_text, chat=True).text == "[1]"
+    broken = {"custom_id": "a", "response": {"status_code": 200, "body": "<html>"}}
+    assert result_answer(broken, chat=True).error == "the response is not a JSON object"
+    expired = {
+        "custom_id": "a",
+        "response": None,
+        "error": {"code": "batch_expired", "message": "This request could not be executed"},
+    }
+    assert result_answer(expired, chat=True).error == (
+        "batch: batch_expired: This request could not be executed")  # fmt: skip
+    nothing = {"custom_id": "a"}
+    assert result_answer(nothing, chat=False).error == (
+        "batch: the result has neither a response nor an error")  # fmt: skip

@@ -112,7 +112,7 @@ def export_batch(config: RunConfig, path: str | Path, out: str | Path | None = N
     lock = lock_out(out)
     try:
         with atomic_writer(path) as f:
-            count = asyncio.run(_write(f, probe, plan, config))
+            count = asyncio.run(write_requests(f, probe, plan, config))
         write_run_json(out, config, concurrency=0, cases=len(plan))
     except BaseException:
         if created:
@@ -123,7 +123,8 @@ def export_batch(config: RunConfig, path: str | Path, out: str | Path | None = N
     return Exported(path, out, len(plan), count)
 
 
-async def _write(f: TextIO, probe: Probe, cases: Iterable[Case], config: RunConfig) -> int:
+async def write_requests(f: TextIO, probe: Probe, cases: Iterable[Case], config: RunConfig) -> int:
+    """Write the requests of `cases` to `f`, one JSON line each; return how many."""
     count = 0
     for case in cases:  # one event loop for the whole plan, cases streamed
         for request in await _requests(probe, case, config):
@@ -142,7 +143,10 @@ class BatchResults:
     starts) and a line is read again only when its case is scored: a results file of
     100,000 answers with logprobs is never held whole."""
 
-    def __init__(self, paths: Sequence[str | Path]):
+    def __init__(self, paths: Sequence[str | Path], later_wins: bool = False):
+        """`later_wins`: a custom_id answered again in a later file takes that answer
+        (a batch sent again for the cases an earlier one failed); else it is an error."""
+        self.later_wins = later_wins
         if not paths:
             raise EmulateError("--batch-results: name the output file of a batch")
         self.paths = [Path(p) for p in paths]
@@ -180,7 +184,7 @@ class BatchResults:
                         f"{what}: line {number} is a request, not a result: this is a batch's "
                         "input file; run it first (emulate batch execute, or a batch API)"
                     )
-                if cid in self._where:
+                if cid in self._where and not (self.later_wins and self._where[cid][0] < i):
                     j, _, first = self._where[cid]
                     raise EmulateError(
                         f"{what}: custom_id {cid} at line {number} is answered already "

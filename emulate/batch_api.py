@@ -12,6 +12,7 @@ a live run (the price table's `batch` fraction).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -23,13 +24,15 @@ from pathlib import Path
 import openai
 
 from . import redact
-from .batch import export_batch
+from .batch import BatchResults, export_batch, write_requests
 from .config import RunConfig, load_config
 from .errors import EmulateError
 from .folder import default_out, lock_out
 from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
 from .model import LOCAL, api_key_for
-from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config
+from .probe import plan_cases
+from .registry import get_probe
+from .runner import DEFAULT_MAX_ERRORS, RunResult, prepare_out, run_config
 
 BATCH_JSON = "batch.json"
 REQUESTS = "requests.jsonl"
@@ -54,6 +57,7 @@ class Part:
 
     requests_file: str
     requests: int
+    round: int = 1  # 2, 3, ...: sent again for the cases earlier rounds left unanswered
     file_id: str | None = None
     batch_id: str | None = None
     status: str | None = None
@@ -94,11 +98,13 @@ def run_batch(
     echo: Callable[[str], None] | None = print,
     prices: str | Path | None = None,
     max_errors: int | float = DEFAULT_MAX_ERRORS,
+    retry_errors: bool = False,
 ) -> RunResult:
     """Run `config` through the Batch API at its base URL (OpenAI's by default): submit,
     wait (at most `wait_s` seconds, then raise BatchPending; None waits until the
     batches end), download, score. `resume=True` goes on with the batches saved in
-    `out`."""
+    `out`; with `retry_errors` too, the cases they left failed or unanswered (an
+    expired batch) go as a new round of batches, and are scored from it."""
     if config.model.model == LOCAL and config.model.base_url is None:
         raise EmulateError(
             "the embedded model has no batch API: write the requests with --batch-file and "
@@ -106,6 +112,8 @@ def run_batch(
         )
     if poll_s <= 0 or (wait_s is not None and wait_s < 0):
         raise EmulateError("--batch-wait and the poll interval are seconds, above 0")
+    if retry_errors and not resume:
+        raise EmulateError("--retry-errors sends a run's failed cases again: add --resume")
     out = Path(out) if out is not None else default_out(config.probe)
     state = _start(config, out, resume)
     client = openai.OpenAI(
@@ -115,28 +123,65 @@ def run_batch(
         max_retries=config.model.max_retries,
     )
     secrets = [client.api_key, *redact.url_secrets(config.model.base_url)]
+
+    def one_round(state: State, max_errors: int | float) -> RunResult:
+        lock = lock_out(out)
+        try:
+            with _api_errors(secrets, state.server or "api.openai.com"):
+                state = _submit(client, out, state)
+                state = _wait(client, out, state, wait_s, poll_s, progress)
+                state = _download(client, out, state)
+        finally:
+            lock.close()
+        failed = [p for p in state.parts if p.status == "failed"]
+        if len(failed) == len(state.parts):
+            raise EmulateError(f"the batch failed: {_problems(failed)}")
+        files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
+        if not files:
+            raise EmulateError(f"{state.describe()}: it wrote no results to score")
+        result = run_config(config, out, batch_results=BatchResults(files, later_wins=True),
+                            resume=True, progress=progress, echo=echo, prices=prices,
+                            max_errors=max_errors)  # fmt: skip
+        if echo:
+            for p in state.parts:
+                if p.status != "completed" and p.round == state.parts[-1].round:
+                    echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
+                         if p.problems else "; its unanswered cases are not scored (send "
+                         "them again: --batch --resume --retry-errors)"))  # fmt: skip
+        return result
+
+    # Before a retry the failures are expected: only the retried run is held to max_errors.
+    result = one_round(state, 1.0 if retry_errors else max_errors)
+    if retry_errors:
+        state = _again(config, out, _load(out / BATCH_JSON))
+        if state is not None:
+            result = one_round(state, max_errors)
+    return result
+
+
+def _again(config: RunConfig, out: Path, state: State) -> State | None:
+    """A new round of batches for the cases without a good answer yet (their failed
+    rows leave the journal), or None when every case has one."""
     lock = lock_out(out)
     try:
-        with _api_errors(secrets, state.server or "api.openai.com"):
-            state = _submit(client, out, state)
-            state = _wait(client, out, state, wait_s, poll_s, progress)
-            state = _download(client, out, state)
+        done, _ = prepare_out(out, config, resume=True, retry_errors=True)
+        probe = get_probe(config.probe)
+        plan = plan_cases(probe, config.grid, config.n, config.seed, config.model.mode,
+                          config.skip_impossible)  # fmt: skip
+        again = max(p.round for p in state.parts) + 1
+        name = f"requests-r{again}.jsonl"
+        with atomic_writer(out / name) as f:
+            todo = (c for c in plan if c.id not in done)
+            count = asyncio.run(write_requests(f, probe, todo, config))
+        if not count:
+            (out / name).unlink()
+            return None
+        parts = tuple(replace(p, round=again) for p in _split(out, name))
+        state = replace(state, parts=state.parts + parts)
+        _save(out, state)
+        return state
     finally:
         lock.close()
-    failed = [p for p in state.parts if p.status == "failed"]
-    if len(failed) == len(state.parts):
-        raise EmulateError(f"the batch failed: {_problems(failed)}")
-    files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
-    if not files:
-        raise EmulateError(f"{state.describe()}: it wrote no results to score")
-    result = run_config(config, out, batch_results=files, resume=True, progress=progress,
-                        echo=echo, prices=prices, max_errors=max_errors)  # fmt: skip
-    if echo:
-        for p in state.parts:
-            if p.status != "completed":
-                echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
-                     if p.problems else "; its unanswered cases are not scored"))  # fmt: skip
-    return result
 
 
 def _start(config: RunConfig, out: Path, resume: bool) -> State:
@@ -165,14 +210,14 @@ def _start(config: RunConfig, out: Path, resume: bool) -> State:
     return state
 
 
-def _split(out: Path) -> list[Part]:
-    """The exported requests as one input file per batch, in order (several only when
-    the run passes the API's limits on requests or bytes per file)."""
-    source = out / REQUESTS
+def _split(out: Path, name: str = REQUESTS) -> list[Part]:
+    """The requests in out/name as one input file per batch, in order (several only
+    when they pass the API's limits on requests or bytes per file)."""
+    source = out / name
     with open(source, "rb") as src:
         count = sum(1 for line in src if line.strip())
     if count <= MAX_REQUESTS and source.stat().st_size <= MAX_BYTES:
-        return [Part(REQUESTS, count)]
+        return [Part(name, count)]
     parts: list[Part] = []
     with contextlib.ExitStack() as stack, open(source, "rb") as src:
         size = 0
@@ -181,7 +226,7 @@ def _split(out: Path) -> list[Part]:
                 continue
             if not parts or parts[-1].requests == MAX_REQUESTS or size + len(line) > MAX_BYTES:
                 stack.close()  # the part before ends
-                parts.append(Part(f"requests-{len(parts) + 1:03d}.jsonl", 0))
+                parts.append(Part(f"{source.stem}-{len(parts) + 1:03d}.jsonl", 0))
                 f = stack.enter_context(open(out / parts[-1].requests_file, "wb"))
                 size = 0
             f.write(line)

@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.batch:
         run_batch(config, out, resume=args.resume, wait_s=args.batch_wait,
                   poll_s=args.batch_poll, progress=not args.no_progress, prices=args.prices,
-                  max_errors=max_errors)  # fmt: skip
+                  max_errors=max_errors, retry_errors=args.retry_errors)  # fmt: skip
         return
     run_config(
         config,

@@ -88,7 +88,7 @@ def run_config(
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
     prices: str | Path | None = None,
-    batch_results: Sequence[str | Path] | None = None,
+    batch_results: Sequence[str | Path] | BatchResults | None = None,
 ) -> RunResult:
     """Run a configured probe; see `emulate.run` for the keyword form. With
     `batch_results` (a batch's output file, and its error file if any) nothing is asked:
@@ -128,7 +128,8 @@ def run_config(
                 f"{config.probe} sends each turn with the answers before it, so no batch holds "
                 "its requests: run it live"
             )
-        results = BatchResults(batch_results)
+        results = (batch_results if isinstance(batch_results, BatchResults)
+                   else BatchResults(batch_results))  # fmt: skip
         results.check({c.id for c in plan})  # before anything is written
 
     out = Path(out) if out is not None else default_out(config.probe)
@@ -138,7 +139,7 @@ def run_config(
     lock = None
     try:
         lock = lock_out(out)
-        done_ids, kept_errors = _prepare_out(out, config, resume, retry_errors)
+        done_ids, kept_errors = prepare_out(out, config, resume, retry_errors)
         write_run_json(out, config, concurrency, len(plan))
         feed = _Feed(plan, done_ids)
         failed = _Failures(kept_errors, allowed)
@@ -198,7 +199,7 @@ def run_config(
             f"(more than --max-errors {limit})"
             + (f"; {unasked} were not asked" if unasked else "")
             + f". Retry them: emulate run --config {out / RUN_JSON} --out {out} "
-            "--resume --retry-errors",
+            "--resume --retry-errors" + (" (live; add --batch for a new batch)" if results else ""),
             result,
         )
     return result
@@ -324,7 +325,7 @@ def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]
     return summary_table(rows, axes + list(probe.summary_axes), probe.summary_means)
 
 
-def _prepare_out(
+def prepare_out(
     out: Path, config: RunConfig, resume: bool, retry_errors: bool
 ) -> tuple[set[str], int]:
     """The ids already done in `out`, and how many of them ended in an API error, after

@@ -114,7 +114,28 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
     )
     state = json.loads((tmp_path / "b" / "batch.json").read_text())
     assert state["parts"][0]["errors"] == "errors.jsonl"
-    assert "note: batch batch_1 expired; its unanswered cases are not scored" in said
+    assert (
+        "note: batch batch_1 expired; its unanswered cases are not scored (send them "
+        "again: --batch --resume --retry-errors)" in said
+    )
+    # sent again: one new batch of exactly the failed and the unanswered cases
+    api.fail, api.expire_after = set(), None
+    again = run_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
+                      progress=False, echo=None)  # fmt: skip
+    assert (again.done, again.errors, again.missing) == (6, 0, ())
+    resent = [json.loads(x)["custom_id"] for x in api.files["file-4"].splitlines()]
+    assert resent == [ids[1], ids[4], ids[5]]
+    rows = [json.loads(x) for x in (tmp_path / "b" / "journal.jsonl").read_text().splitlines()]
+    assert sorted(r["case"]["id"] for r in rows) == sorted(ids)  # one row per case
+    state = json.loads((tmp_path / "b" / "batch.json").read_text())
+    assert [(p["round"], p["requests_file"], p["output"]) for p in state["parts"]] == [
+        (1, "requests.jsonl", "output.jsonl"),
+        (2, "requests-r2.jsonl", "output-r2.jsonl"),
+    ]
+    # resumed once more: the later round's answers win, nothing is sent or scored twice
+    last = run_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
+                     progress=False, echo=None)  # fmt: skip
+    assert (last.done, last.errors) == (6, 0) and _calls(api, "POST", "/v1/batches") == 2
 
 
 @pytest.mark.parametrize(

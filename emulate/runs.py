@@ -54,7 +54,7 @@ def load_run(path: str | Path) -> Run:
         inside = sorted(p.parent.name for p in path.glob(f"*/{JOURNAL}"))
         hint = (
             f"; it holds {len(inside)} run folders ({', '.join(inside[:3])}"
-            f"{', …' if len(inside) > 3 else ''}): pass those, e.g. {path}/*"
+            f"{', …' if len(inside) > 3 else ''}): pass one of those"
             if inside
             else "; pass the --out folder of a run"
         )
@@ -84,9 +84,14 @@ def _fixed(run: Run) -> dict[str, Any]:
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Run folders; a folder that is no run but holds some (a sweep's) stands for them."""
     if not paths:
         raise EmulateError("name at least one run folder")
-    return [load_run(p) for p in paths]
+    runs = []
+    for p in map(Path, paths):
+        inside = [] if (p / JOURNAL).exists() else sorted(p.glob(f"*/{JOURNAL}"))
+        runs += [load_run(j.parent) for j in inside] if inside else [load_run(p)]
+    return runs
 
 
 def one_probe(runs: Sequence[Run], what: str) -> str:

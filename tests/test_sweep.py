@@ -61,6 +61,9 @@ def test_a_sweep_writes_runs_a_report_and_the_paired_comparison(two, tmp_path):
     assert (int(overall["a_only_right"]), int(overall["b_only_right"])) == (a_only, b_only)
     assert float(overall["p_value"]) == pytest.approx(p, rel=1e-5)
     assert a_only + b_only > 0  # the doubles differ, or the test shows nothing
+    # the sweep's folder stands for its runs in `report`
+    again = emulate.report([tmp_path / "s"], tmp_path / "again")
+    assert {r.model for r in again.summary} == {"model-a", "org/model:b"}
 
 
 def test_three_models_give_three_pairs_and_a_models_file(two, tmp_path, capsys):

@@ -381,10 +381,14 @@ def _load(path: Path) -> State:
 
 
 class _Bar:
-    """Requests done across the batches: a bar on a terminal, else a line per poll."""
+    """Requests done across the batches: a bar on a terminal, else a line when the
+    count or a state changes (and every ten minutes, to show it is alive)."""
+
+    QUIET_S = 600.0  # a line at least this often while nothing changes
 
     def __init__(self, total: int, enabled: bool):
         self.enabled, self.bar = enabled, None
+        self.said, self.said_at = "", 0.0
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -394,8 +398,11 @@ class _Bar:
         if self.bar is not None:
             self.bar.n = sum(p.done for p in state.parts)
             self.bar.set_postfix_str(state.describe().split(": ")[1].split(",")[0])
-        elif self.enabled:
-            print(state.describe(), file=sys.stderr, flush=True)
+        elif self.enabled:  # a log: a line when something changed (a day's wait is long)
+            line = state.describe()
+            if line != self.said or time.monotonic() - self.said_at >= self.QUIET_S:
+                print(line, file=sys.stderr, flush=True)
+                self.said, self.said_at = line, time.monotonic()
 
     def close(self) -> None:
         if self.bar is not None:

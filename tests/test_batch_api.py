@@ -194,3 +194,24 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
     result = run_batch(emulate.load_config(out / "run.json"), out, resume=True, poll_s=0.01,
                        progress=False, echo=None)  # fmt: skip
     assert result.done == 6 and _calls(api, "POST", "/v1/batches") == 1
+
+
+def test_a_log_gets_a_line_when_the_batch_moves_not_every_poll(capsys, monkeypatch):
+    from emulate.batch_api import Part, State, _Bar
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    bar = _Bar(6, enabled=True)
+    at = [1000.0]
+    monkeypatch.setattr(emulate.batch_api.time, "monotonic", lambda: at[0])
+
+    def state(done):
+        return State("/v1/completions", "", (Part("requests.jsonl", 6, batch_id="b1",
+                                                   status="in_progress", done=done),))  # fmt: skip
+
+    for done, t in ((0, 0), (0, 30), (0, 60), (3, 90), (3, 120), (3, 720)):
+        at[0] = 1000.0 + t
+        bar.show(state(done))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["batch b1: in_progress, 0 of 6 requests done",
+                     "batch b1: in_progress, 3 of 6 requests done",
+                     "batch b1: in_progress, 3 of 6 requests done"]  # fmt: skip

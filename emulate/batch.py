@@ -34,6 +34,10 @@ from .model import answer_from, request_body
 from .probe import Ask, Probe, check_grid, plan_cases
 from .registry import get_probe
 
+# The id prefix of the results `emulate batch execute` writes: requests sent live, one
+# by one, and priced as a live run's rather than at a batch API's discount.
+EXECUTED = "emulate_req_"
+
 
 @dataclass(frozen=True)
 class BatchRequest:
@@ -153,6 +157,9 @@ class BatchResults:
         self.source = "the batch results in " + ", ".join(map(str, self.paths))
         self._where: dict[str, tuple[int, int, int]] = {}  # custom_id -> file, offset, line
         self.served_by: str | None = None  # the model the first answer names
+        # Whether any answer came from a batch API (priced at its discount) rather than
+        # from `emulate batch execute`, which sends each request live.
+        self.from_batch_api = False
         self.missing: list[str] = []
         for i, path in enumerate(self.paths):
             self._index(i, path)
@@ -191,6 +198,8 @@ class BatchResults:
                         f"(line {first} of {self.paths[j]}); pass each result once"
                     )
                 self._where[cid] = (i, start, number)
+                rid = data.get("id")
+                self.from_batch_api |= not (isinstance(rid, str) and rid.startswith(EXECUTED))
                 if self.served_by is None:
                     self.served_by = _served_by(data)
 

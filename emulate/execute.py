@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 
+from .batch import EXECUTED
 from .case import Answer
 from .errors import EmulateError, open_file
 from .journal import JournalWriter, atomic_writer
@@ -221,7 +222,7 @@ async def _send_all(
 
 def result_line(custom_id: str, response: httpx2.Response | Answer) -> dict[str, Any]:
     """One line of OpenAI's Batch API output format."""
-    line: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id}
+    line: dict[str, Any] = {"id": f"{EXECUTED}{uuid.uuid4().hex}", "custom_id": custom_id}
     if isinstance(response, Answer):  # no response at all: a timeout, a dropped connection
         code = "timeout" if response.error == "timeout" else "connection_error"
         return line | {"response": None, "error": {"code": code, "message": response.error}}

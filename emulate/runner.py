@@ -158,7 +158,7 @@ def run_config(
     used = _usage(rows, out / JOURNAL)
     spent = cost(
         config.model.request_model,
-        server_label(config.model) + (BATCH_SUFFIX if results else ""),
+        server_label(config.model) + (BATCH_SUFFIX if results and results.from_batch_api else ""),
         used.prompt_tokens,
         used.completion_tokens,
         price_table,
@@ -280,7 +280,8 @@ def _ask_all(
     journal = JournalWriter(out / JOURNAL)
     throttle = Throttle(concurrency)
 
-    server = server_label(config.model) + (BATCH_SUFFIX if isinstance(source, BatchResults) else "")
+    batch = isinstance(source, BatchResults) and source.from_batch_api
+    server = server_label(config.model) + (BATCH_SUFFIX if batch else "")
 
     def finish(case: Case, answer: Answer, score: Score) -> None:
         journal.append(_row(config, server, case, answer, score))

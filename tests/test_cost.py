@@ -43,6 +43,37 @@ def test_a_batch_costs_the_tables_batch_fraction(tmp_path):
     assert own.amount == 2 and "no batch discount" in own.note
 
 
+@pytest.mark.enable_socket
+def test_results_a_batch_api_wrote_are_batch_priced_and_executed_ones_are_not(
+    fake_server, tmp_path
+):
+    from emulate.execute import execute_batch
+
+    fake_server.completion(" [1]")
+    config = emulate.make_config("conv", {"size": 4, "dims": 1}, n=1, model="gpt-4o-mini",
+                                 base_url=fake_server.url, mode="completion")  # fmt: skip
+    emulate.export_batch(config, tmp_path / "requests.jsonl", tmp_path / "run")
+    execute_batch(tmp_path / "requests.jsonl", tmp_path / "out.jsonl", base_url=fake_server.url,
+                  progress=False)  # fmt: skip
+    executed = emulate.run_config(config, tmp_path / "run", batch_results=[tmp_path / "out.jsonl"],
+                                  progress=False, echo=None)  # fmt: skip
+    # the same lines as a batch API writes them (its own ids): half the price
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    api = tmp_path / "api.jsonl"
+    api.write_text("".join(json.dumps({**x, "id": f"batch_req_{i}"}) + "\n"
+                           for i, x in enumerate(lines)))  # fmt: skip
+    emulate.export_batch(config, tmp_path / "r2.jsonl", tmp_path / "run2")
+    batched = emulate.run_config(config, tmp_path / "run2", batch_results=[api], progress=False,
+                                 echo=None)  # fmt: skip
+
+    def servers(run):
+        return {json.loads(x)["server"] for x in (run / "journal.jsonl").read_text().splitlines()}
+
+    # the label is what a report prices by ("localhost" itself costs nothing here)
+    assert servers(tmp_path / "run") == {"localhost"} and "batch" not in executed.cost.note
+    assert servers(tmp_path / "run2") == {"localhost (batch)"} and batched.done == executed.done
+
+
 def test_a_prices_file_replaces_the_table(tmp_path, capsys):
     path = tmp_path / "prices.json"
     path.write_text(

@@ -40,7 +40,6 @@ def _by_case(run):
     rows = {}
     for r in _lines(run / "journal.jsonl"):
         r["answer"].pop("latency_s")
-        r["server"] = r["server"].removesuffix(" (batch)")
         rows[r["case"]["id"]] = r
     return rows
 
@@ -54,7 +53,7 @@ def test_export_execute_score_is_the_live_run(fake_server, tmp_path, exported):
     assert sorted(x["custom_id"] for x in lines) == sorted(r["custom_id"] for r in requests)
     assert all(x["response"]["status_code"] == 200 and x["error"] is None for x in lines)
     assert len({x["id"] for x in lines}) == 6 and all(
-        x["id"].startswith("batch_req_") for x in lines
+        x["id"].startswith("emulate_req_") for x in lines
     )
     # each request was sent as the file wrote it, to its path under the base URL
     assert sorted(map(json.dumps, (r["body"] for r in fake_server.requests))) == sorted(
@@ -66,6 +65,7 @@ def test_export_execute_score_is_the_live_run(fake_server, tmp_path, exported):
                                echo=None)  # fmt: skip
     live = emulate.run_config(exported, tmp_path / "live", progress=False, echo=None)
     assert (batch.done, batch.correct) == (live.done, live.correct) == (6, live.correct)
+    # the same rows, the server's label too: executed requests went live, at live prices
     assert _by_case(tmp_path / "run") == _by_case(tmp_path / "live")
     assert len({r["answer"]["text"] for r in _by_case(tmp_path / "live").values()}) > 2
 

@@ -86,7 +86,8 @@ def execute_batch(
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The lock is a file beside the output, which a resume may rewrite in place.
+    # The lock is a file of its own: a resume replaces the output file, and a lock on the
+    # replaced one would hold nothing.
     with open(out.with_name(f".{out.name}.lock"), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

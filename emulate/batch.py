@@ -160,6 +160,7 @@ class BatchResults:
         # Whether any answer came from a batch API (priced at its discount) rather than
         # from `emulate batch execute`, which sends each request live.
         self.from_batch_api = False
+        self.modes: set[str] = set()  # "chat", "completion": the shapes of the answers
         self.missing: list[str] = []
         for i, path in enumerate(self.paths):
             self._index(i, path)
@@ -202,9 +203,20 @@ class BatchResults:
                 self.from_batch_api |= not (isinstance(rid, str) and rid.startswith(EXECUTED))
                 if self.served_by is None:
                     self.served_by = _served_by(data)
+                if mode := _mode(data):
+                    self.modes.add(mode)
 
-    def check(self, case_ids: Collection[str]) -> None:
-        """Refuse results that are not this run's: a custom_id of a case it does not have."""
+    def check(self, case_ids: Collection[str], mode: str) -> None:
+        """Refuse results that are not this run's: a custom_id of a case it does not have,
+        or answers in another mode's shape (case ids do not depend on the mode, so a
+        chat run's results would otherwise score as empty completions)."""
+        other = sorted(self.modes - {mode})
+        if other:
+            raise EmulateError(
+                f"--batch-results: the file holds {other[0]} answers and this run asks in "
+                f"{mode} mode; it is another run's results (score them with that run's "
+                "--config run.json)"
+            )
         unknown = [cid for cid in self._where if case_of(cid) not in case_ids]
         if not unknown:
             return
@@ -293,6 +305,17 @@ def _message(error: Any) -> str | None:
     if isinstance(message, str) and message:
         return f"{code}: {message}" if isinstance(code, str) and code else message
     return None
+
+
+def _mode(line: Mapping[str, Any]) -> str | None:
+    """Whether a results line answers a chat request or a completion, by its shape."""
+    response = line.get("response")
+    body = response.get("body") if isinstance(response, Mapping) else None
+    choices = body.get("choices") if isinstance(body, Mapping) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, Mapping):
+        return None
+    return "chat" if "message" in choice else "completion" if "text" in choice else None
 
 
 def _served_by(line: Mapping[str, Any]) -> str | None:

@@ -130,7 +130,7 @@ def run_config(
             )
         results = (batch_results if isinstance(batch_results, BatchResults)
                    else BatchResults(batch_results))  # fmt: skip
-        results.check({c.id for c in plan})  # before anything is written
+        results.check({c.id for c in plan}, config.model.mode)  # before anything is written
 
     out = Path(out) if out is not None else default_out(config.probe)
     if out.exists() and not out.is_dir():

@@ -258,6 +258,7 @@ def test_the_cli_scores_into_the_exported_folder(tmp_path, capsys):
          "none of its 1 custom_ids is a case of this run"),
         ("DUP", "is answered already (line 1 of"),
         ("SOME", "1 custom_ids are not cases of this run (the first: feedfacefeedface)"),
+        ("COMPLETION", "the file holds completion answers and this run asks in chat mode"),
     ],
 )  # fmt: skip
 def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, message):
@@ -270,6 +271,9 @@ def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, me
         _write(path, [line, line])
     elif content == "SOME":
         _write(path, [line, {**line, "custom_id": "feedfacefeedface"}])
+    elif content == "COMPLETION":  # the same cases asked in completion mode
+        text = {"choices": [{"index": 0, "text": "[1]", "finish_reason": "stop"}]}
+        _write(path, [{**line, "response": {"status_code": 200, "body": text}}])
     else:
         path.write_text(content)
     argv = ["run", "--config", str(tmp_path / "run" / "run.json"), "--batch-results", str(path)]

@@ -131,6 +131,10 @@ def run_config(
         results = (batch_results if isinstance(batch_results, BatchResults)
                    else BatchResults(batch_results))  # fmt: skip
         results.check({c.id for c in plan}, config.model.mode)  # before anything is written
+    # The journal's server label, which reports price by: a batch API's answers say so.
+    server = server_label(config.model)
+    if results and results.from_batch_api:
+        server += BATCH_SUFFIX
 
     out = Path(out) if out is not None else default_out(config.probe)
     if out.exists() and not out.is_dir():
@@ -145,7 +149,7 @@ def run_config(
         failed = _Failures(kept_errors, allowed)
         bar = Progress(len(plan), len(done_ids), enabled=progress)
         source = results or _live(config.model, record, replay, concurrency, api_key)
-        _ask_all(config, probe, feed, out, source, replay, concurrency, failed, bar)
+        _ask_all(config, server, probe, feed, out, source, replay, concurrency, failed, bar)
     except BaseException:
         if created and next(iter_journal(out / JOURNAL), None) is None:
             shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
@@ -158,7 +162,7 @@ def run_config(
     used = _usage(rows, out / JOURNAL)
     spent = cost(
         config.model.request_model,
-        server_label(config.model) + (BATCH_SUFFIX if results and results.from_batch_api else ""),
+        server,
         used.prompt_tokens,
         used.completion_tokens,
         price_table,
@@ -268,6 +272,7 @@ def _live(
 
 def _ask_all(
     config: RunConfig,
+    server: str,
     probe: Probe,
     feed: _Feed,
     out: Path,
@@ -279,9 +284,6 @@ def _ask_all(
 ) -> None:
     journal = JournalWriter(out / JOURNAL)
     throttle = Throttle(concurrency)
-
-    batch = isinstance(source, BatchResults) and source.from_batch_api
-    server = server_label(config.model) + (BATCH_SUFFIX if batch else "")
 
     def finish(case: Case, answer: Answer, score: Score) -> None:
         journal.append(_row(config, server, case, answer, score))

@@ -49,6 +49,11 @@ class BatchRequest:
         return {"custom_id": self.custom_id, "method": "POST", "url": self.url, "body": self.body}
 
 
+def batch_url(path: str) -> str:
+    """A request's `url` in a batch file: its path under a base URL that ends in /v1."""
+    return "/v1" + path
+
+
 def custom_id(case_id: str, i: int) -> str:
     """The id of a case's i-th request: the case id itself for the first."""
     return case_id if i == 0 else f"{case_id}/{i}"
@@ -79,7 +84,7 @@ async def _requests(probe: Probe, case: Case, config: RunConfig) -> list[BatchRe
     ) -> Answer:
         path, body = request_body(config.model, prompt, max_tokens=max_tokens, stop=stop,
                                   top_logprobs=top_logprobs)  # fmt: skip
-        sent.append(BatchRequest(custom_id(case.id, len(sent)), "/v1" + path, body))
+        sent.append(BatchRequest(custom_id(case.id, len(sent)), batch_url(path), body))
         return _PLACEHOLDER
 
     await probe.converse(case, ask)

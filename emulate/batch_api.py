@@ -24,12 +24,12 @@ from pathlib import Path
 import openai
 
 from . import redact
-from .batch import BatchResults, export_batch, write_requests
+from .batch import BatchResults, batch_url, export_batch, write_requests
 from .config import RunConfig, load_config
 from .errors import EmulateError
 from .folder import default_out, lock_out
 from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
-from .model import LOCAL, api_key_for
+from .model import CHAT_PATH, COMPLETION_PATH, LOCAL, api_key_for
 from .probe import plan_cases
 from .registry import get_probe
 from .runner import DEFAULT_MAX_ERRORS, RunResult, prepare_out, run_config
@@ -204,7 +204,7 @@ def _start(config: RunConfig, out: Path, resume: bool) -> State:
     if (out / JOURNAL).exists():
         raise EmulateError(f"--out {out} holds a run already: submit a batch into a new folder")
     export_batch(config, out / REQUESTS, out)
-    endpoint = "/v1" + ("/chat/completions" if config.model.mode == "chat" else "/completions")
+    endpoint = batch_url(CHAT_PATH if config.model.mode == "chat" else COMPLETION_PATH)
     state = State(endpoint, redact.url(config.model.base_url) or "", tuple(_split(out)))
     _save(out, state)
     return state

@@ -21,11 +21,19 @@ from typing import Any
 
 import httpx2
 
-from .batch import EXECUTED
+from .batch import EXECUTED, batch_url
 from .case import Answer
 from .errors import EmulateError, open_file
 from .journal import JournalWriter, atomic_writer
-from .model import LOCAL, LOCAL_MODEL_NAME, Model, ModelConfig, api_key_for
+from .model import (
+    CHAT_PATH,
+    COMPLETION_PATH,
+    LOCAL,
+    LOCAL_MODEL_NAME,
+    Model,
+    ModelConfig,
+    api_key_for,
+)
 from .runner import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
@@ -35,7 +43,7 @@ from .runner import (
 )
 
 # The endpoints a batch file of emulate's may name, and the path under the base URL.
-URLS = {"/v1/chat/completions": "/chat/completions", "/v1/completions": "/completions"}
+URLS = {batch_url(p): p for p in (CHAT_PATH, COMPLETION_PATH)}
 
 
 @dataclass(frozen=True)

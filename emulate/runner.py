@@ -148,7 +148,11 @@ def run_config(
         feed = _Feed(plan, done_ids)
         failed = _Failures(kept_errors, allowed)
         bar = Progress(len(plan), len(done_ids), enabled=progress)
-        source = results or _live(config.model, record, replay, concurrency, api_key)
+        source = (
+            contextlib.nullcontext(lambda _: results)
+            if results
+            else _live(config.model, record, replay, concurrency, api_key)
+        )
         _ask_all(config, server, probe, feed, out, source, replay, concurrency, failed, bar)
     except BaseException:
         if created and next(iter_journal(out / JOURNAL), None) is None:
@@ -276,7 +280,7 @@ def _ask_all(
     probe: Probe,
     feed: _Feed,
     out: Path,
-    source: BatchResults | contextlib.AbstractContextManager[Callable[[Throttle], Model]],
+    source: contextlib.AbstractContextManager[Callable[[Throttle], Model | BatchResults]],
     replay: str | Path | None,
     concurrency: int,
     failed: _Failures,
@@ -291,12 +295,8 @@ def _ask_all(
         failed.add(bool(answer.error))
 
     try:
-        if isinstance(source, BatchResults):
-            with _fewer_collections():
-                asyncio.run(_drive(feed, probe, source, finish, throttle, replay))
-        else:
-            with source as connect, _fewer_collections():
-                asyncio.run(_drive(feed, probe, connect(throttle), finish, throttle, replay))
+        with source as connect, _fewer_collections():
+            asyncio.run(_drive(feed, probe, connect(throttle), finish, throttle, replay))
     except _Stop:
         pass  # run_config reports it, after writing results.csv
     finally:

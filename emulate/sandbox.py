@@ -150,6 +150,8 @@ def isolation() -> str:
 # started dies with it (the kernel kills a PID namespace's processes with its first).
 _UNSHARE = ("unshare", "--net", "--map-root-user", "--pid", "--fork", "--kill-child")
 
+_UNSHARE_SIGKILL = "unshare: sigprocmask unblock failed: Invalid argument\n"
+
 SANDBOX = "/sandbox"  # the program's folder, at one path everywhere: tracebacks repeat
 # The files of /etc that programs and shells read; /etc/shadow and the rest stay out.
 _ETC = (
@@ -311,6 +313,11 @@ def run(program: Program) -> Result:
     code = proc.returncode
     if kind == "bwrap" and code is not None and code > 128:
         code = 128 - code  # bwrap reports a child killed by signal N as 128 + N
+    if kind == "netns" and code == 1 and stderr.endswith(_UNSHARE_SIGKILL):
+        # util-linux 2.38's unshare re-raises its child's fatal signal, but cannot for
+        # SIGKILL (signal() refuses it), so it says this and exits 1: a CPU or memory
+        # kill that would otherwise read as an ordinary failure.
+        code, stderr = -signal.SIGKILL, stderr[: -len(_UNSHARE_SIGKILL)]
     return Result(
         stdout=stdout,
         stderr=stderr,

@@ -1,35 +1,62 @@
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from .doubles import QuietServer, send_json
 
 # A project of its own, run by tests/test_pytest_plugin.py in a copy.
 collect_ignore = ["sample_project"]
 
+# Hypothesis keeps no example database, and its other files go to the temp folder:
+# the suite writes nothing into the checkout (it runs from a read-only one in CI).
+settings.register_profile("emulate", database=None)
+settings.load_profile("emulate")
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "emulate-tests-hypothesis"))
+
 ROOT = Path(__file__).resolve().parents[1]
 CASSETTES = ROOT / "cassettes"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Published benchmark items (BBH dyck, CRUXEval), with their source and licence.
+PUBLISHED = ROOT / "tests" / "data" / "published"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _sandbox_cache(request):
+def _sandbox_cache(request, tmp_path_factory):
     """Truths cached in pytest's own cache folder (in the project), never the user's
-    ~/.cache/emulate: repeated local runs stay fast, a fresh clone starts empty."""
+    ~/.cache/emulate: repeated local runs stay fast, a fresh clone starts empty. Under
+    `-p no:cacheprovider`, or from a checkout it cannot write, a folder of this session's."""
     import os
 
-    folder = request.config.cache.mkdir("emulate-sandbox")
-    before = os.environ.get("EMULATE_CACHE")
-    os.environ["EMULATE_CACHE"] = str(folder)
+    folder = None
+    if cache := getattr(request.config, "cache", None):
+        try:
+            folder = cache.mkdir("emulate-sandbox")
+            probe = folder / ".writable"
+            probe.touch()
+            probe.unlink()
+        except OSError:
+            folder = None
+    if folder is None:
+        folder = tmp_path_factory.mktemp("emulate-sandbox")
+    # The tests' items files (CRUXEval's published programs, and the tests' own) are
+    # known code: on a machine without bubblewrap they run in unshare's namespaces, as
+    # generated programs do, rather than being refused.
+    env = {"EMULATE_CACHE": str(folder), "EMULATE_ALLOW_UNISOLATED": "1"}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield
-    if before is None:
-        os.environ.pop("EMULATE_CACHE", None)
-    else:
-        os.environ["EMULATE_CACHE"] = before
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 class FakeServer:

@@ -47,6 +47,7 @@ def test_exported_bodies_are_what_the_live_path_sends(fake_server, tmp_path, mod
     assert load_config(tmp_path / "run" / "run.json") == config
 
 
+@pytest.mark.skipif(bool(get_probe("markov").missing()), reason=get_probe("markov").missing() or "")
 def test_a_case_of_several_requests_numbers_them():
     grid = {"chain": "random", "vocab": 2, "context": 2, "length": 30}
     config = emulate.make_config("markov", grid, n=1)

@@ -18,10 +18,10 @@ from probes.brackets import (
 )
 from probes.dyck import closers, generate, scan
 
-from .conftest import SHARED_DATA
+from .conftest import PUBLISHED
 
 PROBE = BracketsProbe()
-BBH = SHARED_DATA / "bbh_dyck_languages.json"
+BBH = PUBLISHED / "bbh" / "dyck_languages.json"
 
 
 def test_stack_machine():
@@ -31,7 +31,6 @@ def test_stack_machine():
     assert scan("< [ [").open == "<[[" and closers("< [ [") == "]]>"
 
 
-@pytest.mark.skipif(not BBH.exists(), reason="needs ../shared/data")
 def test_bbh_truth_equals_every_published_target_and_targets_score_correct():
     items = json.loads(BBH.read_text())["examples"]
     cases = emulate.cases("brackets", {"items": str(BBH)}, n=1, mode="completion")

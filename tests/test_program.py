@@ -11,10 +11,10 @@ from emulate.values import equal, literal, read_literal
 from probes.cruxeval import disagreement, load_items
 from probes.program import ProgramProbe
 
-from .conftest import SHARED_DATA
+from .conftest import PUBLISHED
 
 PROBE = ProgramProbe()
-CRUX = SHARED_DATA / "cruxeval.jsonl"
+CRUX = PUBLISHED / "cruxeval" / "cruxeval.jsonl"
 
 
 def _cases(**cell):
@@ -93,7 +93,6 @@ def test_other_error_types():
     assert s.error_type == "literal_changed" and s.metrics["literal_fidelity"] < 1
 
 
-@pytest.mark.skipif(not CRUX.exists(), reason="needs ../shared/data")
 def test_every_cruxeval_item_executes_to_its_published_output():
     published = [json.loads(line) for line in CRUX.read_text().splitlines()]
     cases = emulate.cases("program", {"items": str(CRUX)}, n=1, mode="completion")

@@ -26,6 +26,11 @@ class Column:
     name: str
     type: type  # bool, int, float or str; every value is of it, or None
     kind: str = "metric"  # or "covariate"
+    # A value computed from a network's training (or from numbers it printed): floats
+    # from training differ in their last digits from one CPU to another, so a replay on
+    # another machine reproduces it within this tolerance (relative and absolute), not
+    # digit for digit. None: reproduced exactly.
+    tolerance: float | None = None
 
     def check(self, value: Value) -> None:
         ok = (
@@ -37,12 +42,12 @@ class Column:
             raise TypeError(f"column {self.name} is {self.type.__name__}, got {value!r}")
 
 
-def metric(name: str, type: type = float) -> Column:
-    return Column(name, type, "metric")
+def metric(name: str, type: type = float, *, tolerance: float | None = None) -> Column:
+    return Column(name, type, "metric", tolerance)
 
 
-def covariate(name: str, type: type = int) -> Column:
-    return Column(name, type, "covariate")
+def covariate(name: str, type: type = int, *, tolerance: float | None = None) -> Column:
+    return Column(name, type, "covariate", tolerance)
 
 
 class Ask(Protocol):

@@ -6,6 +6,7 @@
     assert_accuracy(result, at_least=0.6)           # the Wilson lower bound, not the point
     assert_no_regression("runs/last-month", result)  # exact McNemar on the shared cases
     assert_breaking_point(result, "length", within=(8, 24))
+    assert_reproduces(result, "cassettes/markov/completion")  # a replay, row for row
 
 Each takes a RunResult, a run folder, or a loaded Run, and raises AssertionError with
 the figures (counts, interval, p-value) in its message, so a failing test says why.
@@ -13,9 +14,13 @@ the figures (counts, interval, p-value) in its message, so a failing test says w
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Any
 
+from .export import TIMING_COLUMNS
+from .registry import get_probe, known
 from .runner import RunResult
 from .runs import Run, load_run
 from .stats import breaking_point, compare_correct, wilson
@@ -120,3 +125,62 @@ def assert_breaking_point(
 
 def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _results_csv(run: RunResult | str | Path) -> Path:
+    path = Path(run.out if isinstance(run, RunResult) else run)
+    return path / "results.csv" if path.is_dir() else path
+
+
+def _tolerances(probe: str) -> dict[str, float]:
+    if not known(probe):
+        return {}
+    return {c.name: c.tolerance for c in get_probe(probe).columns if c.tolerance is not None}
+
+
+def _agree(a: str, b: str, tolerance: float | None) -> bool:
+    if a == b:
+        return True
+    if tolerance is None or not a or not b:
+        return False
+    try:
+        return math.isclose(float(a), float(b), rel_tol=tolerance, abs_tol=tolerance)
+    except ValueError:
+        return False
+
+
+def results_differences(
+    current: RunResult | str | Path, recorded: RunResult | str | Path
+) -> list[str]:
+    """Where two runs' results.csv differ, as a replay is held to reproduce the run that
+    recorded it: the same rows, the same columns (in any order), every value equal as
+    text, timing
+    (`latency_s`) aside, except columns whose probe declares a tolerance (values from
+    training a network, whose floats differ in the last digits from one CPU to another:
+    markov's baby GPT, the training probe's loss errors), which agree within it,
+    relatively or absolutely. Each arg is a run folder, a results.csv or a RunResult."""
+    tables = []
+    for run in (current, recorded):
+        with open(_results_csv(run), newline="", encoding="utf-8") as f:
+            tables.append(list(csv.DictReader(f)))
+    now, then = tables
+    if len(now) != len(then):
+        return [f"{len(now)} rows, recorded {len(then)}"]
+    said = []
+    for i, (a, b) in enumerate(zip(now, then, strict=True)):
+        if a.keys() != b.keys():  # (their order is presentation; older runs had another)
+            return [f"columns {sorted(a.keys() ^ b.keys())} in one run only"]
+        tolerance = _tolerances(b.get("probe", ""))
+        for col in (c for c in a if c not in TIMING_COLUMNS):
+            if not _agree(a[col], b[col], tolerance.get(col)):
+                said.append(f"row {i + 1} ({b.get('case_id')}): {col} {a[col]!r}, "
+                            f"recorded {b[col]!r}")  # fmt: skip
+    return said
+
+
+def assert_reproduces(current: RunResult | str | Path, recorded: RunResult | str | Path) -> None:
+    """`current` reproduces `recorded` as `results_differences` defines it."""
+    said = results_differences(current, recorded)
+    if said:
+        more = f" (and {len(said) - 5} more)" if len(said) > 5 else ""
+        raise AssertionError("results differ: " + "; ".join(said[:5]) + more)

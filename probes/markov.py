@@ -62,6 +62,9 @@ from . import babygpt
 SEED_SEQUENCE = "111101111011110"  # Karpathy's; vocab 2, context 3
 TOP_LOGPROBS = 20  # OpenAI's maximum; llama-server gives as many as asked
 FLOOR = 1e-6  # model probabilities are floored here for KL
+# The baby GPT's columns agree across CPUs to about 1e-7, not digit for digit: a replay
+# elsewhere reproduces them within this (relative and absolute; emulate.probe.Column).
+TRAINED = 1e-4
 
 
 # --- the chains ----------------------------------------------------------------------
@@ -190,7 +193,8 @@ class MarkovProbe(Probe):
     columns = (
         metric("top_match"),
         *(
-            metric(f"{kind}_{truth}_{group}")
+            # The baby GPT's rows come from training: equal across CPUs to about 1e-7.
+            metric(f"{kind}_{truth}_{group}", tolerance=TRAINED if truth == "gpt" else None)
             for kind in ("tv", "kl")
             for truth in ("chain", "counts", "gpt")
             for group in ("seen", "unseen")
@@ -199,7 +203,7 @@ class MarkovProbe(Probe):
         metric("off_vocab"),
         covariate("states"),
         covariate("seen_states"),
-        covariate("gpt_entropy_unseen", float),
+        covariate("gpt_entropy_unseen", float, tolerance=TRAINED),
     )
     default_mode = "completion"
     summary_axes = ("chain",)

@@ -117,6 +117,9 @@ def description(cell: Mapping[str, Any]) -> str:
 # --- the truth ---------------------------------------------------------------------------
 
 LIMITS = Limits(cpu_s=120, wall_s=300, memory_mb=8192, file_mb=8)
+# A loss printed to 4 decimals moves its error metric by about 1e-4 / loss when a CPU of
+# another kind rounds it the other way; losses here stay well above 0.01.
+TRAINED = 1e-2
 # Bounded gaps: an unbounded `.*?` between "Epoch" and "loss" rescans the rest of the
 # line from every "Epoch", quadratic on a line that repeats it (60 s at 100k chars).
 _EPOCH = re.compile(
@@ -206,9 +209,11 @@ class TrainingProbe(Probe):
         metric("epochs_skipped", int),
         metric("format_fidelity"),
         metric("loss_trend_agrees", bool),
-        metric("first_loss_rel_err"),
-        metric("last_loss_rel_err"),
-        metric("accuracy_abs_err"),
+        # Against figures the script printed to 4 decimals after training, which a CPU
+        # of another kind can round the other way: reproduced within TRAINED.
+        metric("first_loss_rel_err", tolerance=TRAINED),
+        metric("last_loss_rel_err", tolerance=TRAINED),
+        metric("accuracy_abs_err", tolerance=TRAINED),
         covariate("shape_lines_expected"),
         metric("shape_lines", int),
         metric("shape_text_right", bool),

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CASSETTES, ROOT, results_rows
+from emulate.testing import assert_reproduces
+
+from .conftest import CASSETTES, ROOT
 
 PLUGIN = ROOT / "plugins" / "emulate-sql"
 
@@ -47,7 +49,7 @@ def test_its_cassette_replays_offline_to_the_recorded_results(site, tmp_path):
                     str(folder / "cassette.json"), "--out", str(tmp_path / "r"),
                     "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert results_rows(tmp_path / "r" / "results.csv") == results_rows(folder / "results.csv")
+    assert_reproduces(tmp_path / "r" / "results.csv", folder / "results.csv")
 
 
 def test_two_packages_claiming_one_name_is_an_error_naming_both(site, tmp_path):

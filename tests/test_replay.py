@@ -10,6 +10,7 @@ import emulate
 from emulate.errors import ReplayMiss
 from emulate.journal import JOURNAL
 from emulate.runner import load_config, run_config
+from emulate.testing import assert_reproduces
 
 from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable
 
@@ -43,14 +44,14 @@ def test_replay_reproduces_recorded_results(folder, tmp_path):
     _needs(folder)
     result = _replay(folder, tmp_path / "out")
     assert result.done == result.total
-    assert results_rows(tmp_path / "out" / "results.csv") == results_rows(folder / "results.csv")
+    assert_reproduces(tmp_path / "out" / "results.csv", folder / "results.csv")
 
 
 @pytest.mark.parametrize("folder", DIRS, ids=lambda d: f"{d.parent.name}/{d.name}")
 def test_replay_is_the_same_at_any_concurrency(folder, tmp_path):
     _needs(folder)
     _replay(folder, tmp_path / "out", concurrency=8)
-    assert results_rows(tmp_path / "out" / "results.csv") == results_rows(folder / "results.csv")
+    assert_reproduces(tmp_path / "out" / "results.csv", folder / "results.csv")
 
 
 def test_replay_miss_names_the_case_and_leaves_nothing(tmp_path):
@@ -79,7 +80,7 @@ def test_resume_after_a_kill_mid_write(tmp_path):
     assert result.done == result.total == len(lines)
     ids = [json.loads(line)["case"]["id"] for line in (out / JOURNAL).read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(lines)
-    assert results_rows(out / "results.csv") == results_rows(folder / "results.csv")
+    assert_reproduces(out / "results.csv", folder / "results.csv")
 
 
 def test_resume_refuses_another_configuration(tmp_path):

@@ -14,6 +14,7 @@ from emulate.journal import JOURNAL, RUN_JSON, read_journal
 from emulate.registry import get_probe
 from emulate.rescore import PREVIOUS
 from emulate.runner import load_config, run_config
+from emulate.testing import assert_reproduces
 
 from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable
 
@@ -33,7 +34,7 @@ def test_rescore_of_every_recorded_run_reproduces_its_results(folder, replayed, 
         0,
     )
     emulate.rescore([run], tmp_path / "again")
-    assert results_rows(tmp_path / "again" / "results.csv") == results_rows(folder / "results.csv")
+    assert_reproduces(tmp_path / "again" / "results.csv", folder / "results.csv")
 
 
 def _old_journal(tmp_path):
@@ -142,7 +143,5 @@ def test_journals_written_before_the_typed_contract_rescore_to_todays_results(na
     old = Path(__file__).parent / "data" / "journals-9400dd1" / name
     (result,) = emulate.rescore([old], tmp_path / "run", check=False)
     assert (result.changed, result.changed_rows) == (0, 0)
-    assert results_rows(tmp_path / "run" / "results.csv") == results_rows(
-        CASSETTES / probe / folder / "results.csv"
-    )
+    assert_reproduces(tmp_path / "run" / "results.csv", CASSETTES / probe / folder / "results.csv")
     assert not (old / PREVIOUS).exists()  # --out leaves the old run as it was

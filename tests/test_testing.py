@@ -5,9 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from emulate.testing import assert_accuracy, assert_breaking_point, assert_no_regression
+from emulate.testing import (
+    assert_accuracy,
+    assert_breaking_point,
+    assert_no_regression,
+    assert_reproduces,
+    results_differences,
+)
 
-from .conftest import journal_row, write_journal
+from .conftest import CASSETTES, journal_row, write_journal
+
+MARKOV = CASSETTES / "markov" / "completion" / "results.csv"
 
 
 def _run(folder, correct, params=None):
@@ -78,3 +86,52 @@ def test_the_breaking_point_must_fall_inside_the_range(tmp_path):
     flat = _run(tmp_path / "flat", [True] * len(sizes), [{"size": s} for s in sizes])
     with pytest.raises(AssertionError, match="every case is correct"):
         assert_breaking_point(flat, "size", within=(8, 12))
+
+
+def _filled(path, column):
+    import csv
+
+    with open(path, newline="") as f:
+        return sum(1 for r in csv.DictReader(f) if r[column])
+
+
+def _scaled(path, out, column, factor):
+    """The recorded results.csv with one column's numbers scaled: another CPU's run."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r[column] = repr(float(r[column]) * factor) if r[column] else ""
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def test_trained_columns_reproduce_within_their_tolerance_and_no_others(tmp_path):
+    """The baby GPT's figures differ in the 7th digit from one CPU to another: that is
+    the same run. A difference past the declared 1e-4, or any difference in a column
+    that does not come from training, is not."""
+    assert_reproduces(MARKOV, MARKOV)
+    assert_reproduces(_scaled(MARKOV, tmp_path / "a.csv", "tv_gpt_seen", 1 + 3e-7), MARKOV)
+    assert_reproduces(_scaled(MARKOV, tmp_path / "b.csv", "gpt_entropy_unseen", 1 - 5e-5), MARKOV)
+    far = _scaled(MARKOV, tmp_path / "c.csv", "kl_gpt_unseen", 1.5)
+    said = results_differences(far, MARKOV)
+    rows = MARKOV.read_text().count("\n") - 1
+    assert len(said) == _filled(MARKOV, "kl_gpt_unseen") > 0 and all(
+        ": kl_gpt_unseen " in s for s in said
+    )
+    # (Relative and absolute: 1e-3 relative on a value of 0.05 is within 1e-4 absolute.)
+    near = results_differences(
+        _scaled(MARKOV, tmp_path / "e.csv", "kl_gpt_unseen", 1 + 1e-3), MARKOV
+    )
+    assert 0 < len(near) < rows
+    with pytest.raises(AssertionError, match=r"results differ: row 1 \(\w+\): kl_gpt_unseen"):
+        assert_reproduces(far, MARKOV)
+    exact = _scaled(MARKOV, tmp_path / "d.csv", "tv_chain_seen", 1 + 1e-12)
+    said = results_differences(exact, MARKOV)  # the chain's row is arithmetic: exact
+    assert len(said) == _filled(MARKOV, "tv_chain_seen") > 0
+    assert all(": tv_chain_seen " in s for s in said)
+    assert results_differences(tmp_path / "a.csv", tmp_path / "a.csv") == []

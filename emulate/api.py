@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ def make_config(
     seed: int = 0,
     model: str = LOCAL,
     base_url: str | None = None,
+    api_key_env: str | None = None,
     mode: str | None = None,
     temperature: float = 0.0,
     max_tokens: int | None = None,
@@ -44,13 +46,20 @@ def make_config(
     skip_impossible: bool = False,
 ) -> RunConfig:
     """A validated RunConfig, with the probe's defaults filled in. `probe` is a name or a
-    Probe object (a script's own probe, registered under its name for the process)."""
+    Probe object (a script's own probe, registered under its name for the process).
+    `base_url` defaults to OPENAI_BASE_URL where it is set (for any model but the
+    embedded one); `api_key_env` names the variable holding that server's key (OpenAI's
+    API takes OPENAI_API_KEY, and no other server gets it)."""
     probe = _name(probe)
     p = get_probe(probe)
-    if extra_body is None:
-        # llama-server caches prompts by default, which can change results; and the
-        # seed goes in the body too, so sampling at temperature > 0 repeats.
-        extra_body = {"cache_prompt": False} if model == LOCAL and base_url is None else {}
+    if base_url is None and model != LOCAL:
+        base_url = os.environ.get("OPENAI_BASE_URL") or None
+    extra_body = dict(extra_body or {})
+    if model == LOCAL and base_url is None:
+        # llama-server caches prompts by default, which can change results (the seed
+        # goes in the body too, so sampling at temperature > 0 repeats); a user's
+        # --extra-body adds to this, and can set cache_prompt itself.
+        extra_body = {"cache_prompt": False} | extra_body
     return RunConfig(
         probe=probe,
         grid=check_grid(p, grid or {}),
@@ -60,6 +69,7 @@ def make_config(
         model=ModelConfig(
             model=model,
             base_url=base_url,
+            api_key_env=api_key_env,
             mode=mode or default_mode(probe, model),
             temperature=temperature,
             max_tokens=max_tokens,
@@ -79,6 +89,7 @@ def run(
     seed: int = 0,
     model: str = LOCAL,
     base_url: str | None = None,
+    api_key_env: str | None = None,
     mode: str | None = None,
     temperature: float = 0.0,
     max_tokens: int | None = None,
@@ -116,6 +127,7 @@ def run(
         seed=seed,
         model=model,
         base_url=base_url,
+        api_key_env=api_key_env,
         mode=mode,
         temperature=temperature,
         max_tokens=max_tokens,

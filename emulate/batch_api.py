@@ -29,7 +29,15 @@ from .config import RunConfig, load_config
 from .errors import EmulateError
 from .folder import default_out, lock_out
 from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
-from .model import CHAT_PATH, COMPLETION_PATH, LOCAL, api_key_for
+from .model import (
+    CHAT_PATH,
+    COMPLETION_PATH,
+    LOCAL,
+    OPENAI_URL,
+    api_key_for,
+    drop_placeholder_key,
+    key_advice,
+)
 from .probe import plan_cases
 from .registry import get_probe
 from .runner import DEFAULT_MAX_ERRORS, RunResult, prepare_out, run_config
@@ -116,18 +124,22 @@ def run_batch(
         raise EmulateError("--retry-errors sends a run's failed cases again: add --resume")
     out = Path(out) if out is not None else default_out(config.probe)
     state = _start(config, out, resume)
+    api_key = api_key_for(config.model, replay=False)
     client = openai.OpenAI(
-        api_key=api_key_for(config.model, replay=False),
-        base_url=config.model.base_url,
+        api_key=api_key,
+        # Never None: the SDK would take OPENAI_BASE_URL, and OPENAI_API_KEY with it.
+        base_url=config.model.base_url or OPENAI_URL,
         timeout=config.model.timeout_s,
         max_retries=config.model.max_retries,
+        http_client=openai.DefaultHttpxClient(event_hooks={"request": [drop_placeholder_key]}),
     )
-    secrets = [client.api_key, *redact.url_secrets(config.model.base_url)]
+    secrets = [api_key, *redact.url_secrets(config.model.base_url)]
+    advice = key_advice(config.model, api_key)
 
     def one_round(state: State, max_errors: int | float) -> RunResult:
         lock = lock_out(out)
         try:
-            with _api_errors(secrets, state.server or "api.openai.com"):
+            with _api_errors(secrets, state.server or "api.openai.com", advice):
                 state = _submit(client, out, state)
                 state = _wait(client, out, state, wait_s, poll_s, progress)
                 state = _download(client, out, state)
@@ -195,7 +207,7 @@ def _start(config: RunConfig, out: Path, resume: bool) -> State:
                 "them, or choose another --out"
             )
         previous = load_config(out / RUN_JSON)
-        if previous.to_json() != config.to_json():
+        if previous.identity() != config.identity():
             raise EmulateError(
                 f"--resume: {out} holds batches of another configuration; resume them with "
                 f"--config {out / RUN_JSON}"
@@ -335,13 +347,13 @@ def _problems(parts: list[Part]) -> str:
 
 
 @contextlib.contextmanager
-def _api_errors(secrets: list[str], where: str) -> Iterator[None]:
+def _api_errors(secrets: list[str], where: str, key_advice: str) -> Iterator[None]:
     """The Batch API's refusals as one line each, naming what to do."""
     try:
         yield
     except openai.AuthenticationError:
         raise EmulateError(
-            "the server refused the API key (HTTP 401): check OPENAI_API_KEY"
+            f"the server at {where} refused the request (HTTP 401): {key_advice}"
         ) from None
     except openai.NotFoundError as err:
         raise EmulateError(

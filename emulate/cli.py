@@ -18,7 +18,7 @@ from .cli_parser import CONFIG_FLAGS, build_parser
 from .compare import compare
 from .config import load_config
 from .cost import dollars
-from .errors import EmulateError
+from .errors import EmulateError, StorageError, describe_os_error
 from .execute import execute_batch
 from .export import export
 from .journal import RUN_JSON, write_atomic
@@ -72,6 +72,8 @@ def _config(args: argparse.Namespace):
             # way to repeat such a run.
             model = replace(config.model, base_url=args.base_url)
             config, args.base_url = replace(config, model=model), None
+        if args.api_key_env:  # where the key is kept is the machine's, not the run's
+            config = replace(config, model=replace(config.model, api_key_env=args.api_key_env))
         given = [f for f in CONFIG_FLAGS if getattr(args, f) not in (None, [])]
         if given:
             flags = ", ".join("-P" if f == "params" else "--" + f.replace("_", "-") for f in given)
@@ -105,6 +107,7 @@ def _config(args: argparse.Namespace):
         seed=args.seed or 0,
         model=model,
         base_url=args.base_url,
+        api_key_env=spec.api_key_env or args.api_key_env,
         mode=args.mode,
         temperature=args.temperature or 0.0,
         max_tokens=args.max_tokens,
@@ -161,6 +164,7 @@ def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
         progress=not args.no_progress,
         echo=True,
         prices=args.prices,
+        api_key_env=args.api_key_env,
         temperature=args.temperature or 0.0,
         max_tokens=args.max_tokens,
         stop=args.stop,
@@ -268,6 +272,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
         args.requests,
         args.out,
         base_url=args.base_url,
+        api_key_env=args.api_key_env,
         resume=args.resume,
         concurrency=args.concurrency,
         progress=not args.no_progress,
@@ -330,6 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `emulate cases … | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # the machine's, not the input's: a full disk, a folder gone
+        print(
+            f"emulate: error: {describe_os_error(err)}; free space (or fix the folder), then "
+            "run the command again: the files it reads are as they were",
+            file=sys.stderr,
+        )
+        return StorageError.exit_code
     return code or 0
 
 

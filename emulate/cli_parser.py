@@ -124,11 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         default=None,
         metavar="FILE",
-        help="a sweep's models, one NAME or NAME@URL a line (# comments)",
+        help="a sweep's models, one NAME or NAME@URL a line, optionally followed by "
+        "api_key_env=VAR (# comments)",
     )
     g.add_argument(
-        "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server, e.g. http://host:8000/v1 (default: OPENAI_BASE_URL "
+        "if set, else OpenAI's API)",
     )
+    _add_api_key_env(g)
     g.add_argument("--temperature", type=float, default=None, help="default 0")
     g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
     g.add_argument(
@@ -319,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
     )
+    _add_api_key_env(p)
     p.add_argument("--resume", action="store_true", help="finish an --out begun before")
     p.add_argument(
         "--concurrency",
@@ -337,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=2, help="parallel slots (default 2)")
     p.add_argument("--seed", type=int, default=0, help="server sampling seed (default 0)")
     return parser
+
+
+def _add_api_key_env(p) -> None:
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="the environment variable that holds the key for the server at --base-url (or "
+        "each NAME@URL). OPENAI_API_KEY goes only to OpenAI's API: any other server gets the "
+        "key this names, or none",
+    )
 
 
 def _add_prices(p) -> None:

@@ -43,8 +43,14 @@ class RunConfig:
     @functools.cached_property  # a frozen config: hashed once, not once per journal row
     def run_id(self) -> str:
         """A hash of the configuration: the same run has the same id on any machine."""
-        key = json.dumps(self.to_json(), sort_keys=True)
+        key = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the results: the config, less where the key is kept."""
+        data = self.to_json()
+        data["model"].pop("api_key_env", None)
+        return data
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,3 +1,10 @@
+"""The errors a user can act on, each printed by the CLI as one line."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +26,33 @@ class TooManyErrors(EmulateError):
     def __init__(self, message: str, result: object = None):
         super().__init__(message)
         self.result = result
+
+
+class StorageError(EmulateError):
+    """Writing failed for a reason of the machine's (disk full, folder removed,
+    permission lost), not of the input. What was finished is kept; the message says how
+    to go on. The CLI exits with code 74 (sysexits' EX_IOERR)."""
+
+    exit_code = 74
+
+
+def describe_os_error(err: OSError) -> str:
+    """`PATH: what failed`, as one line."""
+    what = err.strerror or errno.errorcode.get(err.errno or 0) or str(err)
+    return f"{err.filename}: {what}" if err.filename else f"a write failed: {what}"
+
+
+@contextlib.contextmanager
+def storage_errors(way_back: Callable[[OSError], str]) -> Iterator[None]:
+    """An OSError in the block (the run's own files: journal, results, cassette,
+    report) becomes a StorageError naming the path, what failed and `way_back(err)`,
+    which is asked only then (it may look at what was written)."""
+    try:
+        yield
+    except (StorageError, ConnectionError, TimeoutError):
+        raise  # a StorageError already says it; a network's failures are not the disk's
+    except OSError as err:
+        raise StorageError(f"{describe_os_error(err)}; {way_back(err)}") from err
 
 
 def open_file(path: str | Path, what: str) -> BinaryIO:

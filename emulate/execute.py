@@ -11,8 +11,10 @@ one's line is dropped and it is asked again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import httpx2
 
 from .batch import EXECUTED, batch_url
 from .case import Answer
-from .errors import EmulateError, open_file
+from .errors import EmulateError, open_file, storage_errors
 from .journal import JournalWriter, atomic_writer
 from .model import (
     CHAT_PATH,
@@ -70,6 +72,7 @@ def execute_batch(
     out: str | Path,
     *,
     base_url: str | None = None,
+    api_key_env: str | None = None,
     resume: bool = False,
     concurrency: int | None = None,
     timeout_s: float = 300.0,
@@ -78,7 +81,8 @@ def execute_batch(
 ) -> Executed:
     """Send every request in `requests` (Batch API input JSONL) to the server at
     `base_url` and write the results to `out` (Batch API output JSONL). With no
-    `base_url`, requests for the embedded model start it; others go to OpenAI."""
+    `base_url`, requests for the embedded model start it; others go to OpenAI. The
+    server at `base_url` gets the key in the variable `api_key_env` names, or none."""
     requests, out = Path(requests), Path(out)
     ids, model = _check_requests(requests)
     if out.is_dir():
@@ -86,8 +90,10 @@ def execute_batch(
     if out.exists() and not resume:
         raise EmulateError(f"--out {out} exists: pass --resume to finish it, or choose another")
     local = model == LOCAL_MODEL_NAME and base_url is None
+    if base_url is None and not local:
+        base_url = os.environ.get("OPENAI_BASE_URL") or None  # as `run` reads it
     config = ModelConfig(model=LOCAL if local else model, base_url=base_url, timeout_s=timeout_s,
-                         max_retries=max_retries)  # fmt: skip
+                         max_retries=max_retries, api_key_env=api_key_env)  # fmt: skip
     api_key = api_key_for(config, replay=False)
     if concurrency is None:
         concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
@@ -107,17 +113,23 @@ def execute_batch(
         bar = Progress(len(ids), len(done), enabled=progress, scoring=False)
         writer = JournalWriter(out)
         throttle = Throttle(concurrency)
-        try:
-            with server_for(config, None, concurrency) as url:
-                model = Model(config, url, api_key, on_status=throttle.saw)
-                asked, errors = asyncio.run(_send_all(todo, model, writer, bar, throttle))
-        except BaseException:
-            writer.close()  # flushed first: what was answered stays
-            if created and out.stat().st_size == 0:
-                out.unlink()  # nothing was answered: leave nothing behind
-            raise
-        finally:
-            bar.close()
+        way_back = (
+            "every result written is kept: free space, then finish with: emulate batch "
+            f"execute {requests} --out {out} --resume"
+        )
+        with storage_errors(lambda _: way_back):
+            try:
+                with server_for(config, None, concurrency) as url:
+                    model = Model(config, url, api_key, on_status=throttle.saw)
+                    asked, errors = asyncio.run(_send_all(todo, model, writer, bar, throttle))
+            except BaseException:
+                with contextlib.suppress(OSError):  # the error on its way says it
+                    writer.close()  # flushed first: what was answered stays
+                    if created and out.stat().st_size == 0:
+                        out.unlink()  # nothing was answered: leave nothing behind
+                raise
+            finally:
+                bar.close()
             writer.close()
     return Executed(out, len(ids), asked, errors)
 

@@ -87,37 +87,66 @@ class JournalWriter:
         self.path = Path(path)
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._flush_pending = False
+        # A flush that failed in the loop's callback (a full disk): raised by the next
+        # append or close, where the run sees it and stops.
+        self._failed: OSError | None = None
 
     def append(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self._failed is not None:
+            raise self._failed
+        try:
+            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise self._named(err) from None
         if self._flush_pending:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._f.flush()
+            loop = None
+        if loop is None:
+            self._flush()
+            if self._failed is not None:
+                raise self._failed
             return
         self._flush_pending = True
         loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
-        if not self._f.closed:
-            self._f.flush()
+        if not self._f.closed and self._failed is None:
+            try:
+                self._f.flush()
+            except OSError as err:
+                self._failed = self._named(err)
+
+    def _named(self, err: OSError) -> OSError:
+        """The error with this journal's path: a flush's own names no file."""
+        return OSError(err.errno, err.strerror, str(self.path))
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as err:
+            if self._failed is None:
+                raise self._named(err) from None
+        if self._failed is not None:
+            raise self._failed
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write a whole file or nothing: readers never see half of it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)  # a full disk keeps no half-written copy
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 @contextlib.contextmanager
@@ -130,5 +159,9 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, str(tmp)):
+            raise  # another file's (one the block was reading)
+        raise OSError(err.errno, err.strerror, str(path)) from None  # the file meant
     finally:
         tmp.unlink(missing_ok=True)

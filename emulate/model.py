@@ -15,10 +15,12 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -30,6 +32,11 @@ from .record import ReplayMissSignal, Tape, http_client
 
 LOCAL = "local"  # the embedded default: Gemma 3 270M under llama-server
 LOCAL_MODEL_NAME = "gemma-3-270m-q4_k_m"
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+# The SDK will not start without a key; a server that gets no key gets this one, which
+# never leaves the process: the request hook below takes its header off.
+NO_KEY = "emulate-sends-no-key"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class ModelConfig:
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     timeout_s: float = 300.0
     max_retries: int = 2
+    # The variable that holds the key for the server at base_url (its name, never the key).
+    api_key_env: str | None = None
 
     def __post_init__(self) -> None:
         # One check for the API, the CLI and a run.json: each bad value named as its flag.
@@ -70,11 +79,19 @@ class ModelConfig:
               "seconds, a number above 0")  # fmt: skip
         _need(_integer(self.max_retries) and 0 <= self.max_retries <= 100, "max_retries",
               self.max_retries, "a whole number from 0 to 100")  # fmt: skip
+        env = self.api_key_env
+        _need(env is None or (isinstance(env, str) and _ENV_NAME.fullmatch(env) is not None),
+              "--api-key-env", env, "a variable name, e.g. VLLM_API_KEY")  # fmt: skip
+        _need(env is None or self.base_url is not None, "--api-key-env", env,
+              f"given with --base-url (OpenAI's API takes {OPENAI_KEY_ENV})")  # fmt: skip
         redact.check_extra_body(self.extra_body)
 
     @property
     def request_model(self) -> str:
         return LOCAL_MODEL_NAME if self.model == LOCAL else self.model
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _number(v: Any) -> bool:
@@ -127,17 +144,56 @@ def request_body(
     return path, body
 
 
+def is_openai(base_url: str | None) -> bool:
+    """Whether a base URL is OpenAI's own API (None is: the SDK's default)."""
+    if base_url is None:
+        return True
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    ours = host == "api.openai.com" or host.endswith(".api.openai.com")
+    return parts.scheme == "https" and ours
+
+
 def api_key_for(config: ModelConfig, replay: bool) -> str:
-    key = os.environ.get("OPENAI_API_KEY")
-    if key:
+    """The key a run sends: OPENAI_API_KEY to OpenAI's API and nowhere else; to any
+    other server, the variable `api_key_env` names, or no key (NO_KEY, never sent)."""
+    env = config.api_key_env
+    if env is None and config.model != LOCAL and is_openai(config.base_url):
+        env = OPENAI_KEY_ENV
+    if env is None:
+        return NO_KEY
+    if key := os.environ.get(env):
         return key
-    if config.base_url is None and config.model != LOCAL and not replay:
+    if replay:  # a replay reaches no server
+        return NO_KEY
+    if config.api_key_env:
         raise EmulateError(
-            f"model {config.model!r} needs OPENAI_API_KEY: export it, or pass --base-url for "
-            "an OpenAI-compatible server, or use --model local"
+            f"--api-key-env {env}: no such variable is set; export it with the key for "
+            f"the server at {redact.url(config.base_url)}"
         )
-    # Local servers ignore the key, but the SDK refuses to start without one.
-    return "not-needed"
+    raise EmulateError(
+        f"model {config.model!r} needs {OPENAI_KEY_ENV}: export it, or pass --base-url for "
+        "an OpenAI-compatible server, or use --model local"
+    )
+
+
+def drop_placeholder_key(request: httpx2.Request) -> None:
+    """An httpx request hook: a server that is to get no key gets no Authorization."""
+    if request.headers.get("authorization") == f"Bearer {NO_KEY}":
+        del request.headers["authorization"]
+
+
+def key_advice(config: ModelConfig, api_key: str) -> str:
+    """What to check when a server refuses a request for its key."""
+    if api_key == NO_KEY:
+        return (
+            f"emulate sent it no key ({OPENAI_KEY_ENV} goes only to OpenAI's API); name "
+            "the variable that holds this server's key with --api-key-env VAR"
+        )
+    return f"check {config.api_key_env or OPENAI_KEY_ENV}"
 
 
 def normalise_logprobs(raw: Mapping[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
@@ -189,21 +245,29 @@ class Model:
         tape: Tape | None = None,
     ):
         self.config = config
-        self.base_url = base_url
+        # Never None: the SDK would take OPENAI_BASE_URL, and OPENAI_API_KEY with it.
+        self.base_url = base_url or OPENAI_URL
         self.shown_url = redact.url(base_url) or "api.openai.com"
+        self._api_key = api_key
         self._secrets = [api_key, *redact.url_secrets(base_url)]
         self._reached = False  # a connection error before any answer: no server there
-        hooks = {}
+        hooks: dict[str, list[Callable[..., Any]]] = {}
         if on_status is not None:
 
             async def seen(response: Any) -> None:
                 on_status(response.status_code)
 
             hooks["response"] = [seen]
+        if api_key == NO_KEY:
+
+            async def no_key(request: httpx2.Request) -> None:
+                drop_placeholder_key(request)
+
+            hooks["request"] = [no_key]
         self._http = http_client(tape, event_hooks=hooks)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
-            base_url=base_url,
+            base_url=self.base_url,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
             # A cassette can neither decode br/zstd nor scrub a compressed body.
@@ -309,7 +373,8 @@ class Model:
         the event loop: the SDK names the async library it runs under."""
         headers = httpx2.Headers(self._http.headers)
         sdk = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
-        headers.update(sdk | self._client.auth_headers)
+        auth = {} if self._api_key == NO_KEY else self._client.auth_headers
+        headers.update(sdk | auth)
         headers["X-Stainless-Retry-Count"] = "0"
         headers["X-Stainless-Read-Timeout"] = str(float(self.config.timeout_s))
         return headers
@@ -346,7 +411,8 @@ class Model:
         context, a server hiccup after retries) is that case's error, not the run's."""
         if status in (401, 403):
             raise self._fatal(
-                f"the server refused the API key (HTTP {status}): check OPENAI_API_KEY"
+                f"the server at {self.shown_url} refused the request (HTTP {status}): "
+                + key_advice(self.config, self._api_key)
             )
         if status == 404:
             raise self._fatal(

@@ -21,11 +21,11 @@ from .batch import BatchResults, NotInResults
 from .case import Answer, Case, Row, Score
 from .config import RunConfig, load_config
 from .cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
-from .errors import EmulateError, ReplayMiss, TooManyErrors
+from .errors import EmulateError, ReplayMiss, TooManyErrors, storage_errors
 from .export import RowTable, write_results
 from .folder import default_out, lock_out, write_run_json
 from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
-from .model import LOCAL, Model, ModelConfig, api_key_for
+from .model import LOCAL, NO_KEY, OPENAI_URL, Model, ModelConfig, api_key_for
 from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
 from .registry import get_probe
@@ -66,7 +66,7 @@ def server_label(config: ModelConfig) -> str:
     if config.model == LOCAL and config.base_url is None:
         return LOCAL_SERVER_LABEL
     try:
-        parts = urlsplit(config.base_url or "https://api.openai.com/v1")
+        parts = urlsplit(config.base_url or OPENAI_URL)
         host, port = parts.hostname or "", parts.port
     except ValueError:
         return "unknown"
@@ -111,23 +111,23 @@ def run_config(
             "--batch-results scores the answers a batch gave: "
             "drop --record, --replay and --retry-errors"
         )
-    api_key = "" if batch_results else api_key_for(config.model, replay=bool(replay))
+    api_key = NO_KEY if batch_results else api_key_for(config.model, replay=bool(replay))
     if concurrency is None:
         local = config.model.model == LOCAL
         concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
     if concurrency < 1:
         raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
+    if batch_results and probe.turns_see_answers:  # whatever this machine has
+        raise EmulateError(
+            f"{config.probe} sends each turn with the answers before it, so no batch holds "
+            "its requests: run it live"
+        )
     plan = plan_cases(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
     )
     allowed = _allowed_errors(max_errors, len(plan))
     results = None
     if batch_results:
-        if probe.turns_see_answers:
-            raise EmulateError(
-                f"{config.probe} sends each turn with the answers before it, so no batch holds "
-                "its requests: run it live"
-            )
         results = (batch_results if isinstance(batch_results, BatchResults)
                    else BatchResults(batch_results))  # fmt: skip
         results.check({c.id for c in plan}, config.model.mode)  # before anything is written
@@ -141,28 +141,28 @@ def run_config(
         raise EmulateError(f"--out {out} is a file: give a folder (it is created if missing)")
     created = not out.exists()
     lock = None
-    try:
-        lock = lock_out(out)
-        done_ids, kept_errors = prepare_out(out, config, resume, retry_errors)
-        write_run_json(out, config, concurrency, len(plan))
-        feed = _Feed(plan, done_ids)
-        failed = _Failures(kept_errors, allowed)
-        bar = Progress(len(plan), len(done_ids), enabled=progress)
-        source = (
-            contextlib.nullcontext(lambda _: results)
-            if results
-            else _live(config.model, record, replay, concurrency, api_key)
-        )
-        _ask_all(config, server, probe, feed, out, source, replay, concurrency, failed, bar)
-    except BaseException:
-        if created and next(iter_journal(out / JOURNAL), None) is None:
-            shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
-        raise
-    finally:
-        if lock is not None:
-            lock.close()
-
-    rows = write_results(out, feed.order, iter_journal(out / JOURNAL))
+    with storage_errors(lambda err: _way_back(err, out, record, replay)):
+        try:
+            lock = lock_out(out)
+            done_ids, kept_errors = prepare_out(out, config, resume, retry_errors)
+            write_run_json(out, config, concurrency, len(plan))
+            feed = _Feed(plan, done_ids)
+            failed = _Failures(kept_errors, allowed)
+            bar = Progress(len(plan), len(done_ids), enabled=progress)
+            source = (
+                contextlib.nullcontext(lambda _: results)
+                if results
+                else _live(config.model, record, replay, concurrency, api_key)
+            )
+            _ask_all(config, server, probe, feed, out, source, replay, concurrency, failed, bar)
+        except BaseException:
+            if created and not _has_rows(out / JOURNAL):
+                shutil.rmtree(out, ignore_errors=True)  # nothing was done: leave nothing behind
+            raise
+        finally:
+            if lock is not None:
+                lock.close()
+        rows = write_results(out, feed.order, iter_journal(out / JOURNAL))
     used = _usage(rows, out / JOURNAL)
     spent = cost(
         config.model.request_model,
@@ -320,6 +320,35 @@ def _fewer_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _has_rows(journal: Path) -> bool:
+    try:
+        return next(iter_journal(journal), None) is not None
+    except (OSError, EmulateError):
+        return False
+
+
+def _way_back(
+    err: OSError,
+    out: Path,
+    record: str | Path | None,
+    replay: str | Path | None,
+) -> str:
+    """What a run stopped by its machine (a full disk, a removed folder) can do next."""
+    if record and err.filename == str(record):
+        return (
+            f"the journal keeps every finished case, but the cassette holds none of this "
+            f"run's exchanges: free space, then record the run again: emulate run --config "
+            f"{out / RUN_JSON} --out NEW_FOLDER --record {record}"
+        )
+    if not _has_rows(out / JOURNAL):
+        return "nothing was kept: free space (or choose another --out) and run again"
+    tape = f" --record {record}" if record else f" --replay {replay}" if replay else ""
+    return (
+        "every finished case is in the journal: free space (or restore the folder), then "
+        f"finish the run with: emulate run --config {out / RUN_JSON} --out {out} --resume{tape}"
+    )
+
+
 def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]) -> str:
     """Accuracy overall, along each grid axis that varies and the probe's own axes."""
     if not rows:
@@ -345,8 +374,8 @@ def prepare_out(
     if not journal.exists():
         return set(), 0
     previous = load_config(out / RUN_JSON) if (out / RUN_JSON).exists() else None
-    if previous is not None and previous.to_json() != config.to_json():
-        diff = [k for k, v in config.to_json().items() if previous.to_json().get(k) != v]
+    if previous is not None and previous.identity() != config.identity():
+        diff = [k for k, v in config.identity().items() if previous.identity().get(k) != v]
         raise EmulateError(
             f"--resume: {out} holds a run with another configuration (differs in: "
             f"{', '.join(diff)}); resume it with --config {out / RUN_JSON}, or choose another --out"

@@ -2,7 +2,8 @@
 the others, then one report over them all and the paired comparison of every two.
 
 A model is a name, or NAME@URL for one behind an OpenAI-compatible server of its
-own; `local` is the embedded default. Every model answers the same cases (the same
+own (which gets the key in the variable `api_key_env` names, or none: OpenAI's key goes
+only to OpenAI); `local` is the embedded default. Every model answers the same cases (the same
 seeds, the same prompts: one mode for all), so the comparisons pair them case by case.
 """
 
@@ -32,6 +33,7 @@ COMPARISONS = "comparisons.csv"
 class ModelSpec:
     model: str
     base_url: str | None = None
+    api_key_env: str | None = None  # the variable holding the key for base_url's server
 
     @property
     def folder(self) -> str:
@@ -39,23 +41,37 @@ class ModelSpec:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-.") or "model"
 
 
-def parse_model(spec: str) -> ModelSpec:
-    """NAME, or NAME@URL (the URL of the OpenAI-compatible server that serves it)."""
+def parse_model(spec: str, api_key_env: str | None = None) -> ModelSpec:
+    """NAME, or NAME@URL (the URL of the OpenAI-compatible server that serves it, whose
+    key is in the variable `api_key_env`, if it takes one)."""
     name, at, url = spec.rpartition("@")
     if at and url.startswith(("http://", "https://")) and name:
-        return ModelSpec(name.strip(), url.strip())
+        return ModelSpec(name.strip(), url.strip(), api_key_env)
     if not spec.strip():
         raise EmulateError("--model '': name a model, or NAME@URL")
+    if api_key_env:
+        raise EmulateError(
+            f"--model {spec.strip()} api_key_env={api_key_env}: a key variable is for a "
+            "server of its own (NAME@URL); OpenAI's API takes OPENAI_API_KEY"
+        )
     return ModelSpec(spec.strip())
 
 
 def load_models(path: str | Path) -> list[ModelSpec]:
-    """A models file: one NAME or NAME@URL a line; blank lines and # comments skipped."""
+    """A models file: one NAME or NAME@URL a line, a server's key variable after it
+    (`qwen@http://host:8000/v1 api_key_env=VLLM_KEY`); blank lines and # comments skipped."""
     specs = []
-    for line in read_text(path, f"--models {path}").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            specs.append(parse_model(line))
+    for number, line in enumerate(read_text(path, f"--models {path}").splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        fields = dict(w.partition("=")[::2] for w in words[1:])
+        if any(k != "api_key_env" or not v for k, v in fields.items()) or len(fields) > 1:
+            raise EmulateError(
+                f"--models {path}, line {number}: after the model, only api_key_env=VAR "
+                "(the variable that holds its server's key) may follow"
+            )
+        specs.append(parse_model(words[0], fields.get("api_key_env")))
     if not specs:
         raise EmulateError(f"--models {path}: names no model (one NAME or NAME@URL a line)")
     return specs
@@ -89,6 +105,7 @@ def sweep(
     progress: bool = True,
     echo: bool = False,
     prices: str | Path | None = None,
+    api_key_env: str | None = None,
     **options: Any,
 ) -> SweepResult:
     """Run `probe` over `grid` on each of `models` into OUT/MODEL/, then write
@@ -96,7 +113,8 @@ def sweep(
     OUT/comparisons.csv (every two models paired case by case: McNemar and the
     bootstrap interval, overall, per axis value and per cell). `options` are
     `make_config`'s (temperature, max_tokens, stop, top_logprobs, extra_body,
-    skip_impossible), the same for every model."""
+    skip_impossible), the same for every model. `api_key_env` names the key variable
+    of every model at a URL of its own that does not name one itself."""
     specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
     if len(specs) < 2:
         raise EmulateError("a sweep needs two models or more: --model A --model B")
@@ -111,7 +129,15 @@ def sweep(
     out = Path(out) if out is not None else Path("runs") / "sweep"
     configs = [
         make_config(
-            probe, grid, n=n, seed=seed, model=s.model, base_url=s.base_url, mode=mode, **options
+            probe,
+            grid,
+            n=n,
+            seed=seed,
+            model=s.model,
+            base_url=s.base_url,
+            api_key_env=s.api_key_env or (api_key_env if s.base_url else None),
+            mode=mode,
+            **options,
         )  # fmt: skip
         for s in specs
     ]  # every configuration checked before the first model is asked

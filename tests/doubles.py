@@ -179,6 +179,7 @@ class BatchServer:
         self.expire_after: int | None = None
         self.invalid: str | None = None
         self.key: str | None = None
+        self.headers_seen: list[dict] = []  # every request's headers, in order
         self.batch_api = True  # False: a server with completions only (404 elsewhere)
         self.lock = threading.Lock()
         fake = self
@@ -189,6 +190,7 @@ class BatchServer:
                 raw = self.rfile.read(length)
                 with fake.lock:
                     fake.calls.append((method, self.path))
+                    fake.headers_seen.append(dict(self.headers))
                     if fake.key and self.headers.get("authorization") != f"Bearer {fake.key}":
                         status, body = 401, {"error": {"message": "Incorrect API key"}}
                     else:

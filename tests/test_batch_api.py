@@ -143,7 +143,7 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
     [
         ({"invalid": "Invalid JSON on line 1"},
          "the batch failed: invalid_request at line 1: Invalid JSON on line 1"),
-        ({"key": "the-right-key"}, "the server refused the API key (HTTP 401)"),
+        ({"key": "the-right-key"}, "refused the request (HTTP 401): emulate sent it no key"),
         ({"batch_api": False}, "a server without a batch API can run the requests with "
                                "--batch-file and `emulate batch execute`"),
     ],

@@ -118,7 +118,7 @@ def test_a_refused_key_stops_it_with_one_line(fake_server, tmp_path, capsys):
             str(tmp_path / "o.jsonl"), "--base-url", fake_server.url, "--no-progress"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "refused the API key (HTTP 401)" in err and err.count("\n") == 1
+    assert "refused the request (HTTP 401): emulate sent it no key" in err and err.count("\n") == 1
     assert not (tmp_path / "o.jsonl").exists()
 
 

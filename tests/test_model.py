@@ -110,7 +110,7 @@ def test_a_cookie_the_server_set_goes_back(fake_server, monkeypatch, max_retries
     assert [r["headers"].get("Cookie") for r in fake_server.requests] == [None, "__cf_bm=abc"]
 
 
-@pytest.mark.parametrize("status,match", [(401, "API key"), (404, "check --model")])
+@pytest.mark.parametrize("status,match", [(401, "refused the request"), (404, "check --model")])
 def test_errors_that_would_fail_every_case_stop_the_run(fake_server, status, match):
     fake_server.error(status)
     with pytest.raises(EmulateError, match=match):

@@ -43,6 +43,24 @@ def test_write_your_own_probe_builds_its_cases(tmp_path):
     assert re.fullmatch(r"\d \+ \d =", shown[6])
 
 
+def test_write_your_own_probe_scores_a_right_sum_right_and_a_wrong_one_wrong(tmp_path):
+    probe, _run = _blocks("Write your own probe")
+    check = """
+from emulate.case import Answer
+case = cases[0]
+for text in (f"The sum is {case.truth.total}.", str(case.truth.total + 1), "no idea"):
+    s = AddProbe().score(case, Answer(text))
+    print(s.correct, s.error_type, s.metrics["abs_err"])
+"""
+    done = _script(tmp_path, probe, check)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-3:] == [
+        "True None 0",
+        "False wrong 1",
+        "False unparseable None",
+    ]
+
+
 @pytest.mark.live
 def test_write_your_own_probe_runs_on_the_embedded_default(tmp_path):
     done = _script(tmp_path, *_blocks("Write your own probe"))

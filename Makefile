@@ -10,7 +10,7 @@ test:
 	pytest
 
 lint:
-	ruff check . && ruff format --check .
+	ruff check . && ruff format --check . && mypy
 
 fix:
 	ruff check --fix . && ruff format .

@@ -31,9 +31,9 @@ from pathlib import Path
 import httpx2
 
 import emulate
+from emulate.config import DEFAULT_LOCAL_CONCURRENCY
 from emulate.local import local_server
-from emulate.model import LOCAL_MODEL_NAME
-from emulate.runner import DEFAULT_LOCAL_CONCURRENCY
+from emulate.model_config import LOCAL_MODEL_NAME
 
 
 def _server_seconds(bodies: list[str | bytes]) -> float:

@@ -6,15 +6,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .case import Case
-from .config import RunConfig
-from .cost import BATCH_SUFFIX, Cost, cost, load_prices
-from .model import LOCAL, ModelConfig
+from .config import DEFAULT_MAX_ERRORS, RunConfig
+from .model_config import LOCAL, ModelConfig, server_label
 from .probe import Probe, build_cases, check_grid, expand
 from .registry import get_probe, register
-from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config, server_label
+
+if TYPE_CHECKING:
+    from .cost import Cost
+    from .runner import RunResult
 
 Grid = Mapping[str, Sequence[Any] | Any]
 
@@ -136,6 +138,8 @@ def run(
         extra_body=extra_body,
         skip_impossible=skip_impossible,
     )
+    from .runner import run_config  # the SDK and the run machinery: only to run
+
     return run_config(
         config,
         out,
@@ -210,6 +214,8 @@ def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
     scale = total / len(sample) if sample else 0.0
     asked = [(c, probe.requests(c)) for c in sample]
     requests = [r for _, rs in asked for r in rs]
+    from .cost import BATCH_SUFFIX, cost, load_prices  # tiktoken: only to estimate
+
     table = load_prices(prices)
     from . import tokens  # tiktoken loads its encodings: only when estimating
 

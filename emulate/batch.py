@@ -5,7 +5,7 @@ results files those write, read back as the run's answers.
 One JSON line per request: `custom_id` (the case id; a probe that asks several
 questions per case adds `/1`, `/2`, ... to the second and later), `method`, `url`
 (`/v1/chat/completions` or `/v1/completions`, by mode) and `body`, exactly the body
-the live path sends (`model.request_body`). The run folder gets run.json as a live
+the live path sends (`model_config.request_body`). The run folder gets run.json as a live
 run's does, so the results file can be scored against it.
 
 A results line holds `custom_id`, `response: {status_code, body}` and `error` (an
@@ -30,7 +30,8 @@ from .config import RunConfig
 from .errors import EmulateError, open_file
 from .folder import default_out, lock_out, write_run_json
 from .journal import JOURNAL, atomic_writer
-from .model import answer_from, request_body
+from .model import answer_from
+from .model_config import request_body
 from .probe import Ask, Probe, check_grid, plan_cases
 from .registry import get_probe
 

@@ -25,11 +25,11 @@ import openai
 
 from . import redact
 from .batch import BatchResults, batch_url, export_batch, write_requests
-from .config import RunConfig, load_config
-from .errors import EmulateError
+from .config import DEFAULT_MAX_ERRORS, DEFAULT_POLL_S, RunConfig, load_config
+from .errors import BatchPending, EmulateError
 from .folder import default_out, lock_out
 from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
-from .model import (
+from .model_config import (
     CHAT_PATH,
     COMPLETION_PATH,
     LOCAL,
@@ -40,7 +40,7 @@ from .model import (
 )
 from .probe import plan_cases
 from .registry import get_probe
-from .runner import DEFAULT_MAX_ERRORS, RunResult, prepare_out, run_config
+from .runner import RunResult, prepare_out, run_config
 
 BATCH_JSON = "batch.json"
 REQUESTS = "requests.jsonl"
@@ -49,14 +49,6 @@ REQUESTS = "requests.jsonl"
 MAX_REQUESTS = 50_000
 MAX_BYTES = 190_000_000
 ENDED = ("completed", "failed", "expired", "cancelled")
-DEFAULT_POLL_S = 30.0
-
-
-class BatchPending(EmulateError):
-    """The batches have not ended yet (a --batch-wait ran out); resume later.
-    The CLI exits with code 75, EX_TEMPFAIL: try again later."""
-
-    exit_code = 75
 
 
 @dataclass(frozen=True)
@@ -165,9 +157,9 @@ def run_batch(
     # Before a retry the failures are expected: only the retried run is held to max_errors.
     result = one_round(state, 1.0 if retry_errors else max_errors)
     if retry_errors:
-        state = _again(config, out, _load(out / BATCH_JSON))
-        if state is not None:
-            result = one_round(state, max_errors)
+        again = _again(config, out, _load(out / BATCH_JSON))
+        if again is not None:
+            result = one_round(again, max_errors)
     return result
 
 
@@ -256,6 +248,7 @@ def _submit(client: openai.OpenAI, out: Path, state: State) -> State:
             part = replace(part, file_id=uploaded.id)
             state = _with(out, state, i, part)
         if part.batch_id is None:
+            assert part.file_id is not None  # uploaded just above
             batch = client.batches.create(
                 input_file_id=part.file_id,
                 endpoint=state.endpoint,  # type: ignore[arg-type]
@@ -333,8 +326,10 @@ def _download(client: openai.OpenAI, out: Path, state: State) -> State:
                 ):
                     for chunk in response.iter_text():
                         f.write(chunk)
-                kind = "output" if name.startswith("output") else "errors"
-                part = replace(part, **{kind: name})
+                if name.startswith("output"):
+                    part = replace(part, output=name)
+                else:
+                    part = replace(part, errors=name)
                 state = _with(out, state, i, part)
     return state
 

@@ -6,9 +6,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # A chat prompt is a tuple of {"role", "content"} messages; a completion prompt is text.
 Prompt = str | tuple[Mapping[str, str], ...]
@@ -22,6 +23,8 @@ def case_id(probe: str, version: int, params: Mapping[str, Any], seed: int) -> s
 
 def case_rng(case_id: str) -> np.random.Generator:
     """The case's own random stream, derived from its id so it never depends on grid order."""
+    import numpy as np  # the probes' import, not the CLI's start-up
+
     return np.random.default_rng(int(case_id, 16))
 
 

@@ -12,23 +12,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import api, redact
-from .batch import export_batch
-from .batch_api import BatchPending, run_batch
 from .cli_parser import CONFIG_FLAGS, build_parser
-from .compare import compare
-from .config import load_config
-from .cost import dollars
-from .errors import EmulateError, StorageError, describe_os_error
-from .execute import execute_batch
-from .export import export
+from .config import DEFAULT_MAX_ERRORS, load_config, parse_max_errors
+from .errors import BatchPending, EmulateError, StorageError, describe_os_error
 from .journal import RUN_JSON, write_atomic
-from .model import LOCAL
+from .model_config import LOCAL, ModelSpec, load_models, parse_model
 from .probe import parse_grid
 from .registry import all_probes, get_probe, sources
-from .report import report
-from .rescore import grade, rescore
-from .runner import DEFAULT_MAX_ERRORS, parse_max_errors, run_config
-from .sweep import ModelSpec, load_models, parse_model, sweep
+
+# Each command imports what it needs (the openai SDK, scipy, datasets, matplotlib)
+# when it runs: `emulate --help`, `probes` and `cases` start without them.
 
 
 def _grid(probe: str, specs: Sequence[str] | None) -> dict:
@@ -93,19 +86,19 @@ def _config(args: argparse.Namespace):
         raise EmulateError("name a probe (see `emulate probes`) or pass --config run.json")
     extra = _extra_body(args)
     (spec,) = _models(args) or [ModelSpec(LOCAL)]
-    model = spec.model
+    name = spec.model
     if spec.base_url:
         if args.base_url:
-            raise EmulateError(f"--model {model}@{spec.base_url} names its URL: drop --base-url")
+            raise EmulateError(f"--model {name}@{spec.base_url} names its URL: drop --base-url")
         args.base_url = spec.base_url
-    if args.base_url and model == LOCAL:
+    if args.base_url and name == LOCAL:
         raise EmulateError("--base-url needs --model NAME (the model the server serves)")
     return api.make_config(
         args.probe,
         _grid(args.probe, args.params),
         n=args.n if args.n is not None else 3,
         seed=args.seed or 0,
-        model=model,
+        model=name,
         base_url=args.base_url,
         api_key_env=spec.api_key_env or args.api_key_env,
         mode=args.mode,
@@ -129,7 +122,7 @@ def _extra_body(args: argparse.Namespace) -> dict | None:
 
 
 def _restores_credentials(stored: str | None, given: str) -> bool:
-    return bool(stored) and redact.MASK in stored and redact.url(given) == stored
+    return stored is not None and redact.MASK in stored and redact.url(given) == stored
 
 
 def _models(args: argparse.Namespace) -> list[ModelSpec]:
@@ -138,6 +131,8 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
+    from .sweep import sweep
+
     others = [flag for flag, given in (
         ("--config", args.config), ("--record", args.record), ("--replay", args.replay),
         ("--batch", args.batch), ("--batch-file", args.batch_file),
@@ -175,6 +170,11 @@ def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from .batch import export_batch
+    from .batch_api import run_batch
+    from .cost import dollars
+    from .runner import run_config
+
     specs = _models(args)
     if len(specs) > 1:
         return cmd_sweep(args, specs)
@@ -227,12 +227,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from .report import report
+
     rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed, per_case=args.per_case)
     print(rep.describe())
     print(f"wrote {rep.out / 'summary.csv'}, {len(rep.plots)} plots and {rep.html}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare
+
     result = compare(args.a, args.b, seed=args.seed)
     print(result.describe())
     if args.out:
@@ -241,10 +245,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export
+
     print(f"wrote {export(args.dirs, args.format, args.out)}")
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
+    from .rescore import rescore
+
     results = rescore(args.dirs, args.out, check=args.check)
     for r in results:
         print(r.describe())
@@ -256,6 +264,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
+    from .rescore import grade
+
     try:
         raw = sys.stdin.readline() if args.case == "-" else Path(args.case).read_text()
         answer = Path(args.answer[1:]).read_text() if args.answer.startswith("@") else args.answer
@@ -268,6 +278,8 @@ def cmd_grade(args: argparse.Namespace) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
+    from .execute import execute_batch
+
     done = execute_batch(
         args.requests,
         args.out,

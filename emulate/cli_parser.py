@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .batch_api import DEFAULT_POLL_S
+from .config import DEFAULT_POLL_S
 from .probe import MODES
 from .registry import names
 

@@ -180,7 +180,7 @@ def _metric(name, shared, fa, fb, seed) -> Comparison:
     vb = {c: _float(fb[c].get(name)) for c in shared}
     both = [c for c in shared if va[c] is not None and vb[c] is not None]
     diff, low, high, p = compare_metric(
-        {c: va[c] for c in both}, {c: vb[c] for c in both}, seed=seed
+        {c: va[c] or 0.0 for c in both}, {c: vb[c] or 0.0 for c in both}, seed=seed
     )
     mean = (lambda v: sum(v[c] for c in both) / len(both)) if both else (lambda v: math.nan)
     return Comparison("all", "all", name, len(both), mean(va), mean(vb), diff, low, high, p)

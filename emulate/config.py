@@ -12,7 +12,16 @@ from typing import Any
 
 from . import redact
 from .errors import EmulateError
-from .model import ModelConfig
+from .model_config import ModelConfig
+
+# More API errors than this (a fraction of the cases, or a count) fail the run.
+DEFAULT_MAX_ERRORS = 0.1
+DEFAULT_CONCURRENCY = 4
+# The embedded server gets one slot per concurrent request; on 2 CPU cores one slot
+# gives the most cases per minute (bench/throughput.py).
+DEFAULT_LOCAL_CONCURRENCY = 1
+# Seconds between a batch's status checks (`run --batch`).
+DEFAULT_POLL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ class RunConfig:
             grid=data["grid"],
             n=data["n"],
             seed=data["seed"],
-            model=ModelConfig(**model | ({"stop": tuple(stop)} if stop is not None else {})),
+            model=ModelConfig(**{**model, **({"stop": tuple(stop)} if stop is not None else {})}),
             skip_impossible=data.get("skip_impossible", False),
         )
 
@@ -109,3 +118,15 @@ def load_config(path: str | Path) -> RunConfig:
         return RunConfig.from_json(data.get("config", data) if isinstance(data, dict) else data)
     except EmulateError as err:
         raise EmulateError(f"--config {path}: {err}") from None
+
+
+def parse_max_errors(text: str) -> int | float:
+    """`5` is a count; `0.1` and `10%` are fractions of the run's cases."""
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise EmulateError(
+            f"--max-errors {text!r}: give a count (5) or a fraction (0.1, 10%)"
+        ) from None

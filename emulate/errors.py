@@ -28,6 +28,13 @@ class TooManyErrors(EmulateError):
         self.result = result
 
 
+class BatchPending(EmulateError):
+    """The batches have not ended yet (a --batch-wait ran out); resume later.
+    The CLI exits with code 75, EX_TEMPFAIL: try again later."""
+
+    exit_code = 75
+
+
 class StorageError(EmulateError):
     """Writing failed for a reason of the machine's (disk full, folder removed,
     permission lost), not of the input. What was finished is kept; the message says how

@@ -25,24 +25,19 @@ import httpx2
 
 from .batch import EXECUTED, batch_url
 from .case import Answer
+from .config import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY
 from .errors import EmulateError, open_file, storage_errors
 from .journal import JournalWriter, atomic_writer
-from .model import (
+from .model import Model
+from .model_config import (
     CHAT_PATH,
     COMPLETION_PATH,
     LOCAL,
     LOCAL_MODEL_NAME,
-    Model,
     ModelConfig,
     api_key_for,
 )
-from .runner import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_LOCAL_CONCURRENCY,
-    Progress,
-    Throttle,
-    server_for,
-)
+from .runner import Progress, Throttle, server_for
 
 # The endpoints a batch file of emulate's may name, and the path under the base URL.
 URLS = {batch_url(p): p for p in (CHAT_PATH, COMPLETION_PATH)}
@@ -120,8 +115,8 @@ def execute_batch(
         with storage_errors(lambda _: way_back):
             try:
                 with server_for(config, None, concurrency) as url:
-                    model = Model(config, url, api_key, on_status=throttle.saw)
-                    asked, errors = asyncio.run(_send_all(todo, model, writer, bar, throttle))
+                    client = Model(config, url, api_key, on_status=throttle.saw)
+                    asked, errors = asyncio.run(_send_all(todo, client, writer, bar, throttle))
             except BaseException:
                 with contextlib.suppress(OSError):  # the error on its way says it
                     writer.close()  # flushed first: what was answered stays
@@ -173,6 +168,7 @@ def _check_requests(path: Path) -> tuple[set[str], str]:
                     f"{what}: line {number}: {problem}; write requests with "
                     "emulate run ... --batch-file"
                 )
+            assert isinstance(cid, str) and isinstance(body, dict)  # `problem` said so
             ids.add(cid)
             model = model or body["model"]
     if model is None:

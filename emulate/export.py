@@ -35,7 +35,7 @@ _TAIL = (
 TIMING_COLUMNS = ("latency_s",)
 
 
-def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """One journal row as flat columns: each parameter and each metric its own column."""
     case, answer, score = row["case"], row["answer"], row["score"]
     flat: dict[str, Any] = {
@@ -134,7 +134,7 @@ class RowTable(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(self._n))]
         if i < 0:

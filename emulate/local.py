@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import EmulateError
-from .model import LOCAL_MODEL_NAME
+from .model_config import LOCAL_MODEL_NAME
 
 INSTALL_HINT = (
     "pip install -e '.[local]' (from a checkout) or pip install 'emulate[local]'; "

@@ -24,6 +24,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from . import sandbox
 from .errors import EmulateError
@@ -86,7 +87,7 @@ class Pool:
         return self._dead is None
 
     def run(self, program: sandbox.Program) -> sandbox.Result:
-        job = {
+        job: dict[str, Any] = {
             "files": {"main.py": program.source, **sandbox.checked_files(program)},
             "limits": asdict(program.limits),
             "under_tmp": self._under_tmp,

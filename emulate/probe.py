@@ -102,7 +102,7 @@ class Param:
             raise EmulateError(
                 f"{probe}: {self.name}={raw!r} is not valid; use {self.valid}"
             ) from None
-        if not (self.lo <= value <= self.hi):
+        if self.lo is not None and self.hi is not None and not (self.lo <= value <= self.hi):
             raise EmulateError(f"{probe}: {self.name}={value} is out of range; use {self.valid}")
         return value
 
@@ -143,7 +143,7 @@ class Probe:
         """What this machine lacks to build this probe's truth (and how to get it), or None."""
         return None
 
-    def notes(self, rows: list[dict[str, Any]]) -> list[str]:
+    def notes(self, rows: Sequence[dict[str, Any]]) -> list[str]:
         """Lines a run's summary adds about its finished rows (results.csv rows)."""
         return []
 

@@ -70,7 +70,7 @@ def normal_uri(uri: str) -> str:
     parts = urlsplit(redact.url(uri))
     if parts.hostname in _LOOPBACK:
         parts = parts._replace(netloc=LOOPBACK_NETLOC)
-    return urlunsplit(parts)
+    return str(urlunsplit(parts))
 
 
 def _normalise_request(request):
@@ -94,6 +94,7 @@ def _key(method: str, uri: str, body: str | bytes | None) -> tuple[str, str, str
     uri = _sorted_query(uri)
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
+    body = body or ""
     try:
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):

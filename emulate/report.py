@@ -106,7 +106,8 @@ class Report:
             lines.append(f"{c.probe:<9} {c.model:<34} breaking point on {c.axis}: {_bp(c.point)}")
         total = [r.cost.amount for r in self.runs]
         if all(a is not None for a in total):
-            lines.append(f"cost {costs.dollars(sum(total))} over {len(self.runs)} runs")
+            spent = sum(a for a in total if a is not None)
+            lines.append(f"cost {costs.dollars(spent)} over {len(self.runs)} runs")
         return "\n".join(lines)
 
 

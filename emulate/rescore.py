@@ -43,6 +43,8 @@ def grade(case: Case | Mapping[str, Any] | str, answer: str | Sequence[str] | An
         except json.JSONDecodeError as err:
             raise EmulateError(f"grade: the case is not a JSON line ({err})") from None
     if not isinstance(case, Case):
+        if not isinstance(case, Mapping):
+            raise EmulateError("grade: not a case as `emulate cases` writes it (a JSON object)")
         try:
             case = Case.from_json(case)
         except (KeyError, TypeError) as err:
@@ -129,9 +131,9 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     config = load_config(path / RUN_JSON) if (path / RUN_JSON).exists() else None
     flat = [flat_row(r) for r in new_rows]
     # A run is of one probe; a journal mixing several gets no summary table.
-    probe = next(iter(probes.values())) if len(probes) == 1 else None
-    summary = summarise(probe, config, flat) if probe else ""
-    notes = tuple(probe.notes(flat)) if probe else ()
+    only = next(iter(probes.values())) if len(probes) == 1 else None
+    summary = summarise(only, config, flat) if only else ""
+    notes = tuple(only.notes(flat)) if only else ()
     result = Rescored(path, len(rows), verdicts, kinds, changed_rows, summary, notes)
     if check:
         return result

@@ -14,30 +14,29 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import redact
 from .batch import BatchResults, NotInResults
 from .case import Answer, Case, Row, Score
-from .config import RunConfig, load_config
+from .config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LOCAL_CONCURRENCY,
+    DEFAULT_MAX_ERRORS,
+    RunConfig,
+    load_config,
+)
 from .cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors, storage_errors
 from .export import RowTable, write_results
 from .folder import default_out, lock_out, write_run_json
 from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
-from .model import LOCAL, NO_KEY, OPENAI_URL, Model, ModelConfig, api_key_for
+from .model import Model
+from .model_config import LOCAL, NO_KEY, ModelConfig, api_key_for, server_label
 from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
 from .registry import get_probe
 from .stats import summary_table
 
-LOCAL_SERVER_LABEL = "llama-server (embedded)"
-# More API errors than this (a fraction of the cases, or a count) fail the run.
-DEFAULT_MAX_ERRORS = 0.1
-DEFAULT_CONCURRENCY = 4
-# The embedded server gets one slot per concurrent request; on 2 CPU cores one slot
-# gives the most cases per minute (bench/throughput.py).
-DEFAULT_LOCAL_CONCURRENCY = 1
 # Answers up to this long (all turns together) are scored on the event loop: scorers
 # take well under a millisecond on them, and a thread hop costs more than the scoring.
 INLINE_SCORING_CHARS = 4000
@@ -59,20 +58,6 @@ class RunResult:
     @property
     def accuracy(self) -> float:
         return self.correct / self.done if self.done else float("nan")
-
-
-def server_label(config: ModelConfig) -> str:
-    """The server's host (and port), never its credentials."""
-    if config.model == LOCAL and config.base_url is None:
-        return LOCAL_SERVER_LABEL
-    try:
-        parts = urlsplit(config.base_url or OPENAI_URL)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return "unknown"
-    if host in ("127.0.0.1", "localhost", "::1"):
-        return "localhost"
-    return f"{host}:{port}" if port else host
 
 
 def run_config(
@@ -189,8 +174,8 @@ def run_config(
         for note in probe.notes(rows):
             echo(f"note: {note}")
         echo(f"tokens: {used.describe()}; cost {spent.describe()}")
-        if results and (note := results.note(config.model.request_model)):
-            echo(f"note: {note}")
+        if results and (said := results.note(config.model.request_model)):
+            echo(f"note: {said}")
         if result.missing:
             echo(
                 f"{len(result.missing)} of {result.total} cases have no answer in the results "
@@ -227,18 +212,6 @@ def _allowed_errors(max_errors: int | float, cases: int) -> int:
     if max_errors < 0:
         raise EmulateError(f"--max-errors {max_errors}: a count is 0 or more")
     return max_errors
-
-
-def parse_max_errors(text: str) -> int | float:
-    """`5` is a count; `0.1` and `10%` are fractions of the run's cases."""
-    try:
-        if text.endswith("%"):
-            return float(text[:-1]) / 100
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        raise EmulateError(
-            f"--max-errors {text!r}: give a count (5) or a fraction (0.1, 10%)"
-        ) from None
 
 
 class _Failures:
@@ -349,7 +322,7 @@ def _way_back(
     )
 
 
-def summarise(probe: Probe, config: RunConfig | None, rows: list[dict[str, Any]]) -> str:
+def summarise(probe: Probe, config: RunConfig | None, rows: Sequence[dict[str, Any]]) -> str:
     """Accuracy overall, along each grid axis that varies and the probe's own axes."""
     if not rows:
         return "no cases"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ def _fixed(run: Run) -> dict[str, Any]:
     return {k: json.loads(next(iter(v))) for k, v in values.items() if len(v) == 1}
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+def load_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Run]:
     """Run folders; a folder that is no run but holds some (a sweep's) stands for them."""
     if not paths:
         raise EmulateError("name at least one run folder")

@@ -38,7 +38,10 @@ PERMUTATION_MAX = 5000
 
 
 def bootstrap_ci(
-    values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """BCa bootstrap interval for a mean; percentile where BCa cannot work, or for more
     than BCA_MAX values.

@@ -9,7 +9,6 @@ seeds, the same prompts: one mode for all), so the comparisons pair them case by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -18,63 +17,17 @@ from typing import Any
 
 from .api import Grid, default_mode, make_config
 from .compare import Compared, compare
-from .errors import EmulateError, read_text
+from .config import DEFAULT_MAX_ERRORS
+from .errors import EmulateError
 from .journal import write_atomic
+from .model_config import ModelSpec, parse_model
 from .probe import Probe
 from .registry import register
 from .report import Report, report
-from .runner import DEFAULT_MAX_ERRORS, RunResult, run_config
+from .runner import RunResult, run_config
 
 REPORT = "report"
 COMPARISONS = "comparisons.csv"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    model: str
-    base_url: str | None = None
-    api_key_env: str | None = None  # the variable holding the key for base_url's server
-
-    @property
-    def folder(self) -> str:
-        """The run folder's name: the model's, safe as a path."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-.") or "model"
-
-
-def parse_model(spec: str, api_key_env: str | None = None) -> ModelSpec:
-    """NAME, or NAME@URL (the URL of the OpenAI-compatible server that serves it, whose
-    key is in the variable `api_key_env`, if it takes one)."""
-    name, at, url = spec.rpartition("@")
-    if at and url.startswith(("http://", "https://")) and name:
-        return ModelSpec(name.strip(), url.strip(), api_key_env)
-    if not spec.strip():
-        raise EmulateError("--model '': name a model, or NAME@URL")
-    if api_key_env:
-        raise EmulateError(
-            f"--model {spec.strip()} api_key_env={api_key_env}: a key variable is for a "
-            "server of its own (NAME@URL); OpenAI's API takes OPENAI_API_KEY"
-        )
-    return ModelSpec(spec.strip())
-
-
-def load_models(path: str | Path) -> list[ModelSpec]:
-    """A models file: one NAME or NAME@URL a line, a server's key variable after it
-    (`qwen@http://host:8000/v1 api_key_env=VLLM_KEY`); blank lines and # comments skipped."""
-    specs = []
-    for number, line in enumerate(read_text(path, f"--models {path}").splitlines(), 1):
-        words = line.split("#", 1)[0].split()
-        if not words:
-            continue
-        fields = dict(w.partition("=")[::2] for w in words[1:])
-        if any(k != "api_key_env" or not v for k, v in fields.items()) or len(fields) > 1:
-            raise EmulateError(
-                f"--models {path}, line {number}: after the model, only api_key_env=VAR "
-                "(the variable that holds its server's key) may follow"
-            )
-        specs.append(parse_model(words[0], fields.get("api_key_env")))
-    if not specs:
-        raise EmulateError(f"--models {path}: names no model (one NAME or NAME@URL a line)")
-    return specs
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import signal
 import struct
 import sys
 import time
+from typing import Any
 
 SANDBOX = "/sandbox"
 CGROUP = "/cgroup"  # where the host bound this pool's pids cgroup, if it has one
@@ -124,7 +125,7 @@ def _program(job: dict, stdout: int, stderr: int) -> None:
 
         main = types.ModuleType("__main__")
         main.__dict__.update(__file__=f"{SANDBOX}/main.py", __cached__=None)
-        main.__builtins__ = builtins
+        main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
         sys.argv[:] = ["main.py"]
         here = sys._getframe().f_code
@@ -260,7 +261,7 @@ def _supervise(job: dict) -> dict:
     os.waitpid(pid, 0)
     duration = time.perf_counter() - start
     status = os.read(status_r, 4)
-    answer = {
+    answer: dict[str, Any] = {
         "code": os.waitstatus_to_exitcode(struct.unpack(">i", status)[0])
         if len(status) == 4
         else -signal.SIGKILL,

@@ -297,6 +297,7 @@ class BracketsProbe(Probe):
         shown = full if edit == "none" else unbalance(full, edit, k, rng)
         if shown is None:  # this edit could not unbalance it; a dropped closer always does
             edit, shown = "missing_closer", unbalance(full, "missing_closer", k, rng)
+            assert shown is not None
         examples = []
         for i, s in enumerate(shots):
             e = "none" if i % 2 == 0 else EDITS[i // 2 % len(EDITS)]
@@ -484,7 +485,7 @@ def extract_closers(text: str, prefix: str = "") -> tuple[str, str]:
     """
     strict = text.strip().split("\n", 1)[0].strip() if text.strip() else ""
     found = find(text, lambda c: read_closers(c, prefix))
-    return strict, found.value if found else ""
+    return strict, str(found.value) if found else ""
 
 
 def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:

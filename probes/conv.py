@@ -265,7 +265,7 @@ _LATEX = re.compile(
 )
 
 
-def parse_array(text: str) -> tuple[np.ndarray | None, str | None]:
+def parse_array(text: str) -> tuple[np.ndarray, None] | tuple[None, str]:
     """The answer's numeric array, or (None, why not), found by the shared extraction
     rules (emulate/extract.py): fences, "the output is", tags, an answer first or last.
 
@@ -278,7 +278,7 @@ def parse_array(text: str) -> tuple[np.ndarray | None, str | None]:
     found = find(text, read_array)
     if found is None:
         return None, "no numeric array found in the answer"
-    return found.value, None
+    return np.asarray(found.value), None
 
 
 def read_array(text: str) -> np.ndarray:
@@ -352,7 +352,7 @@ def score(case: Case, answer: Answer) -> Score:
     parsed, why = parse_array(answer.text)
     if parsed is None:
         if answer.finish_reason == "length":
-            why += " (the answer was cut off at the token limit)"
+            why = f"{why} (the answer was cut off at the token limit)"
         return Score(False, metrics, "empty" if answer.text.strip() == "" else "unparseable", why)
     parsed = _fit_shape(parsed, truth)
     shown = parsed.tolist()

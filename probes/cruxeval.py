@@ -163,7 +163,7 @@ def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: str) -> li
         ok = truth.ok
         cid = case_id(probe.name, probe.version, {"shots": shots, "digest": item.digest}, 0)
         published = None
-        if ok and item.output is not None:
+        if ok and item.output is not None and truth.value is not None:
             published = _same_value(item.output, truth.value)[0]
         cases.append(
             probe.new_case(
@@ -257,7 +257,8 @@ def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     if found is None:
         kind = "empty" if not answer.text.strip() else "unparseable"
         return Score(False, metrics, kind, "no Python literal found in the answer")
-    said, metrics["exact"], metrics["exact_type"] = found.value
+    said: str
+    said, metrics["exact"], metrics["exact_type"] = found.value  # type: ignore[misc]
     if metrics["exact"]:
         return Score(True, metrics, None, None, said)
     return Score(

@@ -411,20 +411,21 @@ def score(case: Case, answer: Answer) -> Score:
         ("seen", inputs.seen),
         ("unseen", [s for s in inputs.states if s not in seen]),
     ):
-        defined = [s for s in states if rows[s] is not None]
+        defined = {s: row for s in states if (row := rows[s]) is not None}
         for name, table in (
             ("chain", truth.chain),
             ("counts", truth.counts),
             ("gpt", truth.baby_gpt),
         ):
-            metrics[f"tv_{name}_{group}"] = _mean([_tv(rows[s], table[s]) for s in defined])
-            metrics[f"kl_{name}_{group}"] = _mean([_kl(table[s], rows[s]) for s in defined])
+            metrics[f"tv_{name}_{group}"] = _mean([_tv(r, table[s]) for s, r in defined.items()])
+            metrics[f"kl_{name}_{group}"] = _mean([_kl(table[s], r) for s, r in defined.items()])
         if group == "unseen":
-            metrics["entropy_unseen"] = _mean([_entropy(rows[s]) for s in defined])
+            metrics["entropy_unseen"] = _mean([_entropy(r) for r in defined.values()])
     shown = {s: [round(p, 4) for p in r] if r is not None else None for s, r in rows.items()}
     missing = [s for s in inputs.states if rows[s] is None]
     matches = [
-        rows[s] is not None and int(np.argmax(rows[s])) in _top(truth.chain[s]) for s in inputs.seen
+        (row := rows[s]) is not None and int(np.argmax(row)) in _top(truth.chain[s])
+        for s in inputs.seen
     ]
     metrics["top_match"] = _mean([float(m) for m in matches])
     if missing:

@@ -19,7 +19,7 @@ Read top to bottom: program generation, the truth, the cases, prompts, the score
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +167,9 @@ def _expr(kind: str, numpy: int, exprs: list[str], rng: np.random.Generator) -> 
     return str(rng.choice(exprs))
 
 
-def _spec(cell: Mapping[str, Any], rng: np.random.Generator) -> tuple:
+def _spec(
+    cell: Mapping[str, Any], rng: np.random.Generator
+) -> tuple[list[PrintSpec], list[int], list[str]]:
     n = cell["loops"]
     literals = rng.permutation(LITERALS)[: cell["prints"]]
     exprs = ["x.shape", "x.shape[0]", "i", "len(x)"] if cell["numpy"] else ["len(x)", "i", "x[:2]"]
@@ -305,7 +307,7 @@ class ProgramProbe(Probe):
             stop=("```",) if mode == "completion" else (),
         )
 
-    def notes(self, rows: list[dict[str, Any]]) -> list[str]:
+    def notes(self, rows: Sequence[dict[str, Any]]) -> list[str]:
         disagree = sum(r.get("published_agrees") is False for r in rows)
         return [disagreement(disagree, len(rows))] if disagree else []
 
@@ -390,10 +392,14 @@ def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
         # version does (once), whatever text it prints, where the code prints it more.
         intent = lines(case.foils["intent"] or "")
         once = _count(case.foils["intent"] or "", trap)
-        metrics["intent_over_semantics"] = expected > once and (
-            said == intent
-            or metrics["trap_emitted"] == once
-            or (len(said) == len(intent) != len(truth))
+        metrics["intent_over_semantics"] = (
+            isinstance(expected, int)
+            and expected > once
+            and (
+                said == intent
+                or metrics["trap_emitted"] == once
+                or (len(said) == len(intent) != len(truth))
+            )
         )
     metrics["exact"] = said == truth
     if said == truth:

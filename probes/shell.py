@@ -627,7 +627,8 @@ class ShellProbe(Probe):
     async def converse(self, case: Case, ask: Ask) -> Answer:
         mode = case.mode
         history: list[tuple[str, str, str]] = []  # (cwd, command, output shown)
-        replies, prompt_tokens, completion_tokens, latency = [], 0, 0, 0.0
+        replies: list[str] = []
+        prompt_tokens, completion_tokens, latency = 0, 0, 0.0
         cwds = _cwds(case.inputs.commands)
         for t, command in enumerate(case.inputs.commands):
             truth = case.truth.outputs[t]

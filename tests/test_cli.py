@@ -114,3 +114,42 @@ def test_cases_defaults_to_the_mode_run_would_send(capsys):
     assert main(["cases", "conv", "--n", "1", "--model", "gpt-4o-mini"]) == 0
     case = json.loads(capsys.readouterr().out.splitlines()[0])
     assert case["mode"] == "chat" and isinstance(case["prompt"], list)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["probes"], ["probes", "-v"], ["cases", "conv", "-P", "size=4", "--n", "2"]],
+)
+def test_commands_that_ask_no_model_import_no_sdk(argv):
+    """Start-up: --help, probes and cases load neither the openai SDK nor scipy,
+    datasets or matplotlib (they cost a second before anything is printed)."""
+    import subprocess
+    import sys
+
+    heavy = ("openai", "aiohttp", "scipy", "datasets", "matplotlib", "pyarrow", "torch")
+    script = (
+        "import sys\nfrom emulate.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), "
+        "file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_the_package_loads_its_names_on_use_and_keeps_functions_over_modules():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, emulate\n"
+        "assert 'openai' not in sys.modules and 'emulate.runner' not in sys.modules\n"
+        "import emulate.report, emulate.compare, emulate.sweep\n"
+        "assert callable(emulate.report) and emulate.report.__module__ == 'emulate.report'\n"
+        "assert emulate.sweep.__name__ == 'sweep' and callable(emulate.compare)\n"
+        "assert set(emulate.__all__) <= set(dir(emulate))\n"
+        "print(emulate.run.__module__, emulate.EmulateError.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["emulate.api", "EmulateError"]

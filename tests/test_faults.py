@@ -20,10 +20,11 @@ import pytest
 
 import emulate
 from emulate.cli import main as cli_main
+from emulate.config import parse_max_errors
 from emulate.errors import EmulateError, TooManyErrors
 from emulate.folder import lock_out
 from emulate.journal import JOURNAL, read_journal
-from emulate.runner import Throttle, parse_max_errors, run_config
+from emulate.runner import Throttle, run_config
 
 from .conftest import results_rows
 from .doubles import FaultServer

@@ -12,7 +12,7 @@ import pytest
 import emulate
 from emulate.cli import main
 from emulate.errors import EmulateError
-from emulate.model import NO_KEY, ModelConfig, api_key_for, is_openai
+from emulate.model_config import NO_KEY, ModelConfig, api_key_for, is_openai
 
 from .doubles import BatchServer
 

@@ -9,7 +9,8 @@ import pytest
 
 import emulate
 from emulate.errors import EmulateError
-from emulate.model import Model, ModelConfig, normalise_logprobs
+from emulate.model import Model, normalise_logprobs
+from emulate.model_config import ModelConfig
 from emulate.record import cassette
 
 pytestmark = pytest.mark.enable_socket

@@ -92,8 +92,7 @@ def test_a_report_goes_where_readme_says(replayed, tmp_path, monkeypatch):
 def test_every_exit_code_in_readme_is_one_the_code_returns():
     table = README.split("**Exit codes**", 1)[1].split("\n\n", 2)[1]
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
-    from emulate.batch_api import BatchPending
-    from emulate.errors import StorageError, TooManyErrors
+    from emulate.errors import BatchPending, StorageError, TooManyErrors
 
     source = (ROOT / "emulate" / "cli.py").read_text()
     assert documented == {0, 1, 2, 3, 74, 75, 130}

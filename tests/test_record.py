@@ -11,7 +11,8 @@ import pytest
 import vcr
 
 from emulate.errors import EmulateError, ReplayMiss
-from emulate.model import Model, ModelConfig
+from emulate.model import Model
+from emulate.model_config import ModelConfig
 from emulate.record import Tape, _key, cassette
 
 pytestmark = pytest.mark.enable_socket

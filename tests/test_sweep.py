@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 import emulate
 from emulate.cli import main
 from emulate.errors import EmulateError
-from emulate.sweep import ModelSpec, load_models, parse_model
+from emulate.model_config import ModelSpec, load_models, parse_model
 
 from .doubles import FaultServer
 

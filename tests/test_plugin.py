@@ -4,6 +4,7 @@ embedded model, replays offline. Installed into a temporary folder on PYTHONPATH
 the test environment itself is left as it was."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,12 @@ PLUGIN = ROOT / "plugins" / "emulate-sql"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources, and
+    # the checkout may be read-only (and is no place for them).
+    source = tmp_path_factory.mktemp("plugin") / PLUGIN.name
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-           "--no-build-isolation", "--target", str(target), str(PLUGIN)]  # fmt: skip
+           "--no-build-isolation", "--target", str(target), str(source)]  # fmt: skip
     done = subprocess.run(pip, capture_output=True, text=True)
     if done.returncode != 0 and "setuptools" in done.stderr:
         pytest.skip("building the plugin needs setuptools in this environment")

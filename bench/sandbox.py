@@ -1,9 +1,9 @@
 """Sandbox throughput on the CRUXEval set: programs per second, cache off.
 
-    python bench/sandbox.py [--items ../shared/data/cruxeval.jsonl] [--workers 2]
+    python bench/sandbox.py [--items tests/data/published/cruxeval/cruxeval.jsonl] [--workers 2]
 
 Runs every item's program (code + print(repr(f(input)))) through the warm pool (one
-fork server in one bubblewrap, emulate/pool.py) and, as the reference in the same
+fork server in one bubblewrap, emulate/sandbox/pool.py) and, as the reference in the same
 run, through one bubblewrap and one fresh interpreter per program
 (EMULATE_SANDBOX_POOL=0), and checks that both print the same. Goal: >= 100
 programs/s with the pool on 2 cores.
@@ -14,10 +14,12 @@ import os
 import time
 from pathlib import Path
 
-from emulate import pool, sandbox
+from emulate import sandbox
+from emulate.sandbox import pool
 from probes.cruxeval import item_program, load_items
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cruxeval.jsonl"
+PUBLISHED = Path(__file__).resolve().parents[1] / "tests" / "data" / "published"
+DEFAULT = PUBLISHED / "cruxeval" / "cruxeval.jsonl"
 
 
 def timed(programs: list[sandbox.Program], workers: int) -> tuple[float, list[sandbox.Result]]:

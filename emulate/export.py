@@ -1,4 +1,5 @@
-"""From journal rows to tables: results.csv, a datasets.Dataset, and exports.
+"""From journal rows to tables: a datasets.Dataset, and exports (results.csv's own
+rows are emulate/results.py's).
 
 CSV is flat: one column per parameter and per metric. Parquet, JSONL and a saved
 `datasets` folder keep the nesting of the journal (case, answer, score), with the
@@ -8,163 +9,17 @@ shape differs from case to case and Arrow needs one type per column.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .errors import EmulateError
-from .journal import JOURNAL, atomic_writer, read_journal, write_atomic
-
-RESULTS = "results.csv"
-_LEAD = ("run_id", "probe", "case_id", "seed", "model", "server", "mode")
-_TAIL = (
-    "correct",
-    "error_type",
-    "reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_s",
-    "finish_reason",
-    "error",
-)
-TIMING_COLUMNS = ("latency_s",)
-
-
-def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One journal row as flat columns: each parameter and each metric its own column."""
-    case, answer, score = row["case"], row["answer"], row["score"]
-    flat: dict[str, Any] = {
-        "run_id": row["run_id"],
-        "probe": case["probe"],
-        "case_id": case["id"],
-        "seed": case["seed"],
-        "model": row["model"],
-        "server": row["server"],
-        "mode": row["mode"],
-    }
-    flat.update(case["params"])
-    flat.update(case.get("covariates") or {})
-    if case.get("chance") is not None:
-        flat["chance"] = case["chance"]
-    flat.update(score["metrics"])
-    flat.update(
-        correct=score["correct"],
-        error_type=score["error_type"],
-        reason=score["reason"],
-        prompt_tokens=answer["prompt_tokens"],
-        completion_tokens=answer["completion_tokens"],
-        latency_s=answer["latency_s"],
-        finish_reason=answer["finish_reason"],
-        error=answer["error"],
-    )
-    return flat
-
-
-def columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The CSV's columns: the lead, then parameters and metrics as first seen, then
-    the tail."""
-    seen = dict.fromkeys(_LEAD)
-    for r in [rows.names] if isinstance(rows, RowTable) else rows:
-        seen.update((k, None) for k in r if k not in seen and k not in _TAIL)
-    return list(seen) + list(_TAIL)
-
-
-def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    _write_csv(buf, rows)
-    return buf.getvalue()
-
-
-def _write_csv(f: TextIO, rows: Sequence[Mapping[str, Any]]) -> None:
-    writer = csv.DictWriter(f, fieldnames=columns(rows), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-_ABSENT = object()  # a column a row does not have (not the same as a None value)
-
-
-class RowTable(Sequence[dict[str, Any]]):
-    """Flat rows held by column. 100,000 rows as dicts take over a gigabyte; as
-    columns, with repeated short texts stored once, a few tens of megabytes. Rows
-    come out as dicts, built when asked for."""
-
-    def __init__(self) -> None:
-        self._cols: dict[str, list[Any]] = {}
-        self._texts: dict[str, str] = {}
-        self._n = 0
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._cols)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        n, texts = self._n, self._texts
-        for k, v in row.items():
-            col = self._cols.get(k)
-            if col is None:
-                col = self._cols[k] = [_ABSENT] * n
-            if type(v) is str and len(v) <= 64:
-                v = texts.setdefault(v, v)
-            col.append(v)
-        self._n = n = n + 1
-        for col in self._cols.values():
-            if len(col) < n:
-                col.append(_ABSENT)
-
-    def column(self, name: str) -> list[Any]:
-        """One column's values, None where a row lacks it."""
-        col = self._cols.get(name)
-        if col is None:
-            return [None] * self._n
-        return [None if v is _ABSENT else v for v in col]
-
-    def take(self, order: Sequence[int]) -> RowTable:
-        """The rows at these positions, in this order."""
-        table = RowTable()
-        table._cols = {k: [col[i] for i in order] for k, col in self._cols.items()}
-        table._texts, table._n = self._texts, len(order)
-        return table
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self._n))]
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(i)
-        return {k: col[i] for k, col in self._cols.items() if col[i] is not _ABSENT}
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        items = list(self._cols.items())
-        for i in range(self._n):
-            yield {k: col[i] for k, col in items if col[i] is not _ABSENT}
-
-
-def write_results(
-    out: str | Path, order: Sequence[str], journal: Iterable[Mapping[str, Any]]
-) -> RowTable:
-    """results.csv from the journal's rows, in case order (not finishing order); returns
-    its rows. The journal may be a stream (`iter_journal`): it is read once. Rows whose
-    case is not in `order` come last, in journal order."""
-    table = RowTable()
-    for r in journal:
-        table.append(flat_row(r))
-    rank = {cid: i for i, cid in enumerate(order)}
-    last = len(rank)
-    ids = table.column("case_id")
-    table = table.take(sorted(range(len(table)), key=lambda i: rank.get(ids[i], last)))
-    with atomic_writer(Path(out) / RESULTS) as f:
-        _write_csv(f, table)
-    return table
+from .journal import JOURNAL, read_journal, write_atomic
+from .results import flat_row, to_csv
+from .runs import load_runs, one_probe
 
 
 def load_results(out: str | os.PathLike):
@@ -284,8 +139,6 @@ def export(
 ) -> Path:
     """Write the runs in `paths` (one probe) as one file (a folder for `dataset`);
     returns where. Default `out`: DIR/results.FORMAT (DIR/dataset) for one run."""
-    from .runs import load_runs, one_probe  # runs reads rows with flat_row, from here
-
     if format not in FORMATS:
         raise EmulateError(f"--format {format}: use one of {', '.join(FORMATS)}")
     runs = load_runs(paths)

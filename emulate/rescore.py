@@ -21,10 +21,10 @@ from typing import Any
 from .case import Answer, Case, Score
 from .config import load_config
 from .errors import EmulateError
-from .export import RESULTS, TIMING_COLUMNS, flat_row, write_results
 from .journal import JOURNAL, RUN_JSON, read_journal, write_atomic
 from .probe import Probe
 from .registry import get_probe
+from .results import RESULTS, TIMING_COLUMNS, flat_row, write_results
 from .runner import score_case, summarise
 
 PREVIOUS = "journal.previous.jsonl"  # the journal as it was before an in-place rescore

@@ -27,7 +27,6 @@ from .config import (
 )
 from .cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
 from .errors import EmulateError, ReplayMiss, TooManyErrors, storage_errors
-from .export import RowTable, write_results
 from .folder import default_out, lock_out, write_run_json
 from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
 from .model import Model
@@ -35,6 +34,7 @@ from .model_config import LOCAL, NO_KEY, ModelConfig, api_key_for, server_label
 from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
 from .registry import get_probe
+from .results import RowTable, write_results
 from .stats import summary_table
 
 # Answers up to this long (all turns together) are scored on the event loop: scorers

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmulateError
-from .export import flat_row
 from .journal import JOURNAL, RUN_JSON, read_journal
+from .results import flat_row
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .export import TIMING_COLUMNS
 from .registry import get_probe, known
+from .results import TIMING_COLUMNS
 from .runner import RunResult
 from .runs import Run, load_run
 from .stats import breaking_point, compare_correct, wilson

@@ -3,7 +3,7 @@
 "Act as a Linux terminal" made chat models famous for emulating machines. Each
 case is a session of commands, drawn by seeded generators over a seeded home
 directory; the true output of every command comes from running the same session
-in a real bash in the sandbox (emulate/sandbox.py: bubblewrap, home at /home/user,
+in a real bash in the sandbox (emulate/sandbox/session.py: bubblewrap, home at /home/user,
 files at fixed times, no network). The model is asked turn by turn, each turn
 sending the whole history, as chat services do when they rebuild a session: its own
 earlier outputs (`history=model`) or the true ones (`history=true`, teacher

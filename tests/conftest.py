@@ -132,7 +132,7 @@ def results_rows(path: Path) -> list[dict]:
     """A results.csv as rows, timing columns aside (they differ from run to run)."""
     import csv
 
-    from emulate.export import TIMING_COLUMNS
+    from emulate.results import TIMING_COLUMNS
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))

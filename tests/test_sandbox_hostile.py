@@ -14,7 +14,7 @@ import pytest
 
 from emulate import sandbox
 from emulate.errors import EmulateError
-from emulate.sandbox import IsolationError, Limits, Program, run
+from emulate.sandbox import IsolationError, Limits, Program, process, run
 
 BWRAP = pytest.mark.skipif(
     sandbox.isolation() != "bwrap", reason="needs bubblewrap (apt-get install bubblewrap)"
@@ -44,7 +44,7 @@ def test_reads_of_host_secrets_find_nothing(tmp_path):
         listing = run(Program("import os; print(sorted(os.listdir('/tmp')))"))
         # A fresh /tmp: empty, but for the mount point of an interpreter that lives
         # under the host's /tmp (a CI checkout's venv), shown read-only.
-        inside = sorted({d.split("/")[2] for d in sandbox._interpreter_dirs()
+        inside = sorted({d.split("/")[2] for d in process.interpreter_dirs()
                          if d.startswith("/tmp/")})  # fmt: skip
         assert listing.stdout == f"{inside}\n"
         etc = run(Program("import os; print(os.listdir('/etc'))")).stdout
@@ -116,7 +116,7 @@ def isolation(request, monkeypatch):
     kind = request.param
     if kind == "bwrap" and sandbox.isolation() != "bwrap":
         pytest.skip("needs bubblewrap")
-    if kind == "netns" and not sandbox._works(sandbox._UNSHARE):
+    if kind == "netns" and not process._works(process._UNSHARE):
         pytest.skip("unshare cannot make namespaces here")
     monkeypatch.setattr(sandbox, "isolation", lambda: kind)
     return kind
@@ -125,8 +125,8 @@ def isolation(request, monkeypatch):
 def test_fork_300_is_capped_and_leaves_nothing_behind(isolation):
     before = _ours_sleeping()
     r = run(Program(FORK_300, limits=FAST))
-    assert int(r.stdout.split()[0]) < 300 or isolation != "none" or sandbox._cgroup_base() is None
-    if sandbox._cgroup_base() is not None or os.geteuid() != 0:
+    assert int(r.stdout.split()[0]) < 300 or isolation != "none" or process.cgroup_base() is None
+    if process.cgroup_base() is not None or os.geteuid() != 0:
         assert r.limit == "procs" and int(r.stdout) < FAST.procs
     time.sleep(0.2)
     assert _ours_sleeping() <= before
@@ -136,7 +136,7 @@ def test_a_daemon_does_not_outlive_its_program(isolation, tmp_path):
     marker = tmp_path / "daemon.pid"
     if isolation == "bwrap":
         pytest.skip("under bubblewrap the daemon cannot write the host's folder to report itself")
-    if isolation == "none" and sandbox._cgroup_base() is None:
+    if isolation == "none" and process.cgroup_base() is None:
         pytest.skip("without namespaces or a pids cgroup a daemon can escape (documented)")
     r = run(Program(DAEMON.format(marker=str(marker)), limits=FAST))
     assert r.ok and r.stdout == "parent done\n"

@@ -1,4 +1,4 @@
-"""The warm sandbox (emulate/pool.py, emulate/zygote.py): a forked interpreter gives
+"""The warm sandbox (emulate/sandbox/pool.py and zygote.py): a forked interpreter gives
 what a fresh one gives, and no program can touch another or outlive itself."""
 
 import os
@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from emulate import pool, sandbox
-from emulate.sandbox import Limits, Program, run, run_many
+from emulate.sandbox import Limits, Program, pool, process, run, run_many
 
 pytestmark = pytest.mark.skipif(
-    sandbox.isolation() != "bwrap", reason="needs bubblewrap (apt-get install bubblewrap)"
+    process.isolation() != "bwrap", reason="needs bubblewrap (apt-get install bubblewrap)"
 )
 
 
@@ -27,7 +26,7 @@ def fresh_pools(monkeypatch):
 def _shown_in_tmp(*mine: str) -> list[str]:
     """What a program sees in /tmp besides its own files: the folders an interpreter
     under /tmp (a venv there) is mounted at, as bubblewrap shows them."""
-    under = [d.split("/")[2] for d in sandbox._interpreter_dirs() if d.startswith("/tmp/")]
+    under = [d.split("/")[2] for d in process.interpreter_dirs() if d.startswith("/tmp/")]
     return sorted({*under, *mine})
 
 

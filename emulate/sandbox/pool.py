@@ -26,8 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import sandbox
-from .errors import EmulateError
+from ..errors import EmulateError
+from . import process as sandbox
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 OPT_OUT = "EMULATE_SANDBOX_POOL"
@@ -45,14 +45,14 @@ class Pool:
     def __init__(self, hash_seed: int):
         self.hash_seed = hash_seed
         # The interpreter's folders under /tmp, which each program's fresh /tmp must show.
-        self._under_tmp = [d for d in sandbox._interpreter_dirs() if d.startswith("/tmp/")]
+        self._under_tmp = [d for d in sandbox.interpreter_dirs() if d.startswith("/tmp/")]
         self._group = _make_group()
         mounts = ["--dir", sandbox.SANDBOX]
         if self._group is not None:
             mounts += ["--bind", str(self._group), "/cgroup"]
         argv = [
-            *sandbox._bwrap(1, *mounts, "--chdir", "/"),
-            "--", sys.executable, *sandbox._PYTHON_FLAGS, "-c", ZYGOTE.read_text(),
+            *sandbox.bwrap_argv(1, *mounts, "--chdir", "/"),
+            "--", sys.executable, *sandbox.PYTHON_FLAGS, "-c", ZYGOTE.read_text(),
         ]  # fmt: skip
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -70,7 +70,7 @@ class Pool:
         try:
             proc = subprocess.Popen(
                 argv,
-                env=sandbox._env(sandbox.SANDBOX, self.hash_seed),
+                env=sandbox.program_env(sandbox.SANDBOX, self.hash_seed),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -92,7 +92,8 @@ class Pool:
             "limits": asdict(program.limits),
             "under_tmp": self._under_tmp,
             # bubblewrap's --chdir sets PWD; a program started by it sees that too.
-            "env": sandbox._env(sandbox.SANDBOX, program.hash_seed) | {"PWD": sandbox.SANDBOX},
+            "env": sandbox.program_env(sandbox.SANDBOX, program.hash_seed)
+            | {"PWD": sandbox.SANDBOX},
         }
         answer: Future = Future()
         with self._lock:
@@ -116,7 +117,7 @@ class Pool:
             stdout=got["stdout"],
             stderr=got["stderr"],
             exit_code=code,
-            limit=sandbox._which_limit(code, got["timed_out"], got["stderr"], got["hit_procs"]),
+            limit=sandbox.which_limit(code, got["timed_out"], got["stderr"], got["hit_procs"]),
             duration_s=got["duration"],
             isolation="bwrap",
         )
@@ -155,8 +156,8 @@ class Pool:
 
 def _make_group() -> Path | None:
     """A pids cgroup the server makes one child of per program, where the machine
-    lets emulate make one (sandbox._cgroup_base)."""
-    base = sandbox._cgroup_base()
+    lets emulate make one (sandbox.cgroup_base)."""
+    base = sandbox.cgroup_base()
     if base is None:
         return None
     path = base / f"emulate-{os.getpid()}-pool-{next(Pool._count)}"

@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .registry import get_probe, known
 from .runs import Run, load_run, one_probe, series_labels
 from .stats import compare_correct, compare_metric, natural_order
+from .summary import numeric_metrics
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,9 @@ def compare(a: str | Path | Run, b: str | Path | Run, *, seed: int = 0) -> Compa
             groups += [("cell", label, ids) for label, ids in cells.items()]
         rows = [_correct(group, cell, ids, fa, fb, seed) for group, cell, ids in groups]
         rows = _with_q(rows)
-        for m in _metrics(probe, [fa[c] for c in shared] + [fb[c] for c in shared]):
+        for m in numeric_metrics(
+            probe, [fa[c] for c in shared] + [fb[c] for c in shared], main=True
+        ):
             rows.append(_metric(m, shared, fa, fb, seed))
     return Compared(probe, la, lb, len(shared), only_a, only_b, tuple(rows), note)
 
@@ -168,11 +169,6 @@ def _with_q(rows: list[Comparison]) -> list[Comparison]:
     for i, q in zip(cells, qs, strict=True):
         out[i] = replace(rows[i], q_value=float(q))
     return out
-
-
-def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    names = list(get_probe(probe).summary_means) if known(probe) else []
-    return [m for m in names if any(isinstance(r.get(m), int | float) for r in rows)]
 
 
 def _metric(name, shared, fa, fb, seed) -> Comparison:

@@ -11,7 +11,6 @@ import base64
 import csv
 import html
 import io
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,34 +22,12 @@ from .journal import write_atomic
 from .registry import get_probe, known
 from .runs import Run, load_runs, series_labels
 from .stats import BreakingPoint, breaking_point, natural_order, wilson
+from .summary import SummaryRow, key, numeric_metrics
+from .summary import summarise as summarise_rows
 
 SUMMARY = "summary.csv"
 HTML = "report.html"
 PLOTS = "plots"
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """Accuracy of one model on one group of cases: all of a probe's cases, those at
-    one value of an axis, or one grid cell."""
-
-    probe: str
-    model: str  # the series label: the model, with its mode or run id where needed
-    group: str  # "all", "axis" or "cell"
-    cell: str  # "all", "size=3", "dims=1 size=3"
-    params: Mapping[str, Any]
-    n: int
-    correct: int
-    low: float
-    high: float
-    chance: float | None  # mean accuracy of guessing, where the probe defines it
-    errors: int  # failed requests
-    means: Mapping[str, float | None]  # the mean of each metric
-    kinds: Mapping[str, int]  # wrong answers by error type, most common first
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n
 
 
 @dataclass(frozen=True)
@@ -130,18 +107,7 @@ def _axes(probe: str, runs: Sequence[Run], rows: Sequence[Mapping[str, Any]]) ->
     mine = [run for run in runs if run.probe == probe]
     names = list(dict.fromkeys(k for run in mine for r in run.rows for k in r["case"]["params"]))
     names += list(get_probe(probe).summary_axes) if known(probe) else []
-    return [a for a in names if len({_key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
-
-
-def _key(value: Any) -> Any:
-    return repr(value) if isinstance(value, list | dict) else value
-
-
-def _metrics(probe: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    names = list(get_probe(probe).metrics) if known(probe) else []
-    return [
-        m for m in names if m != "chance" and any(isinstance(r.get(m), int | float) for r in rows)
-    ]
+    return [a for a in names if len({key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
 
 
 def _values(rows: Sequence[Mapping[str, Any]], axis: str) -> list[Any]:
@@ -158,29 +124,6 @@ def _mean(values: list[float]) -> float | None:
 
 def _chance(rows: Sequence[Mapping[str, Any]]) -> float | None:
     return _mean([float(r["chance"]) for r in rows if r.get("chance") is not None])
-
-
-def _row(probe, model, group, cell, params, rows, metrics) -> SummaryRow:
-    k = sum(bool(r["correct"]) for r in rows)
-    low, high = wilson(k, len(rows))
-    return SummaryRow(
-        probe=probe,
-        model=model,
-        group=group,
-        cell=cell,
-        params=dict(params),
-        n=len(rows),
-        correct=k,
-        low=low,
-        high=high,
-        chance=_chance(rows),
-        errors=sum(1 for r in rows if r.get("error")),
-        means={
-            m: _mean([float(r[m]) for r in rows if isinstance(r.get(m), int | float)])
-            for m in metrics
-        },
-        kinds=dict(Counter(r["error_type"] for r in rows if r.get("error_type")).most_common()),
-    )
 
 
 Grouped = list[tuple[str, dict[str, list[dict[str, Any]]], list[str]]]
@@ -203,21 +146,9 @@ def summarise(runs: Sequence[Run]) -> list[SummaryRow]:
 def _summarise(grouped: Grouped) -> list[SummaryRow]:
     out = []
     for probe, series, axes in grouped:
-        metrics = _metrics(probe, [r for rows in series.values() for r in rows])
+        metrics = numeric_metrics(probe, [r for rows in series.values() for r in rows])
         for model, rows in series.items():
-            out.append(_row(probe, model, "all", "all", {}, rows, metrics))
-            for axis in axes:
-                for v in _values(rows, axis):
-                    group = [r for r in rows if r.get(axis) == v]
-                    out.append(_row(probe, model, "axis", f"{axis}={v}", {axis: v}, group, metrics))
-            cells: dict[tuple, list] = {}
-            for r in rows:
-                cells.setdefault(tuple(_key(r.get(a)) for a in axes), []).append(r)
-            if len(axes) > 1:  # with one axis, its values are the cells
-                for group in cells.values():
-                    params = {a: group[0].get(a) for a in axes}
-                    label = " ".join(f"{a}={v}" for a, v in params.items())
-                    out.append(_row(probe, model, "cell", label, params, group, metrics))
+            out += summarise_rows(rows, axes, metrics, probe=probe, model=model, cells=True)
     return out
 
 

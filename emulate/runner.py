@@ -35,7 +35,8 @@ from .probe import CasePlan, Probe, check_grid, plan_cases
 from .record import cassette
 from .registry import get_probe
 from .results import RowTable, write_results
-from .stats import summary_table
+from .summary import summarise as summarise_rows
+from .summary import table
 
 # Answers up to this long (all turns together) are scored on the event loop: scorers
 # take well under a millisecond on them, and a thread hop costs more than the scoring.
@@ -327,7 +328,7 @@ def summarise(probe: Probe, config: RunConfig | None, rows: Sequence[dict[str, A
     if not rows:
         return "no cases"
     axes = [k for k, v in config.grid.items() if len(v) > 1] if config else []
-    return summary_table(rows, axes + list(probe.summary_axes), probe.summary_means)
+    return table(summarise_rows(rows, axes + list(probe.summary_axes), probe.summary_means))
 
 
 def prepare_out(

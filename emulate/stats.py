@@ -6,8 +6,7 @@ Everything random takes a seed, so the same data give the same interval.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -239,60 +238,6 @@ def compare_metric(
         rng=np.random.default_rng(seed),
     )  # fmt: skip
     return (float(d.mean()), low, high, float(test.pvalue))
-
-
-def summary_table(
-    rows: Iterable[Mapping[str, Any]], axes: Sequence[str], means: Sequence[str] = ()
-) -> str:
-    """Accuracy with a Wilson 95% interval, overall and along each axis.
-
-    Where rows carry a `chance` column (the accuracy of guessing), its mean is shown
-    beside each accuracy as the reference line; so is the mean of each metric in
-    `means` that the rows carry.
-    """
-    # One pass over the rows (a run's may be 100,000): per group, counts and sums.
-    names = ["chance", *means]
-    axes = list(dict.fromkeys(axes))
-    groups: dict[tuple[str, Any], list[Any]] = {}  # (axis, value) -> [n, k, errs, sums, counts]
-    kinds: Counter[str] = Counter()
-    for r in rows:
-        keys = [("", None)] + [(a, r[a]) for a in axes if r.get(a) is not None]
-        for key in keys:
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = [0, 0, 0, [0.0] * len(names), [0] * len(names)]
-            g[0] += 1
-            g[1] += bool(r["correct"])
-            g[2] += bool(r.get("error"))
-            for j, name in enumerate(names):
-                v = r.get(name)
-                if v is not None:
-                    g[3][j] += float(v)
-                    g[4][j] += 1
-        if r.get("error_type"):
-            kinds[r["error_type"]] += 1
-    shown = [j for j, _ in enumerate(names) if any(g[4][j] for g in groups.values())]
-    head = f"{'':<22}{'n':>5}  {'accuracy':>8}  95% interval      errors"
-    widths = [(j, 7 if j == 0 else max(9, len(names[j]))) for j in shown]
-    lines = [head + "".join(f"  {names[j]:>{w}}" for j, w in widths)]
-
-    def line(label: str, g: list[Any]) -> str:
-        n, k, errs, sums, counts = g
-        lo, hi = wilson(k, n)
-        text = f"{label:<22}{n:>5}  {k / n:>8.1%}  [{lo:6.1%}, {hi:6.1%}]  {errs:>6}"
-        for j, width in widths:
-            text += f"  {sums[j] / counts[j]:>{width}.3f}" if counts[j] else " " * (width + 2)
-        return text
-
-    if not groups:
-        return "\n".join(lines)
-    lines.append(line("all", groups[("", None)]))
-    for axis in axes:
-        values = sorted((v for a, v in groups if a == axis), key=natural_order)
-        lines.extend(line(f"{axis}={v}", groups[(axis, v)]) for v in values)
-    if kinds:
-        lines.append("wrong answers: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
-    return "\n".join(lines)
 
 
 def natural_order(value: Any) -> tuple[str, Any]:

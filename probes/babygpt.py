@@ -25,6 +25,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from itertools import product
+from typing import cast
 
 SEED = 1337
 # Part of the cache key: bump it when the model or its training changes.
@@ -103,7 +104,8 @@ def _model(vocab: int, context: int, s: Settings):  # -> torch.nn.Module
                 )
             )
             self.lm_head = nn.Linear(s.n_embd, vocab, bias=False)
-            self.transformer.wte.weight = self.lm_head.weight  # weight tying
+            wte = cast(nn.Embedding, self.transformer["wte"])
+            wte.weight = self.lm_head.weight  # weight tying
             self.apply(self._init_weights)
             for name, p in self.named_parameters():
                 if name.endswith("c_proj.weight"):

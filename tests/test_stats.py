@@ -13,9 +13,9 @@ from emulate.stats import (
     breaking_point,
     compare_correct,
     compare_metric,
-    summary_table,
     wilson,
 )
+from emulate.summary import summarise, table
 
 
 def test_wilson_matches_the_formula():
@@ -124,8 +124,10 @@ def test_random_journals_never_break_the_statistics(rows):
     assert (bp.reason is None) == (not math.isnan(bp.midpoint))
     if bp.reason is None:
         assert min(x) <= bp.midpoint <= max(x)
-    table = summary_table([{"correct": c, "size": s} for s, c in zip(x, y, strict=True)], ["size"])
-    assert table.count("\n") >= 1
+    text = table(
+        summarise([{"correct": c, "size": s} for s, c in zip(x, y, strict=True)], ["size"])
+    )
+    assert text.count("\n") >= 1
 
 
 def test_large_samples_switch_to_methods_that_scale_and_agree():
@@ -165,17 +167,17 @@ def test_summary_table_worked_by_hand_in_one_pass():
         {"correct": True, "size": None, "chance": 0.25, "mae": 3.0},
     ]
     # A generator: the table must not need a second pass (a run's rows may be a stream).
-    table = summary_table((r for r in rows), ["size", "size"], ["mae", "absent"]).splitlines()
-    table = [line.replace("[ ", "[").replace("[ ", "[") for line in table]  # width padding
-    assert table[0].split() == ["n", "accuracy", "95%", "interval", "errors", "chance", "mae"]
+    text = table(summarise((r for r in rows), ["size", "size"], ["mae", "absent"]))
+    shown = [line.replace("[ ", "[").replace("[ ", "[") for line in text.splitlines()]  # padding
+    assert shown[0].split() == ["n", "accuracy", "95%", "interval", "errors", "chance", "mae"]
     lo, hi = wilson(3, 5)
-    assert table[1].split() == [
+    assert shown[1].split() == [
         "all", "5", "60.0%", f"[{lo:.1%},", f"{hi:.1%}]", "1", "0.350", "1.500"
     ]  # fmt: skip
     lo, hi = wilson(1, 2)
     # size=3: chance (0.5 + 0.5) / 2; mae (0 + 2) / 2. size=4: mae from the one row with it.
     ci = [f"[{lo:.1%},", f"{hi:.1%}]"]
-    assert table[2].split() == ["size=3", "2", "50.0%", *ci, "0", "0.500", "1.000"]
-    assert table[3].split() == ["size=4", "2", "50.0%", *ci, "1", "0.250", "1.000"]
-    assert table[4] == "wrong answers: wrong 1, api_error 1"
-    assert len(table) == 5  # the repeated axis is shown once
+    assert shown[2].split() == ["size=3", "2", "50.0%", *ci, "0", "0.500", "1.000"]
+    assert shown[3].split() == ["size=4", "2", "50.0%", *ci, "1", "0.250", "1.000"]
+    assert shown[4] == "wrong answers: wrong 1, api_error 1"
+    assert len(shown) == 5  # the repeated axis is shown once

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .api import cases, estimate, make_config, run
     from .batch import export_batch
-    from .batch_api import BatchPending, run_batch
+    from .batch_api import run_batch
     from .case import Answer, Case, Row, Score, TokenLogprob
     from .compare import compare
     from .config import RunConfig, load_config
-    from .errors import EmulateError, TooManyErrors
+    from .errors import BatchPending, EmulateError, TooManyErrors
     from .execute import execute_batch
     from .export import export, load_results
     from .registry import get_probe
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Each public name and the module that holds it.
 _WHERE = {
     "Answer": "case",
-    "BatchPending": "batch_api",
+    "BatchPending": "errors",
     "Case": "case",
     "EmulateError": "errors",
     "Row": "case",

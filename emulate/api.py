@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .case import Case
 from .config import DEFAULT_MAX_ERRORS, RunConfig
-from .model_config import LOCAL, ModelConfig, server_label
+from .model_config import LOCAL, ModelConfig, default_base_url, server_label
 from .probe import Probe, build_cases, check_grid, expand
 from .registry import get_probe, register
 
@@ -54,8 +53,8 @@ def make_config(
     API takes OPENAI_API_KEY, and no other server gets it)."""
     probe = _name(probe)
     p = get_probe(probe)
-    if base_url is None and model != LOCAL:
-        base_url = os.environ.get("OPENAI_BASE_URL") or None
+    if base_url is None:
+        base_url = default_base_url(model)
     extra_body = dict(extra_body or {})
     if model == LOCAL and base_url is None:
         # llama-server caches prompts by default, which can change results (the seed

@@ -199,7 +199,7 @@ def _start(config: RunConfig, out: Path, resume: bool) -> State:
                 "them, or choose another --out"
             )
         previous = load_config(out / RUN_JSON)
-        if previous.identity() != config.identity():
+        if previous.to_json() != config.to_json():
             raise EmulateError(
                 f"--resume: {out} holds batches of another configuration; resume them with "
                 f"--config {out / RUN_JSON}"

@@ -14,11 +14,13 @@ from pathlib import Path
 from . import api, redact
 from .cli_parser import CONFIG_FLAGS, build_parser
 from .config import DEFAULT_MAX_ERRORS, load_config, parse_max_errors
-from .errors import BatchPending, EmulateError, StorageError, describe_os_error
+from .errors import BatchPending, EmulateError, StorageError, describe_os_error, is_storage_error
 from .journal import RUN_JSON, write_atomic
 from .model_config import LOCAL, ModelSpec, load_models, parse_model
 from .probe import parse_grid
 from .registry import all_probes, get_probe, sources
+
+OS_ERROR = 71  # sysexits' EX_OSERR: the system failed (a program would not start)
 
 # Each command imports what it needs (the openai SDK, scipy, datasets, matplotlib)
 # when it runs: `emulate --help`, `probes` and `cases` start without them.
@@ -347,13 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `emulate cases … | head`
         sys.stderr.close()
         return 0
-    except OSError as err:  # the machine's, not the input's: a full disk, a folder gone
-        print(
-            f"emulate: error: {describe_os_error(err)}; free space (or fix the folder), then "
-            "run the command again: the files it reads are as they were",
-            file=sys.stderr,
-        )
-        return StorageError.exit_code
+    except OSError as err:  # the machine's, not the input's
+        if is_storage_error(err):
+            print(f"emulate: error: {describe_os_error(err)}; free space (or fix the folder), "
+                  "then run the command again", file=sys.stderr)  # fmt: skip
+            return StorageError.exit_code
+        print(f"emulate: error: {describe_os_error(err)} (a failure of this machine, not of "
+              "the input)", file=sys.stderr)  # fmt: skip
+        return OS_ERROR
     return code or 0
 
 

@@ -52,14 +52,8 @@ class RunConfig:
     @functools.cached_property  # a frozen config: hashed once, not once per journal row
     def run_id(self) -> str:
         """A hash of the configuration: the same run has the same id on any machine."""
-        key = json.dumps(self.identity(), sort_keys=True)
+        key = json.dumps(self.to_json(), sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-    def identity(self) -> dict[str, Any]:
-        """What decides the results: the config, less where the key is kept."""
-        data = self.to_json()
-        data["model"].pop("api_key_env", None)
-        return data
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,7 +64,11 @@ class RunConfig:
             # Only when set, so run ids from before the option existed stay the same.
             **({"skip_impossible": True} if self.skip_impossible else {}),
             # Unset options are left out, so adding an option later keeps old run ids.
-            "model": {k: v for k, v in asdict(self.model).items() if v is not None}
+            # Not api_key_env: a run.json names no variable whose value goes to a server
+            # (a run.json from elsewhere could name any secret); --api-key-env does.
+            "model": {
+                k: v for k, v in asdict(self.model).items() if v is not None and k != "api_key_env"
+            }
             | {"extra_body": dict(self.model.extra_body)}
             # Credentials in the URL are used, never stored (emulate/redact.py).
             | ({"base_url": redact.url(self.model.base_url)} if self.model.base_url else {}),
@@ -86,6 +84,7 @@ class RunConfig:
         model = data["model"]
         if not isinstance(model, Mapping):
             raise EmulateError(f"model {model!r}: must be a JSON object, as run.json holds")
+        model = {k: v for k, v in model.items() if k != "api_key_env"}  # see to_json
         unknown = sorted(set(model) - set(ModelConfig.__dataclass_fields__))
         if unknown:
             raise EmulateError(f"model has unknown fields: {', '.join(unknown)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,6 +43,21 @@ class StorageError(EmulateError):
     exit_code = 74
 
 
+# What a full disk, a quota, a file too large, a failing or read-only disk say.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
+def is_storage_error(err: OSError, within: Iterable[str | Path] = ()) -> bool:
+    """A failure of the disk, or of a file or folder under one of `within` (a run's
+    folder removed, its permissions lost): not a program that would not start, say."""
+    if err.errno in STORAGE_ERRNOS:
+        return True
+    if not err.filename or not isinstance(err.filename, str | Path):
+        return False
+    path = Path(err.filename).absolute()
+    return any(path == Path(w).absolute() or Path(w).absolute() in path.parents for w in within)
+
+
 def describe_os_error(err: OSError) -> str:
     """`PATH: what failed`, as one line."""
     what = err.strerror or errno.errorcode.get(err.errno or 0) or str(err)
@@ -50,15 +65,20 @@ def describe_os_error(err: OSError) -> str:
 
 
 @contextlib.contextmanager
-def storage_errors(way_back: Callable[[OSError], str]) -> Iterator[None]:
-    """An OSError in the block (the run's own files: journal, results, cassette,
-    report) becomes a StorageError naming the path, what failed and `way_back(err)`,
-    which is asked only then (it may look at what was written)."""
+def storage_errors(
+    way_back: Callable[[OSError], str], within: Iterable[str | Path | None] = ()
+) -> Iterator[None]:
+    """An OSError in the block that the disk caused, or that names a file under one of
+    `within` (the run's own folder and cassette), becomes a StorageError naming the
+    path, what failed and `way_back(err)`, asked only then (it may look at what was
+    written). Other OSErrors (a server that would not start) pass as they are."""
     try:
         yield
-    except (StorageError, ConnectionError, TimeoutError):
-        raise  # a StorageError already says it; a network's failures are not the disk's
+    except StorageError:
+        raise
     except OSError as err:
+        if not is_storage_error(err, [w for w in within if w is not None]):
+            raise
         raise StorageError(f"{describe_os_error(err)}; {way_back(err)}") from err
 
 

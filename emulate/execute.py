@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from .model_config import (
     LOCAL_MODEL_NAME,
     ModelConfig,
     api_key_for,
+    default_base_url,
 )
 from .runner import Progress, Throttle, server_for
 
@@ -86,7 +86,7 @@ def execute_batch(
         raise EmulateError(f"--out {out} exists: pass --resume to finish it, or choose another")
     local = model == LOCAL_MODEL_NAME and base_url is None
     if base_url is None and not local:
-        base_url = os.environ.get("OPENAI_BASE_URL") or None  # as `run` reads it
+        base_url = default_base_url(model)  # as `run` reads it
     config = ModelConfig(model=LOCAL if local else model, base_url=base_url, timeout_s=timeout_s,
                          max_retries=max_retries, api_key_env=api_key_env)  # fmt: skip
     api_key = api_key_for(config, replay=False)
@@ -112,7 +112,7 @@ def execute_batch(
             "every result written is kept: free space, then finish with: emulate batch "
             f"execute {requests} --out {out} --resume"
         )
-        with storage_errors(lambda _: way_back):
+        with storage_errors(lambda _: way_back, [out]):
             try:
                 with server_for(config, None, concurrency) as url:
                     client = Model(config, url, api_key, on_status=throttle.saw)
@@ -120,6 +120,7 @@ def execute_batch(
             except BaseException:
                 with contextlib.suppress(OSError):  # the error on its way says it
                     writer.close()  # flushed first: what was answered stays
+                with contextlib.suppress(OSError):
                     if created and out.stat().st_size == 0:
                         out.unlink()  # nothing was answered: leave nothing behind
                 raise

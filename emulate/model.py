@@ -216,8 +216,7 @@ class Model:
         the event loop: the SDK names the async library it runs under."""
         headers = httpx2.Headers(self._http.headers)
         sdk = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
-        auth = {} if self._api_key == NO_KEY else self._client.auth_headers
-        headers.update(sdk | auth)
+        headers.update(sdk | self._client.auth_headers)  # (no_key's hook takes a placeholder off)
         headers["X-Stainless-Retry-Count"] = "0"
         headers["X-Stainless-Read-Timeout"] = str(float(self.config.timeout_s))
         return headers

@@ -135,6 +135,13 @@ def request_body(
     return path, body
 
 
+def default_base_url(model: str) -> str | None:
+    """OPENAI_BASE_URL where it is set, as --base-url, for any model but the embedded
+    one: read here, once, so run.json records where a run went (the SDK would read it
+    silently, and send OPENAI_API_KEY there)."""
+    return None if model == LOCAL else os.environ.get("OPENAI_BASE_URL") or None
+
+
 def is_openai(base_url: str | None) -> bool:
     """Whether a base URL is OpenAI's own API (None is: the SDK's default)."""
     if base_url is None:

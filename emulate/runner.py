@@ -127,7 +127,9 @@ def run_config(
         raise EmulateError(f"--out {out} is a file: give a folder (it is created if missing)")
     created = not out.exists()
     lock = None
-    with storage_errors(lambda err: _way_back(err, out, record, replay)):
+    with storage_errors(
+        lambda err: _way_back(err, config, out, record, replay, batch_results), [out, record]
+    ):
         try:
             lock = lock_out(out)
             done_ids, kept_errors = prepare_out(out, config, resume, retry_errors)
@@ -181,7 +183,7 @@ def run_config(
             echo(
                 f"{len(result.missing)} of {result.total} cases have no answer in the results "
                 f"(the first: {result.missing[0]}); score them once you have them with "
-                f"emulate run --config {out / RUN_JSON} --out {out} --resume --batch-results "
+                f"{again(config, out)} --resume --batch-results "
                 "FILE.jsonl, or ask them live: the same without --batch-results"
             )
         echo(f"wrote {out / 'results.csv'} and {out / JOURNAL}")
@@ -192,8 +194,8 @@ def run_config(
             f"{result.errors} of {result.total} cases failed with API errors or timeouts "
             f"(more than --max-errors {limit})"
             + (f"; {unasked} were not asked" if unasked else "")
-            + f". Retry them: emulate run --config {out / RUN_JSON} --out {out} "
-            "--resume --retry-errors" + (" (live; add --batch for a new batch)" if results else ""),
+            + f". Retry them: {again(config, out)} --resume --retry-errors"
+            + (" (live; add --batch for a new batch)" if results else ""),
             result,
         )
     return result
@@ -295,31 +297,46 @@ def _fewer_collections() -> Iterator[None]:
 
 
 def _has_rows(journal: Path) -> bool:
+    """Whether a journal holds a whole row; quietly (a torn last line is no row, and
+    resuming says so)."""
     try:
-        return next(iter_journal(journal), None) is not None
-    except (OSError, EmulateError):
+        with open(journal, "rb") as f:
+            return f.readline().endswith(b"\n")
+    except OSError:
         return False
+
+
+def again(config: RunConfig, out: Path, into: Path | str | None = None) -> str:
+    """The command that repeats the run in `out` (into `into`, by default the same
+    folder), naming its key variable: run.json keeps none."""
+    key = f" --api-key-env {config.model.api_key_env}" if config.model.api_key_env else ""
+    return f"emulate run --config {out / RUN_JSON} --out {into or out}{key}"
 
 
 def _way_back(
     err: OSError,
+    config: RunConfig,
     out: Path,
     record: str | Path | None,
     replay: str | Path | None,
+    batch_results: Sequence[str | Path] | BatchResults | None,
 ) -> str:
     """What a run stopped by its machine (a full disk, a removed folder) can do next."""
-    if record and err.filename == str(record):
+    if record and err.filename and Path(err.filename).absolute() == Path(record).absolute():
         return (
-            f"the journal keeps every finished case, but the cassette holds none of this "
-            f"run's exchanges: free space, then record the run again: emulate run --config "
-            f"{out / RUN_JSON} --out NEW_FOLDER --record {record}"
+            "the journal keeps every finished case, but the cassette holds none of this "
+            f"run's exchanges: free space, then record the run again: "
+            f"{again(config, out, 'NEW_FOLDER')} --record {record}"
         )
     if not _has_rows(out / JOURNAL):
         return "nothing was kept: free space (or choose another --out) and run again"
     tape = f" --record {record}" if record else f" --replay {replay}" if replay else ""
+    if batch_results:  # score the answers already paid for, not ask them live
+        files = batch_results.paths if isinstance(batch_results, BatchResults) else batch_results
+        tape = " --batch-results " + " ".join(str(p) for p in files)
     return (
         "every finished case is in the journal: free space (or restore the folder), then "
-        f"finish the run with: emulate run --config {out / RUN_JSON} --out {out} --resume{tape}"
+        f"finish the run with: {again(config, out)} --resume{tape}"
     )
 
 
@@ -348,8 +365,8 @@ def prepare_out(
     if not journal.exists():
         return set(), 0
     previous = load_config(out / RUN_JSON) if (out / RUN_JSON).exists() else None
-    if previous is not None and previous.identity() != config.identity():
-        diff = [k for k, v in config.identity().items() if previous.identity().get(k) != v]
+    if previous is not None and previous.to_json() != config.to_json():
+        diff = [k for k, v in config.to_json().items() if previous.to_json().get(k) != v]
         raise EmulateError(
             f"--resume: {out} holds a run with another configuration (differs in: "
             f"{', '.join(diff)}); resume it with --config {out / RUN_JSON}, or choose another --out"

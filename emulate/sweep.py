@@ -20,7 +20,7 @@ from .compare import Compared, compare
 from .config import DEFAULT_MAX_ERRORS
 from .errors import EmulateError
 from .journal import write_atomic
-from .model_config import ModelSpec, parse_model
+from .model_config import ModelSpec, default_base_url, is_openai, parse_model
 from .probe import Probe
 from .registry import register
 from .report import Report, report
@@ -87,12 +87,13 @@ def sweep(
             n=n,
             seed=seed,
             model=s.model,
-            base_url=s.base_url,
-            api_key_env=s.api_key_env or (api_key_env if s.base_url else None),
+            base_url=url,
+            api_key_env=s.api_key_env or (api_key_env if url and not is_openai(url) else None),
             mode=mode,
             **options,
         )  # fmt: skip
         for s in specs
+        for url in [s.base_url or default_base_url(s.model)]
     ]  # every configuration checked before the first model is asked
     folders = _folders(specs)
     runs = []

@@ -63,9 +63,39 @@ def test_another_server_gets_the_key_its_variable_holds(fake_server, tmp_path, m
     fake_server.completion(" [1, 2, 3]")
     assert _run(fake_server.url, tmp_path / "run", "--api-key-env", "OTHER_KEY") == 0
     assert _auth(fake_server) == [f"Bearer {OTHER_KEY}"] * 3
-    # run.json keeps the variable's name, so --config repeats the run; never the key.
+    # run.json names no variable (one from elsewhere could name any secret): repeating
+    # the run without --api-key-env sends no key, with it the key.
     stored = (tmp_path / "run" / "run.json").read_text()
-    assert '"api_key_env": "OTHER_KEY"' in stored and OTHER_KEY not in stored
+    assert "api_key_env" not in stored and OTHER_KEY not in stored
+    config = str(tmp_path / "run" / "run.json")
+    assert main(["run", "--config", config, "--out", str(tmp_path / "again"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert _auth(fake_server)[3:] == [None] * 3
+
+
+def test_a_run_json_that_names_a_variable_sends_nothing_of_it(fake_server, tmp_path, monkeypatch):
+    """A run.json from someone else naming GITHUB_TOKEN must not send it to their URL."""
+    monkeypatch.setenv("OTHER_KEY", OTHER_KEY)
+    fake_server.completion(" [1, 2, 3]")
+    config = emulate.make_config("conv", {"dims": 1, "size": 4}, n=1, model="fake",
+                                 base_url=fake_server.url, mode="completion")  # fmt: skip
+    data = {"config": config.to_json()}
+    data["config"]["model"]["api_key_env"] = "OTHER_KEY"
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert main(["run", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert set(_auth(fake_server)) == {None} and OTHER_KEY not in json.dumps(fake_server.requests)
+
+
+def test_a_sweep_names_its_key_for_a_server_from_openai_base_url(fake_server, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url)
+    monkeypatch.setenv("OTHER_KEY", OTHER_KEY)
+    fake_server.completion(" [1, 2, 3]")
+    argv = ["run", "conv", *CONV, "--n", "1", "--model", "a", "--model", "b", "--api-key-env",
+            "OTHER_KEY", "--out", str(tmp_path / "s"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert set(_auth(fake_server)) == {f"Bearer {OTHER_KEY}"}
 
 
 def test_the_key_variable_does_not_change_the_run_id(fake_server, tmp_path, monkeypatch):
@@ -186,7 +216,8 @@ def test_a_key_variable_for_openais_api_is_refused():
 
 def test_a_run_resumes_with_its_key_in_another_variable(fake_server, tmp_path, monkeypatch):
     """Where the key is kept is the machine's: --config with another --api-key-env
-    resumes the same run (the same id, no 'another configuration')."""
+    resumes the same run (the same id, no 'another configuration'), and the command a
+    stopped run prints names the variable it needs."""
     monkeypatch.setenv("OTHER_KEY", OTHER_KEY)
     monkeypatch.setenv("THIRD_KEY", "third-MARK")
     fake_server.completion(" [1, 2, 3]")
@@ -198,3 +229,13 @@ def test_a_run_resumes_with_its_key_in_another_variable(fake_server, tmp_path, m
                  "--api-key-env", "THIRD_KEY", "--no-progress"]) == 0  # fmt: skip
     assert _auth(fake_server)[-2:] == ["Bearer third-MARK"] * 2
     assert len((out / "journal.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_command_that_goes_on_names_the_key_variable(tmp_path):
+    from emulate.runner import again
+
+    config = emulate.make_config("conv", n=1, model="m", base_url="http://127.0.0.1:9/v1",
+                                 api_key_env="OTHER_KEY")  # fmt: skip
+    assert again(config, tmp_path) == (
+        f"emulate run --config {tmp_path / 'run.json'} --out {tmp_path} --api-key-env OTHER_KEY"
+    )

@@ -184,3 +184,34 @@ def test_write_atomic_leaves_no_half_file(tmp_path, monkeypatch):
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "results.csv"
     ]
+
+
+def test_only_the_disk_and_the_runs_own_files_are_storage_errors(tmp_path):
+    from emulate.errors import is_storage_error, storage_errors
+
+    out = tmp_path / "run"
+    full = OSError(errno.ENOSPC, "No space left on device")  # no file named: still the disk
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", str(out / "x.csv"))
+    other = PermissionError(errno.EACCES, "Permission denied", "/usr/bin/llama-server")
+    assert is_storage_error(full) and is_storage_error(gone, [out])
+    assert not is_storage_error(other, [out]) and not is_storage_error(gone, [tmp_path / "b"])
+    expected = pytest.raises(StorageError, match="x.csv: No such file or directory; go on")
+    with expected, storage_errors(lambda err: "go on", [out]):
+        raise gone
+    with pytest.raises(PermissionError), storage_errors(lambda err: "go on", [out]):
+        raise other
+
+
+def test_a_failure_of_the_machine_that_is_no_storage_is_one_line_exit_71(monkeypatch, capsys):
+    from emulate import cli
+
+    def refuse(args):
+        raise PermissionError(errno.EACCES, "Permission denied", "/usr/bin/llama-server")
+
+    monkeypatch.setattr(cli, "cmd_probes", refuse)
+    assert main(["probes"]) == 71
+    err = capsys.readouterr().err
+    assert err == (
+        "emulate: error: /usr/bin/llama-server: Permission denied (a failure of this machine, "
+        "not of the input)\n"
+    )

@@ -93,7 +93,7 @@ def run_many(programs: Sequence[Program], workers: int | None = None) -> list[Re
 # Also on the sandbox: a layout that hid the interpreter's packages once made every
 # program fail, and those failures were cached. Keys carry the interpreter's path (a
 # venv of its own) and this number, raised whenever the sandbox's layout changes.
-SANDBOX_VERSION = 2
+SANDBOX_VERSION = 3  # 3: a netns program killed by SIGKILL reads as killed
 
 
 def cache_dir() -> Path:

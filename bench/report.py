@@ -3,8 +3,8 @@
     python bench/report.py [--cases 2000,20000] [--models 2]
 
 Writes synthetic journals (conv parameters: dims, size, kernel, values; accuracy
-falling with size) for each model, then times each stage of `emulate.report`
-and `emulate.compare` and prints seconds per stage.
+falling with size) for each model, then times each stage of `emulate.analysis.report`
+and `emulate.analysis.compare` and prints seconds per stage.
 """
 
 import argparse
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import emulate  # noqa: E402
 from emulate import cost  # noqa: E402
-from emulate.report import curves, run_info, summarise  # noqa: E402
-from emulate.runs import load_runs  # noqa: E402
+from emulate.analysis.report import curves, run_info, summarise  # noqa: E402
+from emulate.analysis.runs import load_runs  # noqa: E402
 from tests.conftest import journal_row  # noqa: E402
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from endpoint import fixed_endpoint
 
 HERE = Path(__file__).resolve().parent
-EMULATE = [sys.executable, "-m", "emulate.cli"]
+EMULATE = [sys.executable, "-m", "emulate"]
 CONV = ["conv", "-P", "dims=1", "-P", "size=5", "-P", "kernel=2", "-P", "values=9",
         "--mode", "chat", "--model", "bench", "--concurrency", "64", "--no-progress"]  # fmt: skip
 

@@ -7,26 +7,24 @@ use them import."""
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .analysis.compare import compare
+    from .analysis.export import export, load_results
+    from .analysis.report import report
+    from .analysis.rescore import grade, rescore
+    from .analysis.stats import breaking_point
     from .api import cases, estimate, make_config, run
-    from .batch import export_batch
-    from .batch_api import run_batch
+    from .batch.execute import execute_batch
+    from .batch.files import export_batch
+    from .batch.service import run_batch
     from .case import Answer, Case, Row, Score, TokenLogprob
-    from .compare import compare
     from .config import RunConfig, load_config
     from .errors import BatchPending, EmulateError, TooManyErrors
-    from .execute import execute_batch
-    from .export import export, load_results
+    from .pipeline.runner import RunResult, run_config
+    from .pipeline.sweep import sweep
     from .registry import get_probe
-    from .report import report
-    from .rescore import grade, rescore
-    from .runner import RunResult, run_config
-    from .stats import breaking_point
-    from .sweep import sweep
 
 # Each public name and the module that holds it.
 _WHERE = {
@@ -36,28 +34,28 @@ _WHERE = {
     "EmulateError": "errors",
     "Row": "case",
     "RunConfig": "config",
-    "RunResult": "runner",
+    "RunResult": "pipeline.runner",
     "Score": "case",
     "TokenLogprob": "case",
     "TooManyErrors": "errors",
-    "breaking_point": "stats",
+    "breaking_point": "analysis.stats",
     "cases": "api",
-    "compare": "compare",
+    "compare": "analysis.compare",
     "estimate": "api",
-    "execute_batch": "execute",
-    "export": "export",
-    "export_batch": "batch",
+    "execute_batch": "batch.execute",
+    "export": "analysis.export",
+    "export_batch": "batch.files",
     "get_probe": "registry",
-    "grade": "rescore",
+    "grade": "analysis.rescore",
     "load_config": "config",
-    "load_results": "export",
+    "load_results": "analysis.export",
     "make_config": "api",
-    "report": "report",
-    "rescore": "rescore",
+    "report": "analysis.report",
+    "rescore": "analysis.rescore",
     "run": "api",
-    "run_batch": "batch_api",
-    "run_config": "runner",
-    "sweep": "sweep",
+    "run_batch": "batch.service",
+    "run_config": "pipeline.runner",
+    "sweep": "pipeline.sweep",
 }
 
 __all__ = [
@@ -98,21 +96,6 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
     globals()[name] = value  # once loaded, an ordinary attribute
     return value
-
-
-class _Package(types.ModuleType):
-    """Five functions share their module's name (emulate.report is the function, in
-    emulate/report.py). Importing a submodule sets it as an attribute of its package,
-    which would make `emulate.report` the module once anything imported it: here the
-    function's name stays the function's (the module is sys.modules["emulate.report"])."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WHERE and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

@@ -1,6 +1,6 @@
 """Assertions that speak statistics, for a researcher's own tests (pytest or not).
 
-    from emulate.testing import assert_accuracy, assert_no_regression, assert_breaking_point
+    from .testing import assert_accuracy, assert_no_regression, assert_breaking_point
 
     result = emulate.run("brackets", {"task": "next_token"}, n=10, replay="cassette.json")
     assert_accuracy(result, at_least=0.6)           # the Wilson lower bound, not the point
@@ -19,11 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .analysis.results import TIMING_COLUMNS
+from .analysis.runs import Run, load_run
+from .analysis.stats import breaking_point, compare_correct, wilson
+from .pipeline.runner import RunResult
 from .registry import get_probe, known
-from .results import TIMING_COLUMNS
-from .runner import RunResult
-from .runs import Run, load_run
-from .stats import breaking_point, compare_correct, wilson
 
 RunLike = RunResult | Run | str | Path
 

@@ -132,7 +132,7 @@ def results_rows(path: Path) -> list[dict]:
     """A results.csv as rows, timing columns aside (they differ from run to run)."""
     import csv
 
-    from emulate.results import TIMING_COLUMNS
+    from emulate.analysis.results import TIMING_COLUMNS
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -163,7 +163,7 @@ def skip_unless_runnable(folder: Path) -> None:
 def replayed(tmp_path_factory):
     """A run folder made by replaying a recorded cassette folder, once per session:
     real journals for the analysis tests, with no server."""
-    from emulate.runner import load_config, run_config
+    from emulate.pipeline.runner import load_config, run_config
 
     made: dict[str, Path] = {}
 

@@ -58,7 +58,7 @@ def test_no_import_cycles():
 
 def test_the_graph_sees_real_imports():
     graph = import_graph()
-    assert graph.has_edge("emulate.runner", "emulate.model")
+    assert graph.has_edge("emulate.pipeline.runner", "emulate.model")
     assert graph.has_edge("emulate.sandbox.pool", "emulate.sandbox.process")
     assert graph.has_edge("probes.markov", "probes.babygpt")
-    assert graph.has_edge("emulate.cli", "emulate.report")  # a function-level import
+    assert graph.has_edge("emulate.cli.main", "emulate.analysis.report")  # a function-level import

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emulate.cli import main
+from emulate.cli.main import main
 
 from .conftest import CASSETTES, journal_row, write_journal
 

@@ -8,11 +8,11 @@ import random
 import pytest
 
 import emulate
-from emulate.batch import custom_id, requests_of
-from emulate.cli import main
+from emulate.batch.files import custom_id, requests_of
+from emulate.cli.main import main
 from emulate.config import load_config
+from emulate.pipeline.runner import run_config
 from emulate.registry import get_probe
-from emulate.runner import run_config
 
 from .conftest import CASSETTES, cassette_dirs, skip_unless_runnable
 
@@ -294,7 +294,7 @@ def test_a_probe_whose_turns_see_answers_has_no_batch_results(tmp_path, capsys):
 
 
 def test_result_lines_as_other_batch_services_write_them():
-    from emulate.batch import result_answer
+    from emulate.batch.files import result_answer
 
     body = {"choices": [{"message": {"content": "[1]"}, "finish_reason": "stop"}]}
     as_text = {"custom_id": "a", "response": {"status_code": 200, "body": json.dumps(body)}}

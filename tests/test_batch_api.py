@@ -9,9 +9,9 @@ import json
 import pytest
 
 import emulate
-import emulate.batch_api
-from emulate.batch_api import BatchPending, run_batch
-from emulate.cli import main
+import emulate.batch.service
+from emulate.batch.service import BatchPending, run_batch
+from emulate.cli.main import main
 from emulate.errors import EmulateError
 
 from .doubles import BatchServer
@@ -90,7 +90,7 @@ def test_stopped_while_in_progress_it_resumes_by_the_saved_id(api, tmp_path, cap
 
 
 def test_a_run_past_the_api_limits_goes_as_several_batches(api, tmp_path, monkeypatch):
-    monkeypatch.setattr(emulate.batch_api, "MAX_REQUESTS", 4)
+    monkeypatch.setattr(emulate.batch.service, "MAX_REQUESTS", 4)
     result = run_batch(_config(api), tmp_path / "b", poll_s=0.01, progress=False, echo=None)
     state = json.loads((tmp_path / "b" / "batch.json").read_text())
     assert [(p["requests_file"], p["requests"], p["output"]) for p in state["parts"]] == [
@@ -179,7 +179,7 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
 
     api.hold = True
     out = tmp_path / "b"
-    argv = [sys.executable, "-m", "emulate.cli", "run", "conv", "-P", "size=4,5", "-P", "dims=1",
+    argv = [sys.executable, "-m", "emulate", "run", "conv", "-P", "size=4,5", "-P", "dims=1",
             "-P", "kernel=2", "-P", "values=9", "--model", "gpt-4o-mini", "--base-url", api.url,
             "--batch", "--batch-poll", "0.05", "--out", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
@@ -197,12 +197,12 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
 
 
 def test_a_log_gets_a_line_when_the_batch_moves_not_every_poll(capsys, monkeypatch):
-    from emulate.batch_api import Part, State, _Bar
+    from emulate.batch.service import Part, State, _Bar
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
     bar = _Bar(6, enabled=True)
     at = [1000.0]
-    monkeypatch.setattr(emulate.batch_api.time, "monotonic", lambda: at[0])
+    monkeypatch.setattr(emulate.batch.service.time, "monotonic", lambda: at[0])
 
     def state(done):
         return State("/v1/completions", "", (Part("requests.jsonl", 6, batch_id="b1",

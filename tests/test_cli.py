@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from emulate.cli import build_parser, main
+from emulate.cli.main import build_parser, main
 from emulate.registry import PROBES
 
 from .conftest import CASSETTES
@@ -85,7 +85,7 @@ def test_config_fixes_the_run(capsys):
 
 def test_the_console_script_runs():
     done = subprocess.run(
-        [sys.executable, "-m", "emulate.cli", "run", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "emulate", "run", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "--replay" in done.stdout and "examples:" in done.stdout
 
@@ -128,7 +128,7 @@ def test_commands_that_ask_no_model_import_no_sdk(argv):
 
     heavy = ("openai", "aiohttp", "scipy", "datasets", "matplotlib", "pyarrow", "torch")
     script = (
-        "import sys\nfrom emulate.cli import main\n"
+        "import sys\nfrom emulate.cli.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), "
         "file=sys.stderr)"
@@ -141,11 +141,14 @@ def test_the_package_loads_its_names_on_use_and_keeps_functions_over_modules():
     import subprocess
     import sys
 
+    # Functions and the modules that hold them have different names (emulate.report is
+    # the function, emulate.analysis.report its module): importing one never hides the other.
     script = (
         "import sys, emulate\n"
-        "assert 'openai' not in sys.modules and 'emulate.runner' not in sys.modules\n"
-        "import emulate.report, emulate.compare, emulate.sweep\n"
-        "assert callable(emulate.report) and emulate.report.__module__ == 'emulate.report'\n"
+        "assert 'openai' not in sys.modules and 'emulate.pipeline.runner' not in sys.modules\n"
+        "import emulate.analysis.report, emulate.analysis.compare, emulate.pipeline.sweep\n"
+        "assert callable(emulate.report)\n"
+        "assert emulate.report.__module__ == 'emulate.analysis.report'\n"
         "assert emulate.sweep.__name__ == 'sweep' and callable(emulate.compare)\n"
         "assert set(emulate.__all__) <= set(dir(emulate))\n"
         "print(emulate.run.__module__, emulate.EmulateError.__name__)"

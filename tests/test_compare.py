@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 import emulate
-from emulate.cli import main
+from emulate.cli.main import main
 
 from .conftest import journal_row, write_journal
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import emulate
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.cost import cost, load_prices, usage
 from emulate.errors import EmulateError
 
@@ -47,7 +47,7 @@ def test_a_batch_costs_the_tables_batch_fraction(tmp_path):
 def test_results_a_batch_api_wrote_are_batch_priced_and_executed_ones_are_not(
     fake_server, tmp_path
 ):
-    from emulate.execute import execute_batch
+    from emulate.batch.execute import execute_batch
 
     fake_server.completion(" [1]")
     config = emulate.make_config("conv", {"size": 4, "dims": 1}, n=1, model="gpt-4o-mini",

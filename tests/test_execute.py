@@ -9,8 +9,8 @@ import json
 import pytest
 
 import emulate
-from emulate.cli import main
-from emulate.execute import execute_batch
+from emulate.batch.execute import execute_batch
+from emulate.cli.main import main
 
 GRID = {"dims": 1, "size": [4, 5], "kernel": 2, "values": 9}
 pytestmark = pytest.mark.enable_socket

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emulate
-from emulate.cli import main
-from emulate.export import nested_rows, unify
+from emulate.analysis.export import nested_rows, unify
+from emulate.cli.main import main
 
 CHAT = "conv/chat-logprobs"  # its answers carry logprobs with top alternatives
 
@@ -111,7 +111,7 @@ def test_nested_rows_type_every_metric(replayed):
 
 
 def test_write_results_streams_the_journal_into_case_order(replayed, tmp_path):
-    from emulate.results import RowTable, flat_row, to_csv, write_results
+    from emulate.analysis.results import RowTable, flat_row, to_csv, write_results
 
     run = replayed(CHAT)
     journal = _journal(run)
@@ -129,7 +129,7 @@ def test_write_results_streams_the_journal_into_case_order(replayed, tmp_path):
 
 
 def test_a_row_table_tells_a_missing_column_from_a_none():
-    from emulate.results import RowTable, columns
+    from emulate.analysis.results import RowTable, columns
 
     table = RowTable()
     table.append({"case_id": "a", "x": None})

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 import emulate
-from emulate.cli import main as cli_main
+from emulate.cli.main import main as cli_main
 from emulate.config import parse_max_errors
 from emulate.errors import EmulateError, TooManyErrors
-from emulate.folder import lock_out
 from emulate.journal import JOURNAL, read_journal
-from emulate.runner import Throttle, run_config
+from emulate.pipeline.folder import lock_out
+from emulate.pipeline.runner import Throttle, run_config
 
 from .conftest import results_rows
 from .doubles import FaultServer
@@ -139,7 +139,7 @@ def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "emulate.cli", *args]
+    return [sys.executable, "-m", "emulate", *args]
 
 
 def _wait_rows(path: Path, rows: int, proc: subprocess.Popen, limit_s: float = 60) -> None:

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import emulate
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.errors import EmulateError
 from emulate.model_config import NO_KEY, ModelConfig, api_key_for, is_openai
 
@@ -232,7 +232,7 @@ def test_a_run_resumes_with_its_key_in_another_variable(fake_server, tmp_path, m
 
 
 def test_the_command_that_goes_on_names_the_key_variable(tmp_path):
-    from emulate.runner import again
+    from emulate.pipeline.runner import again
 
     config = emulate.make_config("conv", n=1, model="m", base_url="http://127.0.0.1:9/v1",
                                  api_key_env="OTHER_KEY")  # fmt: skip

@@ -71,7 +71,7 @@ def test_markov_reads_top_logprobs_from_the_embedded_model(tmp_path, no_new_serv
 
 def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path, no_new_servers):
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "emulate.cli", "run", "conv", "--n", "4", "--out", str(out)]
+    argv = [sys.executable, "-m", "emulate", "run", "conv", "--n", "4", "--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not (out / JOURNAL).exists() or not (out / JOURNAL).read_text().count("\n") >= 3:
@@ -89,7 +89,7 @@ def test_sigterm_stops_the_server_and_the_run_resumes(tmp_path, no_new_servers):
 
 def test_serve_prints_a_url_that_answers(no_new_servers):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulate.cli", "serve", "--slots", "1"],
+        [sys.executable, "-m", "emulate", "serve", "--slots", "1"],
         stdout=subprocess.PIPE,
         text=True,
     )

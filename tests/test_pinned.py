@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import emulate
+from emulate.analysis.compare import Comparison, _with_q
+from emulate.analysis.stats import compare_correct
 from emulate.case import Answer, Case, TokenLogprob
-from emulate.compare import Comparison, _with_q
 from emulate.extract import find
-from emulate.stats import compare_correct
 from probes import brackets, conv, markov, shell
 
 

@@ -37,7 +37,7 @@ def site(tmp_path_factory) -> Path:
 def _emulate(site: Path, *args: str, extra: Path | None = None):
     paths = [str(site)] + ([str(extra)] if extra else [])
     env = os.environ | {"PYTHONPATH": os.pathsep.join(paths)}
-    cmd = [sys.executable, "-m", "emulate.cli", *args]
+    cmd = [sys.executable, "-m", "emulate", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
 
 

@@ -9,7 +9,7 @@ import pytest
 import emulate
 from emulate.errors import ReplayMiss
 from emulate.journal import JOURNAL
-from emulate.runner import load_config, run_config
+from emulate.pipeline.runner import load_config, run_config
 from emulate.testing import assert_reproduces
 
 from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable

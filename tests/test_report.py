@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import emulate
-from emulate.cli import main
-from emulate.report import curves, summarise
-from emulate.runs import load_runs
-from emulate.stats import wilson
+from emulate.analysis.report import curves, summarise
+from emulate.analysis.runs import load_runs
+from emulate.analysis.stats import wilson
+from emulate.cli.main import main
 
 from .conftest import journal_row, write_journal
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 import emulate
+from emulate.analysis.rescore import PREVIOUS
 from emulate.case import Answer, Case
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.journal import JOURNAL, RUN_JSON, read_journal
+from emulate.pipeline.runner import load_config, run_config
 from emulate.registry import get_probe
-from emulate.rescore import PREVIOUS
-from emulate.runner import load_config, run_config
 from emulate.testing import assert_reproduces
 
 from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable

@@ -159,7 +159,7 @@ def test_items_code_needs_bubblewrap_unless_the_user_opts_in(monkeypatch):
 
 
 def test_an_items_run_without_bubblewrap_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
-    from emulate.cli import main
+    from emulate.cli.main import main
 
     monkeypatch.setattr(sandbox, "isolation", lambda: "none")
     monkeypatch.delenv(sandbox.UNISOLATED_OPT_IN, raising=False)

@@ -10,7 +10,7 @@ import pytest
 from vcr.request import Request
 
 from emulate import redact
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.record import _normalise_request
 
 from .doubles import FaultServer

@@ -8,14 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from emulate.stats import (
+from emulate.analysis.stats import (
     bootstrap_ci,
     breaking_point,
     compare_correct,
     compare_metric,
     wilson,
 )
-from emulate.summary import summarise, table
+from emulate.analysis.summary import summarise, table
 
 
 def test_wilson_matches_the_formula():
@@ -133,7 +133,7 @@ def test_random_journals_never_break_the_statistics(rows):
 def test_large_samples_switch_to_methods_that_scale_and_agree():
     from scipy.stats import ttest_1samp
 
-    from emulate.stats import BCA_MAX, PERMUTATION_MAX
+    from emulate.analysis.stats import BCA_MAX, PERMUTATION_MAX
 
     rng = np.random.default_rng(4)
     d = rng.normal(0.02, 1.0, PERMUTATION_MAX + 1)

@@ -18,7 +18,7 @@ import pytest
 
 import emulate
 from emulate import journal
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.errors import StorageError
 from emulate.journal import JOURNAL
 
@@ -54,7 +54,7 @@ def test_a_disk_that_fills_mid_run_ends_in_one_line_and_resumes(tmp_path):
     small, roomy = tmp_path / "small", tmp_path / "roomy"
     small.mkdir()
     with FaultServer() as server:
-        cli = " ".join(f"'{a}'" for a in [sys.executable, "-m", "emulate.cli",
+        cli = " ".join(f"'{a}'" for a in [sys.executable, "-m", "emulate",
                                           *_run_argv(server.url, small / "run")])  # fmt: skip
         # The tmpfs lives in this namespace only: copy the run out before it ends.
         script = (f"mount -t tmpfs -o size=150k tmpfs {small} && {{ {cli}; echo $? > "
@@ -161,8 +161,8 @@ def test_a_report_on_a_full_disk_is_one_line_and_touches_no_run(
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    # (emulate.report is the function; its module is emulate's report.py)
-    monkeypatch.setattr(importlib.import_module("emulate.report"), "write_atomic", full)
+    # (emulate.analysis.report is the function; its module is emulate's report.py)
+    monkeypatch.setattr(importlib.import_module("emulate.analysis.report"), "write_atomic", full)
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 74
     err = capsys.readouterr().err
     assert "No space left on device; free space (or fix the folder), then run the command" in err
@@ -203,7 +203,7 @@ def test_only_the_disk_and_the_runs_own_files_are_storage_errors(tmp_path):
 
 
 def test_a_failure_of_the_machine_that_is_no_storage_is_one_line_exit_71(monkeypatch, capsys):
-    from emulate import cli
+    from emulate.cli import main as cli
 
     def refuse(args):
         raise PermissionError(errno.EACCES, "Permission denied", "/usr/bin/llama-server")

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binomtest
 
 import emulate
-from emulate.cli import main
+from emulate.cli.main import main
 from emulate.errors import EmulateError
 from emulate.model_config import ModelSpec, load_models, parse_model
 

@@ -26,7 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import EmulateError
+from emulate.errors import EmulateError
+
 from . import process as sandbox
 
 ZYGOTE = Path(__file__).with_name("zygote.py")

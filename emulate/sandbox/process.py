@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..errors import EmulateError
+from emulate.errors import EmulateError
 
 MB = 1024 * 1024
 

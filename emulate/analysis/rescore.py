@@ -18,14 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .case import Answer, Case, Score
-from .config import load_config
-from .errors import EmulateError
-from .journal import JOURNAL, RUN_JSON, read_journal, write_atomic
-from .probe import Probe
-from .registry import get_probe
+from emulate.case import Answer, Case, Score
+from emulate.config import load_config
+from emulate.errors import EmulateError
+from emulate.journal import JOURNAL, RUN_JSON, read_journal, write_atomic
+from emulate.pipeline.runner import score_case, summarise
+from emulate.probe import Probe
+from emulate.registry import get_probe
+
 from .results import RESULTS, TIMING_COLUMNS, flat_row, write_results
-from .runner import score_case, summarise
 
 PREVIOUS = "journal.previous.jsonl"  # the journal as it was before an in-place rescore
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .config import DEFAULT_POLL_S
-from .probe import MODES
-from .registry import names
+from emulate.config import DEFAULT_POLL_S
+from emulate.probe import MODES
+from emulate.registry import names
 
 EXAMPLES = """\
 examples:

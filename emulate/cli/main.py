@@ -11,14 +11,21 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from . import api, redact
-from .cli_parser import CONFIG_FLAGS, build_parser
-from .config import DEFAULT_MAX_ERRORS, load_config, parse_max_errors
-from .errors import BatchPending, EmulateError, StorageError, describe_os_error, is_storage_error
-from .journal import RUN_JSON, write_atomic
-from .model_config import LOCAL, ModelSpec, load_models, parse_model
-from .probe import parse_grid
-from .registry import all_probes, get_probe, sources
+from emulate import api, redact
+from emulate.config import DEFAULT_MAX_ERRORS, load_config, parse_max_errors
+from emulate.errors import (
+    BatchPending,
+    EmulateError,
+    StorageError,
+    describe_os_error,
+    is_storage_error,
+)
+from emulate.journal import RUN_JSON, write_atomic
+from emulate.model_config import LOCAL, ModelSpec, load_models, parse_model
+from emulate.probe import parse_grid
+from emulate.registry import all_probes, get_probe, sources
+
+from .parser import CONFIG_FLAGS, build_parser
 
 OS_ERROR = 71  # sysexits' EX_OSERR: the system failed (a program would not start)
 
@@ -133,7 +140,7 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
-    from .sweep import sweep
+    from emulate.pipeline.sweep import sweep
 
     others = [flag for flag, given in (
         ("--config", args.config), ("--record", args.record), ("--replay", args.replay),
@@ -172,10 +179,10 @@ def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .batch import export_batch
-    from .batch_api import run_batch
-    from .cost import dollars
-    from .runner import run_config
+    from emulate.batch.files import export_batch
+    from emulate.batch.service import run_batch
+    from emulate.cost import dollars
+    from emulate.pipeline.runner import run_config
 
     specs = _models(args)
     if len(specs) > 1:
@@ -229,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import report
+    from emulate.analysis.report import report
 
     rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed, per_case=args.per_case)
     print(rep.describe())
@@ -237,7 +244,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import compare
+    from emulate.analysis.compare import compare
 
     result = compare(args.a, args.b, seed=args.seed)
     print(result.describe())
@@ -247,13 +254,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export
+    from emulate.analysis.export import export
 
     print(f"wrote {export(args.dirs, args.format, args.out)}")
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from .rescore import rescore
+    from emulate.analysis.rescore import rescore
 
     results = rescore(args.dirs, args.out, check=args.check)
     for r in results:
@@ -266,7 +273,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
-    from .rescore import grade
+    from emulate.analysis.rescore import grade
 
     try:
         raw = sys.stdin.readline() if args.case == "-" else Path(args.case).read_text()
@@ -280,7 +287,7 @@ def cmd_grade(args: argparse.Namespace) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
-    from .execute import execute_batch
+    from emulate.batch.execute import execute_batch
 
     done = execute_batch(
         args.requests,
@@ -295,7 +302,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .local import serve
+    from emulate.local import serve
 
     serve(slots=args.slots, seed=args.seed)
 
@@ -358,7 +365,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               "the input)", file=sys.stderr)  # fmt: skip
         return OS_ERROR
     return code or 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

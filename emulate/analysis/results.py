@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .journal import atomic_writer
+from emulate.journal import atomic_writer
 
 RESULTS = "results.csv"
 _LEAD = ("run_id", "probe", "case_id", "seed", "model", "server", "mode")

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import cost as costs
-from .journal import write_atomic
-from .registry import get_probe, known
+from emulate import cost as costs
+from emulate.journal import write_atomic
+from emulate.registry import get_probe, known
+
 from .runs import Run, load_runs, series_labels
 from .stats import BreakingPoint, breaking_point, natural_order, wilson
 from .summary import SummaryRow, key, numeric_metrics

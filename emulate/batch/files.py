@@ -25,15 +25,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from .case import Answer, Case, Prompt, TokenLogprob
-from .config import RunConfig
-from .errors import EmulateError, open_file
-from .folder import default_out, lock_out, write_run_json
-from .journal import JOURNAL, atomic_writer
-from .model import answer_from
-from .model_config import request_body
-from .probe import Ask, Probe, check_grid, plan_cases
-from .registry import get_probe
+from emulate.case import Answer, Case, Prompt, TokenLogprob
+from emulate.config import RunConfig
+from emulate.errors import EmulateError, open_file
+from emulate.journal import JOURNAL, atomic_writer
+from emulate.model import answer_from
+from emulate.model_config import request_body
+from emulate.pipeline.folder import default_out, lock_out, write_run_json
+from emulate.probe import Ask, Probe, check_grid, plan_cases
+from emulate.registry import get_probe
 
 # The id prefix of the results `emulate batch execute` writes: requests sent live, one
 # by one, and priced as a live run's rather than at a batch API's discount.

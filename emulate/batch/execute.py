@@ -22,13 +22,12 @@ from typing import Any
 
 import httpx2
 
-from .batch import EXECUTED, batch_url
-from .case import Answer
-from .config import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY
-from .errors import EmulateError, open_file, storage_errors
-from .journal import JournalWriter, atomic_writer
-from .model import Model
-from .model_config import (
+from emulate.case import Answer
+from emulate.config import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY
+from emulate.errors import EmulateError, open_file, storage_errors
+from emulate.journal import JournalWriter, atomic_writer
+from emulate.model import Model
+from emulate.model_config import (
     CHAT_PATH,
     COMPLETION_PATH,
     LOCAL,
@@ -37,7 +36,9 @@ from .model_config import (
     api_key_for,
     default_base_url,
 )
-from .runner import Progress, Throttle, server_for
+from emulate.pipeline.runner import Progress, Throttle, server_for
+
+from .files import EXECUTED, batch_url
 
 # The endpoints a batch file of emulate's may name, and the path under the base URL.
 URLS = {batch_url(p): p for p in (CHAT_PATH, COMPLETION_PATH)}

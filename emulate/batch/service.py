@@ -23,13 +23,11 @@ from pathlib import Path
 
 import openai
 
-from . import redact
-from .batch import BatchResults, batch_url, export_batch, write_requests
-from .config import DEFAULT_MAX_ERRORS, DEFAULT_POLL_S, RunConfig, load_config
-from .errors import BatchPending, EmulateError
-from .folder import default_out, lock_out
-from .journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
-from .model_config import (
+from emulate import redact
+from emulate.config import DEFAULT_MAX_ERRORS, DEFAULT_POLL_S, RunConfig, load_config
+from emulate.errors import BatchPending, EmulateError
+from emulate.journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
+from emulate.model_config import (
     CHAT_PATH,
     COMPLETION_PATH,
     LOCAL,
@@ -38,9 +36,12 @@ from .model_config import (
     drop_placeholder_key,
     key_advice,
 )
-from .probe import plan_cases
-from .registry import get_probe
-from .runner import RunResult, prepare_out, run_config
+from emulate.pipeline.folder import default_out, lock_out
+from emulate.pipeline.runner import RunResult, prepare_out, run_config
+from emulate.probe import plan_cases
+from emulate.registry import get_probe
+
+from .files import BatchResults, batch_url, export_batch, write_requests
 
 BATCH_JSON = "batch.json"
 REQUESTS = "requests.jsonl"

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EmulateError
-from .journal import JOURNAL, RUN_JSON, read_journal
+from emulate.errors import EmulateError
+from emulate.journal import JOURNAL, RUN_JSON, read_journal
+
 from .results import flat_row
 
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .registry import get_probe, known
+from emulate.registry import get_probe, known
+
 from .stats import natural_order, wilson
 
 

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EmulateError
-from .journal import JOURNAL, read_journal, write_atomic
+from emulate.errors import EmulateError
+from emulate.journal import JOURNAL, read_journal, write_atomic
+
 from .results import flat_row, to_csv
 from .runs import load_runs, one_probe
 

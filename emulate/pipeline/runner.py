@@ -15,28 +15,29 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import redact
-from .batch import BatchResults, NotInResults
-from .case import Answer, Case, Row, Score
-from .config import (
+from emulate import redact
+from emulate.analysis.results import RowTable, write_results
+from emulate.analysis.summary import summarise as summarise_rows
+from emulate.analysis.summary import table
+from emulate.batch.files import BatchResults, NotInResults
+from emulate.case import Answer, Case, Row, Score
+from emulate.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LOCAL_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
     RunConfig,
     load_config,
 )
-from .cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
-from .errors import EmulateError, ReplayMiss, TooManyErrors, storage_errors
+from emulate.cost import BATCH_SUFFIX, Cost, Usage, cost, load_prices, usage
+from emulate.errors import EmulateError, ReplayMiss, TooManyErrors, storage_errors
+from emulate.journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
+from emulate.model import Model
+from emulate.model_config import LOCAL, NO_KEY, ModelConfig, api_key_for, server_label
+from emulate.probe import CasePlan, Probe, check_grid, plan_cases
+from emulate.record import cassette
+from emulate.registry import get_probe
+
 from .folder import default_out, lock_out, write_run_json
-from .journal import JOURNAL, RUN_JSON, JournalWriter, atomic_writer, iter_journal
-from .model import Model
-from .model_config import LOCAL, NO_KEY, ModelConfig, api_key_for, server_label
-from .probe import CasePlan, Probe, check_grid, plan_cases
-from .record import cassette
-from .registry import get_probe
-from .results import RowTable, write_results
-from .summary import summarise as summarise_rows
-from .summary import table
 
 # Answers up to this long (all turns together) are scored on the event loop: scorers
 # take well under a millisecond on them, and a thread hop costs more than the scoring.
@@ -410,7 +411,7 @@ def server_for(config: ModelConfig, replay: str | Path | None, slots: int) -> It
         # A replay never reaches a server; this address is only matched, never dialled.
         yield "http://127.0.0.1:8080/v1"
     else:
-        from .local import local_server
+        from emulate.local import local_server
 
         print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
         with local_server(slots=slots, seed=config.seed) as url:

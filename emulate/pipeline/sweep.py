@@ -15,15 +15,16 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from .api import Grid, default_mode, make_config
-from .compare import Compared, compare
-from .config import DEFAULT_MAX_ERRORS
-from .errors import EmulateError
-from .journal import write_atomic
-from .model_config import ModelSpec, default_base_url, is_openai, parse_model
-from .probe import Probe
-from .registry import register
-from .report import Report, report
+from emulate.analysis.compare import Compared, compare
+from emulate.analysis.report import Report, report
+from emulate.api import Grid, default_mode, make_config
+from emulate.config import DEFAULT_MAX_ERRORS
+from emulate.errors import EmulateError
+from emulate.journal import write_atomic
+from emulate.model_config import ModelSpec, default_base_url, is_openai, parse_model
+from emulate.probe import Probe
+from emulate.registry import register
+
 from .runner import RunResult, run_config
 
 REPORT = "report"

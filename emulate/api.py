@@ -11,7 +11,6 @@ from .case import Case
 from .config import DEFAULT_MAX_ERRORS, RunConfig
 from .model_config import LOCAL, ModelConfig, default_base_url, server_label
 from .probe import Probe, build_cases, check_grid, expand
-from .prompt import check_mode
 from .registry import get_probe, register
 
 if TYPE_CHECKING:
@@ -210,7 +209,7 @@ def estimate(config: RunConfig, prices: str | Path | None = None) -> Estimate:
         per_cell = max(1, ESTIMATE_SAMPLE // len(cells))
         step = max(1, len(cells) // ESTIMATE_SAMPLE)
         sample = probe.build(cells[::step], min(per_cell, config.n), config.seed,
-                             check_mode(config.model.mode))  # fmt: skip
+                             config.model.mode)  # fmt: skip
     scale = total / len(sample) if sample else 0.0
     asked = [(c, probe.requests(c)) for c in sample]
     requests = [r for _, rs in asked for r in rs]

@@ -94,7 +94,7 @@ def test_every_exit_code_in_readme_is_one_the_code_returns():
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
     from emulate.errors import BatchPending, StorageError, TooManyErrors
 
-    source = (ROOT / "emulate" / "cli.py").read_text()
+    source = (ROOT / "emulate" / "cli" / "main.py").read_text()
     assert documented == {0, 1, 2, 3, 71, 74, 75, 130}
     assert (TooManyErrors.exit_code, StorageError.exit_code, BatchPending.exit_code) == (3, 74, 75)
     assert "return 130" in source and "return 1 if any(r.changed_rows" in source

@@ -6,13 +6,19 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
 
 # A chat prompt is a tuple of {"role", "content"} messages; a completion prompt is text.
 Prompt = str | tuple[Mapping[str, str], ...]
+# How a prompt is written: chat messages, or one text a base model continues.
+Mode = Literal["chat", "completion"]
+
+# A case's inputs and truth: the probe's own dataclasses (a bare `Case` is Case[Any, Any]).
+InputsT = TypeVar("InputsT")
+TruthT = TypeVar("TruthT")
 
 
 def case_id(probe: str, version: int, params: Mapping[str, Any], seed: int) -> str:
@@ -29,7 +35,7 @@ def case_rng(case_id: str) -> np.random.Generator:
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(Generic[InputsT, TruthT]):
     id: str
     probe: str
     version: int
@@ -37,8 +43,8 @@ class Case:
     seed: int
     # The probe's own dataclasses (Probe.Inputs, Probe.Truth): what the prompt shows, and
     # the right answer. Read back from JSON they are dicts until Probe.typed(case).
-    inputs: Any
-    truth: Any
+    inputs: InputsT
+    truth: TruthT
     prompt: Prompt
     # Answers of known wrong operations (e.g. the flipped kernel), each scored as
     # its own error type rather than as a plain miss.
@@ -48,7 +54,7 @@ class Case:
     covariates: Mapping[str, float | int | bool | str | None] = field(default_factory=dict)
     # The accuracy of guessing (None where the probe defines no guess).
     chance: float | None = None
-    mode: str = "chat"  # how the prompt is written: "chat" messages or one "completion" text
+    mode: Mode = "chat"
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # > 0: the probe reads this many alternatives per token
@@ -71,7 +77,7 @@ class Case:
         return d
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Case:
+    def from_json(cls, data: Mapping[str, Any]) -> Case[Any, Any]:
         """A case as `to_json` wrote it (a journal's, or a line of `emulate cases`).
 
         Journals from before chance and mode were fields carry chance among the

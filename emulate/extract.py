@@ -39,7 +39,7 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -371,12 +371,12 @@ def _candidates(text: str, policy: Policy) -> Iterator[str]:
 
 
 @dataclass(frozen=True)
-class Found:
-    value: object
+class Found(Generic[T]):
+    value: T  # what `parse` made of it
     said: str  # the text the value was read from
 
 
-def find(text: str, parse: Callable[[str], T], policy: Policy = VALUE) -> Found | None:
+def find(text: str, parse: Callable[[str], T], policy: Policy = VALUE) -> Found[T] | None:
     """The first candidate `parse` accepts (it raises ValueError to refuse), or None."""
     for c in _candidates(text, policy):
         try:

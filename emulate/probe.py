@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .case import Answer, Case, Prompt, Score
+from .case import Answer, Case, Mode, Prompt, Score
 from .errors import EmulateError
-from .prompt import MODES, mode_of
+from .prompt import MODES as MODES  # the CLI's choices
+from .prompt import Rendered, check_mode, mode_of
 
 Value = bool | int | float | str | None
 
@@ -40,6 +41,11 @@ class Column:
         )
         if not ok:
             raise TypeError(f"column {self.name} is {self.type.__name__}, got {value!r}")
+
+
+# Error types any probe's rows can carry, whatever its scorer says: the request failed
+# (`Probe.grade`), or the scorer raised (the runner's `score_case`).
+HARNESS_ERRORS = ("api_error", "scorer_error")
 
 
 def metric(name: str, type: type = float, *, tolerance: float | None = None) -> Column:
@@ -133,7 +139,10 @@ class Probe:
     params: ClassVar[tuple[Param, ...]]
     # Every result column, in CSV order: metrics and covariates, each with its type.
     columns: ClassVar[tuple[Column, ...]]
-    default_mode: ClassVar[str] = "chat"
+    # Every error_type its rows can carry, HARNESS_ERRORS among them; `grade` refuses
+    # any other. None: undeclared (a probe written before the declaration), unchecked.
+    error_types: ClassVar[tuple[str, ...] | None] = None
+    default_mode: ClassVar[Mode] = "chat"
     # Covariate columns the printed summary also breaks accuracy down by.
     summary_axes: ClassVar[tuple[str, ...]] = ()
     # Metrics whose mean the printed summary shows beside accuracy.
@@ -158,10 +167,10 @@ class Probe:
         """Why this cell cannot exist, or None."""
         return None
 
-    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: Mode) -> Case:
         raise NotImplementedError
 
-    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: Mode) -> list[Case]:
         """All cases of a run: n per cell, case i of a cell with seed `seed + i`.
 
         A probe that also reads published items from a file overrides this."""
@@ -190,10 +199,27 @@ class Probe:
         return tuple(c.name for c in self.columns if c.kind == "covariate")
 
     def grade(self, case: Case, answer: Answer) -> Score:
-        """Score an answer. A failed request scores the same way for every probe."""
+        """Score an answer, the score checked against what the probe declares. A failed
+        request scores the same way for every probe."""
         if answer.error:
             return Score(False, self.blank_metrics(case), "api_error", answer.error)
-        return self.score(case, answer)
+        return self.checked(self.score(case, answer))
+
+    def checked(self, score: Score) -> Score:
+        """`score`, if its metrics are declared metric columns with values of their types
+        and its error type is declared; else TypeError: a bug in the probe (the runner
+        turns it into a scorer_error row), not a figure to report."""
+        declared = {c.name: c for c in self.columns if c.kind == "metric"}
+        for name, value in score.metrics.items():
+            if name not in declared:
+                raise TypeError(f"{self.name}: metric {name!r} is not a declared column")
+            declared[name].check(value)
+        kinds = self.error_types
+        if kinds is not None and score.error_type is not None and score.error_type not in kinds:
+            raise TypeError(
+                f"{self.name}: error type {score.error_type!r} is not declared in error_types"
+            )
+        return score
 
     def blank_metrics(self, case: Case) -> dict[str, Any]:
         """Every metric column unset: where scoring starts."""
@@ -241,7 +267,13 @@ class Probe:
 
     def new_case(self, cid: str, params: Mapping[str, Any], seed: int, **fields: Any) -> Case:
         """A Case of this probe (name, version and mode filled in), its covariates checked
-        against the declared columns."""
+        against the declared columns. `prompt` is what `render` returns, its stop and
+        budget taken with it; `stop` or `max_tokens` given too override them (probes
+        written before render carried them pass a bare prompt and both)."""
+        if isinstance(fields["prompt"], Rendered):
+            rendered = fields.pop("prompt")
+            fields = {"stop": rendered.stop, "max_tokens": rendered.max_tokens} | fields
+            fields["prompt"] = rendered.prompt
         declared = {c.name: c for c in self.columns if c.kind == "covariate"}
         given = fields.pop("covariates", {})
         for name, value in given.items():
@@ -365,14 +397,13 @@ def plan_cases(
     """The cases of a run, counted now and built as they are iterated."""
     if n < 1:
         raise EmulateError(f"--n {n}: need at least one case per grid cell")
-    if mode not in MODES:
-        raise EmulateError(f"mode {mode!r} is not valid; use one of {', '.join(MODES)}")
+    checked = check_mode(mode)  # a text from the CLI or a script, checked once here
     cells = expand(probe, grid, skip_impossible)
     if why := probe.missing():
         raise EmulateError(f"{probe.name}: {why}")
     # Published items replace the generator (their count is the file's): built at once.
-    items = probe.build(cells, n, seed, mode) if any(c.get("items") for c in cells) else None
-    return CasePlan(probe, tuple(cells), n, seed, mode, items)
+    items = probe.build(cells, n, seed, checked) if any(c.get("items") for c in cells) else None
+    return CasePlan(probe, tuple(cells), n, seed, checked, items)
 
 
 @dataclass(frozen=True)
@@ -385,7 +416,7 @@ class CasePlan:
     cells: tuple[dict[str, Any], ...]
     n: int
     seed: int
-    mode: str
+    mode: Mode
     items: list[Case] | None = None
     chunk: int = 256  # programs build a chunk's truths in parallel: not too small
 

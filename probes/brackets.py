@@ -13,105 +13,46 @@ Four tasks (the `task` parameter) measure that for any model, by depth and lengt
               point inside a sequence: a closer of the wrong type, a closer at depth
               0, or ending while brackets are open.
 
-The truth (a stack machine) and the generator (HELM's PCFG, conditioned exactly on
-length and depth) live in probes/dyck.py. Read this module top to bottom: published
-items, the cases, the prompts, parsers and scorers per task.
+Each task is an object (`TASKS`): its inputs and truth types, how its case is drawn
+and prompted, its scorer and its error types. The truth (a stack machine) and the
+generator (HELM's PCFG, conditioned exactly on length and depth) live in
+probes/dyck.py, BBH's published items in probes/bbh.py. Read this module top to
+bottom: the cases and tasks, the prompts, parsers and scorers per task.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from emulate import tokens
-from emulate.case import Answer, Case, Score, case_id, case_rng
-from emulate.errors import EmulateError, read_text
+from emulate.case import Answer, Case, Mode, Score, case_id, case_rng
+from emulate.errors import EmulateError
 from emulate.extract import Policy, find
-from emulate.probe import Param, Probe, covariate, metric
-from emulate.prompt import Example, render
+from emulate.probe import HARNESS_ERRORS, Param, Probe, covariate, metric
+from emulate.prompt import Example, PerMode, Rendered, render
 from emulate.scoring import is_logprob
 
+from .bbh import Item, load_items
 from .dyck import (
     BRACKETS,
     CLOSE_OF,
     EDITS,
     OPENERS,
+    TOKEN_KINDS,
+    classify_token,
     closers,
     generate,
     scan,
     spaced,
     unbalance,
 )
-
-# --- published items (BBH format) -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Item:
-    index: int
-    prefix: str  # brackets only, no spaces
-    target: str
-
-
-def load_items(path: str | Path) -> list[Item]:
-    """BBH `{"examples": [{"input", "target"}]}` JSON, or JSONL of such objects."""
-    path = Path(path)
-    text = read_text(path, f"items={path}")
-    try:
-        data = json.loads(text)
-        # BBH's file, a JSON list, or JSONL of a single object.
-        records = data.get("examples", [data]) if isinstance(data, dict) else data
-    except json.JSONDecodeError:
-        try:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise EmulateError(f"{path}: neither JSON nor JSONL ({err})") from None
-    if not isinstance(records, list):
-        raise EmulateError(
-            f'{path}: expected a list of items, as BBH\'s {{"examples": [...]}}, not '
-            f"{type(records).__name__}"
-        )
-    items = []
-    for i, rec in enumerate(records):
-        where = f"{path}: item {i}"
-        if not isinstance(rec, dict) or not isinstance(rec.get("input"), str):
-            raise EmulateError(f"{where}: expected an object with an 'input' text (and 'target')")
-        if not isinstance(rec.get("target", ""), str):
-            raise EmulateError(f"{where}: 'target' must be text, such as \") ]\"")
-        shown = rec["input"].rsplit("Input:", 1)[-1]
-        bad = sorted({c for c in shown if not c.isspace() and c not in BRACKETS})
-        if bad:
-            raise EmulateError(f"{where}: {''.join(bad)!r} in the input is not a bracket")
-        prefix = "".join(shown.split())
-        state = scan(prefix)
-        if state.error and state.error != "left open":
-            raise EmulateError(
-                f"{where}: the input is not a prefix of a balanced sequence: {state.error}"
-            )
-        if not state.open:
-            raise EmulateError(f"{where}: the input is already balanced; nothing to complete")
-        truth = closers(prefix)
-        target = "".join(str(rec.get("target", spaced(truth))).split())
-        if not scan(prefix + target).balanced:
-            raise EmulateError(f"{where}: target {spaced(target)!r} does not close the input")
-        if target != truth:
-            raise EmulateError(
-                f"{where}: target {spaced(target)!r} closes the input but is not the shortest "
-                f"completion {spaced(truth)!r}, which emulate scores against"
-            )
-        items.append(Item(i, prefix, target))
-    if not items:
-        raise EmulateError(f"{path}: no items")
-    return items
-
 
 # --- cases ----------------------------------------------------------------------------
 #
@@ -156,18 +97,214 @@ class NextSymbol:
     open: int  # how many brackets are open
 
 
-TYPES = {
-    "complete": (Prefix, Closers),
-    "classify": (Whole, Verdict),
-    "depth": (Whole, Depth),
-    "next_token": (Prefix, NextSymbol),
-}
-
-TASKS = ("complete", "classify", "depth", "next_token")
 TOP_LOGPROBS = 20  # OpenAI's maximum; llama-server and vLLM allow more
 
+
+@dataclass(frozen=True)
+class Draw:
+    """What a generated case starts from: its id, cell and seed, its random stream, and
+    the full sequence and the worked examples' sequences drawn from it, in that order."""
+
+    cid: str
+    params: dict[str, Any]
+    seed: int
+    rng: np.random.Generator
+    full: str
+    shots: list[str]
+    k: int  # bracket types
+
+
+class Task:
+    """One of the probe's tasks: its case types, its case (inputs, truth, prompt,
+    covariates), its scorer and the error types that scorer gives."""
+
+    Inputs: ClassVar[type]
+    Truth: ClassVar[type]
+    error_types: ClassVar[tuple[str, ...]]
+    # The truth's field where journals before typed truths held the bare answer.
+    old_field: ClassVar[str | None] = None
+
+    def case(self, probe: Probe, draw: Draw, mode: Mode) -> Case:
+        raise NotImplementedError
+
+    def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+        raise NotImplementedError
+
+    def answer(self, truth: Any) -> str:
+        """The right answer as a model would write it (for token estimates)."""
+        raise NotImplementedError
+
+
+class Complete(Task):
+    Inputs, Truth = Prefix, Closers
+    error_types = ("empty", "unparseable", "not_shortest", "reversed", "too_few", "too_many",
+                   "wrong_closer")  # fmt: skip
+    old_field = "closers"
+
+    def case(self, probe: Probe, draw: Draw, mode: Mode) -> Case:
+        prefix = draw.full[: _cut(draw.full, draw.rng)]
+        return self.closing(probe, draw, prefix, mode)
+
+    def closing(self, probe: Probe, draw: Draw, prefix: str, mode: Mode) -> Case[Prefix, Closers]:
+        """The case of closing `prefix` (a generated one's, or a published item's)."""
+        truth = closers(prefix)
+        examples = [(p, closers(p)) for p in (s[: _cut(s, draw.rng)] for s in draw.shots)]
+        prompt = _prompt(
+            mode,
+            "Reply with the closing brackets only, separated by spaces.",
+            [(f"{COMPLETE} Input: {spaced(p)}", spaced(t)) for p, t in examples],
+            f"{COMPLETE} Input: {spaced(prefix)}",
+            answer_label="Answer:",
+            # A closer and a space each; a chat model may restate the sequence.
+            budget=PerMode(chat=4 * len(truth) + 64, completion=2 * len(truth) + 16),
+        )
+        return probe.new_case(
+            draw.cid,
+            draw.params,
+            draw.seed,
+            inputs=Prefix(spaced(prefix)),
+            truth=Closers(spaced(truth)),
+            prompt=prompt,
+            covariates={"closers": len(truth), **_token_covariates(prefix)},
+            # Guessing the right number of closers, each type uniformly.
+            chance=draw.k ** -len(truth),
+        )
+
+    def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+        return score_complete(case, answer, metrics)
+
+    def answer(self, truth: Closers) -> str:
+        return truth.closers
+
+
+class Classify(Task):
+    Inputs, Truth = Whole, Verdict
+    error_types = ("unparseable", "missed_edit", "false_alarm")
+    old_field = "answer"
+
+    def case(self, probe: Probe, draw: Draw, mode: Mode) -> Case[Whole, Verdict]:
+        seed, k, rng = draw.seed, draw.k, draw.rng
+        # Balanced on even seeds, so n cases per cell split evenly; the edit kinds take turns.
+        edit = "none" if seed % 2 == 0 else _edit_for(seed, k)
+        shown = draw.full if edit == "none" else unbalance(draw.full, edit, k, rng)
+        if shown is None:  # this edit could not unbalance it; a dropped closer always does
+            edit, shown = "missing_closer", unbalance(draw.full, "missing_closer", k, rng)
+            assert shown is not None
+        examples = []
+        for i, s in enumerate(draw.shots):
+            e = "none" if i % 2 == 0 else EDITS[i // 2 % len(EDITS)]
+            t = s if e == "none" else unbalance(s, e, k, rng)
+            examples.append((t or s, "Yes" if t is None or e == "none" else "No"))
+        prompt = _prompt(
+            mode,
+            "Reply Yes or No.",
+            [(f"{CLASSIFY}\nSequence: {spaced(s)}", a) for s, a in examples],
+            f"{CLASSIFY}\nSequence: {spaced(shown)}",
+            answer_label="Answer:",
+            budget=PerMode(chat=32, completion=4),
+        )
+        return probe.new_case(
+            draw.cid,
+            draw.params,
+            seed,
+            inputs=Whole(spaced(shown), edit),
+            truth=Verdict("Yes" if edit == "none" else "No"),
+            prompt=prompt,
+            covariates={"edit": edit, **_token_covariates(shown)},
+            chance=0.5,
+        )
+
+    def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+        return score_classify(case, answer, metrics)
+
+    def answer(self, truth: Verdict) -> str:
+        return truth.answer
+
+
+class MeasureDepth(Task):
+    Inputs, Truth = Whole, Depth
+    error_types = ("unparseable", "too_deep", "too_shallow")
+    old_field = "depth"
+
+    def case(self, probe: Probe, draw: Draw, mode: Mode) -> Case[Whole, Depth]:
+        n, d, full = len(draw.full) // 2, draw.params["depth"], draw.full
+        # Worked examples of other depths, so copying their answer does not score.
+        depths = draw.rng.integers(1, min(n, 2 * d) + 1, size=len(draw.shots))
+        shots = [generate(n, int(e), draw.k, draw.rng) for e in depths]
+        prompt = _prompt(
+            mode,
+            "Reply with the number only.",
+            [(f"{DEPTH}\nSequence: {spaced(s)}", str(scan(s).depth)) for s in shots],
+            f"{DEPTH}\nSequence: {spaced(full)}",
+            answer_label="Depth:",
+            budget=PerMode(chat=32, completion=4),
+        )
+        return probe.new_case(
+            draw.cid,
+            draw.params,
+            draw.seed,
+            inputs=Whole(spaced(full)),
+            truth=Depth(scan(full).depth),
+            prompt=prompt,
+            covariates=_token_covariates(full),
+            # Guessing a depth uniformly from 1 to half the length.
+            chance=2 / len(full),
+        )
+
+    def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+        return score_depth(case, answer, metrics)
+
+    def answer(self, truth: Depth) -> str:
+        return str(truth.depth)
+
+
+class NextToken(Task):
+    Inputs, Truth = Prefix, NextSymbol
+    # The most likely token's kind when it is not legal (TOKEN_KINDS), or no logprobs.
+    error_types = ("no_logprobs", "bad_logprobs", *TOKEN_KINDS[1:])
+
+    def case(self, probe: Probe, draw: Draw, mode: Mode) -> Case[Prefix, NextSymbol]:
+        prefix = draw.full[: _cut(draw.full, draw.rng)]
+        examples = "\n".join(spaced(s) for s in draw.shots)
+        shown = f"Examples:\n{examples}\n\n" if draw.shots else ""
+        question = PerMode(
+            chat=f"{NEXT_TOKEN_CHAT}\n\n{shown}Sequence: {spaced(prefix)}",
+            # A document of balanced sequences, one per line; the model continues the last.
+            completion="\n".join(
+                [NEXT_TOKEN_HEADER, *(spaced(s) for s in draw.shots), spaced(prefix)]
+            ),
+        )
+        state = scan(prefix)
+        k = draw.k
+        return probe.new_case(
+            draw.cid,
+            draw.params,
+            draw.seed,
+            inputs=Prefix(spaced(prefix), state.open),
+            truth=NextSymbol(CLOSE_OF[state.open[-1]], len(state.open)),
+            prompt=render(mode, question, budget=1),
+            covariates={"closers": len(state.open), **_token_covariates(prefix)},
+            # The legal symbols: k openers and the one due closer, of 2k + 1 (with end).
+            chance=(k + 1) / (2 * k + 1),
+            top_logprobs=TOP_LOGPROBS,
+        )
+
+    def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+        return score_next_token(case, answer, metrics)
+
+    def answer(self, truth: NextSymbol) -> str:
+        return truth.due
+
+
+TASKS: dict[str, Task] = {
+    "complete": Complete(),
+    "classify": Classify(),
+    "depth": MeasureDepth(),
+    "next_token": NextToken(),
+}
+
 PARAMS = (
-    Param("task", ("complete",), "what the model is asked", choices=TASKS),
+    Param("task", ("complete",), "what the model is asked", choices=tuple(TASKS)),
     Param("types", (4,), "bracket types used: (), [], {}, <> in that order", lo=1, hi=4),
     Param("depth", (2, 4), "maximum nesting depth of the full sequence", lo=1, hi=30),
     Param("length", (8, 16, 24), "brackets in the full balanced sequence (even)", lo=2, hi=120),
@@ -179,7 +316,7 @@ PARAMS = (
 class BracketsProbe(Probe):
     name = "brackets"
     version = 1
-    Inputs, Truth = TYPES["complete"]
+    Inputs, Truth = Complete.Inputs, Complete.Truth  # the default task's; see types
     summary = "Dyck languages: complete, classify, measure depth, next-token legality"
     params = PARAMS
     columns = (
@@ -203,6 +340,9 @@ class BracketsProbe(Probe):
         covariate("tokens_compact"),
         covariate("merged_compact"),
     )
+    error_types = tuple(
+        dict.fromkeys([*HARNESS_ERRORS, *(e for t in TASKS.values() for e in t.error_types)])
+    )
     summary_axes = ("closers",)
     summary_means = ("closers_right", "p_illegal", "p_wrong_closer", "top_mass")
     default_mode = "chat"
@@ -218,7 +358,7 @@ class BracketsProbe(Probe):
             return "an unbalancing edit needs at least 4 brackets"
         return None
 
-    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: Mode) -> list[Case]:
         if not any(c.get("items") for c in cells):
             return super().build(cells, n, seed, mode)
         # Items replace the generator: depth, length and types come from each item.
@@ -227,30 +367,20 @@ class BracketsProbe(Probe):
         for path, task, shots in runs:
             if task != "complete":
                 raise EmulateError(f"brackets: items= runs task=complete (BBH's task), not {task}")
-            out += [self.item_case(path, item, shots, mode) for item in load_items(path)]
+            out += [self.item_case(item, shots, mode) for item in load_items(path)]
         return out
 
-    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: Mode) -> Case:
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
         n, d, k = cell["length"] // 2, cell["depth"], cell["types"]
         full = generate(n, d, k, rng)
         shots = [generate(n, d, k, rng) for _ in range(cell["shots"])]
-        task = cell["task"]
-        if task == "complete":
-            prefix = full[: _cut(full, rng)]
-            return self._complete_case(cid, dict(cell), seed, prefix, shots, k, mode, rng)
-        if task == "classify":
-            return self._classify_case(cid, dict(cell), seed, full, shots, k, mode, rng)
-        if task == "depth":
-            # Worked examples of other depths, so copying their answer does not score.
-            depths = rng.integers(1, min(n, 2 * d) + 1, size=len(shots))
-            shots = [generate(n, int(e), k, rng) for e in depths]
-            return self._depth_case(cid, dict(cell), seed, full, shots, mode)
-        prefix = full[: _cut(full, rng)]
-        return self._next_token_case(cid, dict(cell), seed, prefix, shots, k, mode)
+        return TASKS[cell["task"]].case(
+            self, Draw(cid, dict(cell), seed, rng, full, shots, k), mode
+        )
 
-    def item_case(self, path: str, item: Item, shots: int, mode: str) -> Case:
+    def item_case(self, item: Item, shots: int, mode: Mode) -> Case:
         # The id hangs on the item's content, not on the file's name, place or order.
         digest = hashlib.sha256(item.prefix.encode()).hexdigest()[:12]
         cid = case_id(self.name, self.version, {"task": "complete", "shots": shots,
@@ -262,137 +392,24 @@ class BracketsProbe(Probe):
         params = {"task": "complete", "shots": shots, "item": item.index, "depth": d,
                   "length": len(full)}  # fmt: skip
         shot_seqs = [generate(n, d, 4, rng) for _ in range(shots)]
-        return self._complete_case(cid, params, 0, item.prefix, shot_seqs, 4, mode, rng)
-
-    # One builder per task: inputs, truth, prompt and covariates together.
-
-    def _complete_case(self, cid, params, seed, prefix, shots, k, mode, rng) -> Case:
-        truth = closers(prefix)
-        examples = [(p, closers(p)) for p in (s[: _cut(s, rng)] for s in shots)]
-        question = f"{COMPLETE} Input: {spaced(prefix)}"
-        prompt = _prompt(
-            mode,
-            "Reply with the closing brackets only, separated by spaces.",
-            [(f"{COMPLETE} Input: {spaced(p)}", spaced(t)) for p, t in examples],
-            question,
-            answer_label="Answer:",
-        )
-        return self.new_case(
-            cid,
-            params,
-            seed,
-            inputs=Prefix(spaced(prefix)),
-            truth=Closers(spaced(truth)),
-            prompt=prompt,
-            covariates={"closers": len(truth), **_token_covariates(prefix)},
-            # Guessing the right number of closers, each type uniformly.
-            chance=k ** -len(truth),
-            max_tokens=2 * len(truth) + 16 if mode == "completion" else 4 * len(truth) + 64,
-            stop=("\n",) if mode == "completion" else (),
-        )
-
-    def _classify_case(self, cid, params, seed, full, shots, k, mode, rng) -> Case:
-        # Balanced on even seeds, so n cases per cell split evenly; the edit kinds take turns.
-        edit = "none" if seed % 2 == 0 else _edit_for(seed, k)
-        shown = full if edit == "none" else unbalance(full, edit, k, rng)
-        if shown is None:  # this edit could not unbalance it; a dropped closer always does
-            edit, shown = "missing_closer", unbalance(full, "missing_closer", k, rng)
-            assert shown is not None
-        examples = []
-        for i, s in enumerate(shots):
-            e = "none" if i % 2 == 0 else EDITS[i // 2 % len(EDITS)]
-            t = s if e == "none" else unbalance(s, e, k, rng)
-            examples.append((t or s, "Yes" if t is None or e == "none" else "No"))
-        prompt = _prompt(
-            mode,
-            "Reply Yes or No.",
-            [(f"{CLASSIFY}\nSequence: {spaced(s)}", a) for s, a in examples],
-            f"{CLASSIFY}\nSequence: {spaced(shown)}",
-            answer_label="Answer:",
-        )
-        return self.new_case(
-            cid,
-            params,
-            seed,
-            inputs=Whole(spaced(shown), edit),
-            truth=Verdict("Yes" if edit == "none" else "No"),
-            prompt=prompt,
-            covariates={"edit": edit, **_token_covariates(shown)},
-            chance=0.5,
-            max_tokens=4 if mode == "completion" else 32,
-            stop=("\n",) if mode == "completion" else (),
-        )
-
-    def _depth_case(self, cid, params, seed, full, shots, mode) -> Case:
-        prompt = _prompt(
-            mode,
-            "Reply with the number only.",
-            [(f"{DEPTH}\nSequence: {spaced(s)}", str(scan(s).depth)) for s in shots],
-            f"{DEPTH}\nSequence: {spaced(full)}",
-            answer_label="Depth:",
-        )
-        return self.new_case(
-            cid,
-            params,
-            seed,
-            inputs=Whole(spaced(full)),
-            truth=Depth(scan(full).depth),
-            prompt=prompt,
-            covariates=_token_covariates(full),
-            # Guessing a depth uniformly from 1 to half the length.
-            chance=2 / len(full),
-            max_tokens=4 if mode == "completion" else 32,
-            stop=("\n",) if mode == "completion" else (),
-        )
-
-    def _next_token_case(self, cid, params, seed, prefix, shots, k, mode) -> Case:
-        if mode == "completion":
-            # A document of balanced sequences, one per line; the model continues the last.
-            text = "\n".join([NEXT_TOKEN_HEADER, *(spaced(s) for s in shots), spaced(prefix)])
-        else:
-            examples = "\n".join(spaced(s) for s in shots)
-            shown = f"Examples:\n{examples}\n\n" if shots else ""
-            text = f"{NEXT_TOKEN_CHAT}\n\n{shown}Sequence: {spaced(prefix)}"
-        prompt = render(mode, text)
-        state = scan(prefix)
-        return self.new_case(
-            cid,
-            params,
-            seed,
-            inputs=Prefix(spaced(prefix), state.open),
-            truth=NextSymbol(CLOSE_OF[state.open[-1]], len(state.open)),
-            prompt=prompt,
-            covariates={"closers": len(state.open), **_token_covariates(prefix)},
-            # The legal symbols: k openers and the one due closer, of 2k + 1 (with end).
-            chance=(k + 1) / (2 * k + 1),
-            max_tokens=1,
-            top_logprobs=TOP_LOGPROBS,
-        )
+        draw = Draw(cid, params, 0, rng, full, shot_seqs, 4)
+        return Complete().closing(self, draw, item.prefix, mode)
 
     def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
-        return TYPES[params["task"]]
+        task = TASKS[params["task"]]
+        return task.Inputs, task.Truth
 
     def migrate(self, case: Case) -> Case:
         # Journals before typed truths held the bare answer.
         if isinstance(case.truth, Mapping):
             return case
-        field = {"complete": "closers", "classify": "answer", "depth": "depth"}
-        return replace(case, truth={field[case.params["task"]]: case.truth})
+        return replace(case, truth={TASKS[case.params["task"]].old_field: case.truth})
 
     def answer_text(self, case: Case) -> str:
-        t = case.truth
-        return {Closers: lambda: t.closers, Verdict: lambda: t.answer,
-                Depth: lambda: str(t.depth), NextSymbol: lambda: t.due}[type(t)]()  # fmt: skip
+        return TASKS[case.params["task"]].answer(case.truth)
 
     def score(self, case: Case, answer: Answer) -> Score:
-        metrics = self.blank_metrics(case)
-        task = case.params["task"]
-        return {
-            "complete": score_complete,
-            "classify": score_classify,
-            "depth": score_depth,
-            "next_token": score_next_token,
-        }[task](case, answer, metrics)
+        return TASKS[case.params["task"]].score(case, answer, self.blank_metrics(case))
 
 
 def _cut(seq: str, rng: np.random.Generator) -> int:
@@ -446,15 +463,23 @@ NEXT_TOKEN_CHAT = (
 
 
 def _prompt(
-    mode: str, reply_rule: str, examples: list[tuple[str, str]], question: str, answer_label: str
-) -> Any:
-    """A completion document (each example ends with its labelled answer) or a chat."""
+    mode: Mode,
+    reply_rule: str,
+    examples: list[tuple[str, str]],
+    question: str,
+    answer_label: str,
+    budget: PerMode[int],
+) -> Rendered:
+    """A completion document (each example ends with its labelled answer, and so does a
+    base model's, at the line's end) or a chat."""
     return render(
         mode,
         question,
         examples=[Example(q, a) for q, a in examples],
         system=reply_rule,
         cue=f"\n{answer_label}",
+        budget=budget,
+        completion_stop=("\n",),
     )
 
 
@@ -488,7 +513,7 @@ def extract_closers(text: str, prefix: str = "") -> tuple[str, str]:
     return strict, str(found.value) if found else ""
 
 
-def score_complete(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_complete(case: Case[Prefix, Closers], answer: Answer, metrics: dict[str, Any]) -> Score:
     truth = "".join(case.truth.closers.split())
     prefix = "".join(case.inputs.prefix.split())
     strict, lenient = extract_closers(answer.text, prefix)
@@ -535,7 +560,7 @@ def read_verdict(text: str) -> str:
     return "Yes" if word in ("yes", "true", "balanced") else "No"
 
 
-def score_classify(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_classify(case: Case[Whole, Verdict], answer: Answer, metrics: dict[str, Any]) -> Score:
     found = find(answer.text, read_verdict)
     if not found:
         return Score(False, metrics, "unparseable", "no yes or no in the answer")
@@ -559,7 +584,7 @@ def read_int(text: str) -> int:
     return int(text)
 
 
-def score_depth(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_depth(case: Case[Whole, Depth], answer: Answer, metrics: dict[str, Any]) -> Score:
     found = find(answer.text, read_int, DEPTH_POLICY)
     if not found:
         return Score(False, metrics, "unparseable", "no number in the answer")
@@ -572,42 +597,16 @@ def score_depth(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     return Score(False, metrics, kind, f"said {said}, depth is {depth}", said)
 
 
-_END_MARK = re.compile(r"<[a-z_|/]+>", re.I)  # "<eos>", "<end_of_turn>": not brackets
-
-
-def classify_token(token: str, open_: str) -> str:
-    """What a token would do if it came next after a prefix with `open_` still open:
-    legal, wrong_closer, closer_at_zero, end_open (the sequence ends while brackets
-    are open), or other (not a bracket)."""
-    line, newline, _ = token.partition("\n")
-    body = line.strip()
-    if not body or _END_MARK.fullmatch(body):
-        if newline or body or token == "":  # a line break, an end marker, end of text
-            return "end_open" if open_ else "legal"
-        return "other"  # whitespace alone says nothing yet
-    if body[0] not in BRACKETS:
-        return "other"
-    stack = list(open_)
-    for ch in body:
-        if ch not in BRACKETS:
-            break
-        if ch in OPENERS:
-            stack.append(ch)
-        elif not stack:
-            return "closer_at_zero"
-        elif CLOSE_OF[stack.pop()] != ch:
-            return "wrong_closer"
-    return "end_open" if newline and stack else "legal"
-
-
-def score_next_token(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_next_token(
+    case: Case[Prefix, NextSymbol], answer: Answer, metrics: dict[str, Any]
+) -> Score:
     if not answer.logprobs:
         return Score(False, metrics, "no_logprobs", "the answer carried no logprobs")
     first = answer.logprobs[0]
     top = first.top or ((first.token, first.logprob),)
     if bad := next((lp for _, lp in top if not is_logprob(lp)), None):
         return Score(False, metrics, "bad_logprobs", f"{bad!r} is not a log probability")
-    mass = {k: 0.0 for k in ("legal", "wrong_closer", "closer_at_zero", "end_open", "other")}
+    mass = dict.fromkeys(TOKEN_KINDS, 0.0)
     open_ = case.inputs.open
     for token, logprob in top:
         mass[classify_token(token, open_)] += math.exp(min(logprob, 0.0))

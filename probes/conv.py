@@ -10,8 +10,8 @@ is scored as its own error type: the model computed, but the other operation.
 So is an answer that repeats a worked example's output: it looks right because it
 was seen, not computed.
 
-Error types: api_error, empty, unparseable, wrong_shape, flipped_kernel,
-copied_example, wrong_values (None when correct).
+Error types (`ConvProbe.error_types`): api_error, scorer_error, empty, unparseable,
+wrong_shape, flipped_kernel, copied_example, wrong_values (None when correct).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from emulate.case import Answer, Case, Score, case_id, case_rng
+from emulate.case import Answer, Case, Mode, Score, case_id, case_rng
 from emulate.extract import find
-from emulate.probe import Param, Probe, covariate, metric
-from emulate.prompt import Example, render
+from emulate.probe import HARNESS_ERRORS, Param, Probe, covariate, metric
+from emulate.prompt import Example, PerMode, Rendered, render
 
 # --- the truth -------------------------------------------------------------------
 
@@ -101,6 +101,8 @@ PARAMS = (
     Param("shots", (2,), "worked examples before the question", lo=0, hi=4),
 )
 
+ConvCase = Case[Inputs, Truth]
+
 
 class ConvProbe(Probe):
     name = "conv"
@@ -119,6 +121,15 @@ class ConvProbe(Probe):
         covariate("n_cells"),
         covariate("macs_per_cell"),
     )
+    error_types = (
+        *HARNESS_ERRORS,
+        "empty",
+        "unparseable",
+        "wrong_shape",
+        "flipped_kernel",
+        "copied_example",
+        "wrong_values",
+    )
     default_mode = "chat"
     summary_means = ("cell_acc",)
 
@@ -132,29 +143,23 @@ class ConvProbe(Probe):
             return f"padding {cell['padding']} is not smaller than the kernel span {span}"
         return None
 
-    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: Mode) -> ConvCase:
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
         *shots, drawn = _draws(cell, rng, cell["shots"] + 1)
         truth, flip = drawn["truth"], drawn["flipped_truth"]
-        prompt = _prompt(mode, cell, shots, drawn)
-        answer_chars = len(_fmt(truth))
         return self.new_case(
             cid,
             dict(cell),
             seed,
             inputs=Inputs(drawn["input"], drawn["kernel"]),
             truth=Truth(truth),
-            prompt=prompt,
+            prompt=_prompt(mode, cell, shots, drawn, len(_fmt(truth))),
             foils={"flipped_kernel": flip, "copied_example": [s["truth"] for s in shots]},
             covariates={
                 "n_cells": int(np.asarray(truth).size),
                 "macs_per_cell": cell["cin"] * cell["kernel"] ** cell["dims"],
             },
-            # Room for the answer in any tokenizer (a token is rarely under one
-            # character), plus some for a chat model's framing.
-            max_tokens=answer_chars + (32 if mode == "completion" else 256),
-            stop=("\n\n", "\nInput") if mode == "completion" else (),
         )
 
     def answer_text(self, case: Case) -> str:
@@ -240,7 +245,13 @@ SYSTEM = (
 )
 
 
-def _prompt(mode: str, cell: Mapping[str, Any], shots: list[dict], inputs: Mapping[str, Any]):
+def _prompt(
+    mode: Mode,
+    cell: Mapping[str, Any],
+    shots: list[dict],
+    inputs: Mapping[str, Any],
+    answer_chars: int,
+) -> Rendered:
     def question(x: Mapping[str, Any]) -> str:
         return f"Input: {_fmt(x['input'])}\nKernel: {_fmt(x['kernel'])}"
 
@@ -251,6 +262,11 @@ def _prompt(mode: str, cell: Mapping[str, Any], shots: list[dict], inputs: Mappi
         intro=_describe(cell),
         system=SYSTEM,
         cue="\nOutput:",
+        # Room for the answer in any tokenizer (a token is rarely under one
+        # character), plus some for a chat model's framing.
+        budget=PerMode(chat=answer_chars + 256, completion=answer_chars + 32),
+        # A base model would go on to the next example's input.
+        completion_stop=("\n\n", "\nInput"),
     )
 
 
@@ -346,7 +362,7 @@ def _fit_shape(parsed: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return parsed
 
 
-def score(case: Case, answer: Answer) -> Score:
+def score(case: ConvCase, answer: Answer) -> Score:
     truth = np.asarray(case.truth.output, dtype=float)
     metrics = ConvProbe().blank_metrics(case)
     parsed, why = parse_array(answer.text)

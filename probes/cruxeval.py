@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulate.case import Answer, Case, Score, case_id
+from emulate.case import Answer, Case, Mode, Score, case_id
 from emulate.errors import EmulateError, read_text
 from emulate.extract import find
 from emulate.probe import Probe
-from emulate.prompt import Example, render
+from emulate.prompt import Example, PerMode, Rendered, render
 from emulate.sandbox import Execution, Limits, Program, Result, run_cached
 from emulate.values import equal, literal, normalised, read_literal, same_type
 
@@ -150,7 +150,10 @@ def item_truth(result: Result) -> ItemTruth:
 # --- cases and the prompt ------------------------------------------------------------
 
 
-def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: str) -> list[Case]:
+ItemCase = Case[ItemInputs, ItemTruth]
+
+
+def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: Mode) -> list[Case]:
     """The cases of an items file, each item's truth executed (twice: two hash seeds)."""
     items = load_items(path, entry)
     # Each item runs under two hash seeds: a value that differs depends on set order.
@@ -172,15 +175,13 @@ def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: str) -> li
                 0,
                 inputs=ItemInputs(item.code, item.input, item.entry, item.output),
                 truth=truth,
-                prompt=_crux_prompt(mode, item, shots),
+                prompt=_crux_prompt(mode, item, shots, len(truth.value or "")),
                 covariates={
                     "truth_status": truth.status,
                     "published_agrees": published,
                     "hash_dependent": ok
                     and (truth.value, truth.stdout) != (other.value, other.stdout),
                 },
-                max_tokens=len(truth.value or "") + (64 if mode == "completion" else 256),
-                stop=("\n",) if mode == "completion" else (),
             )
         )
     disagree = sum(c.covariates["published_agrees"] is False for c in cases)
@@ -208,7 +209,7 @@ CRUX_EXAMPLES = (
 )
 
 
-def _crux_prompt(mode: str, item: Item, shots: int) -> Any:
+def _crux_prompt(mode: Mode, item: Item, shots: int, answer_chars: int) -> Rendered:
     examples = [
         Example(f"{code}\nassert f({arg}) ==", out) for code, arg, out in CRUX_EXAMPLES[:shots]
     ]
@@ -217,8 +218,11 @@ def _crux_prompt(mode: str, item: Item, shots: int) -> Any:
         mode,
         f"{item.code}\nassert {item.entry}({item.input}) ==",
         examples=examples,
-        intro=CRUX_INSTRUCTION if mode == "completion" else "",
+        # A base model has no system message: the instruction opens its document.
+        intro=PerMode(chat="", completion=CRUX_INSTRUCTION),
         system=CRUX_INSTRUCTION + chat,
+        budget=PerMode(chat=answer_chars + 256, completion=answer_chars + 64),
+        completion_stop=("\n",),  # the assert's line ends the value
     )
 
 
@@ -236,8 +240,9 @@ def _same_value(said: str, truth: str) -> tuple[bool, bool]:
     return same, same
 
 
-def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_item(case: ItemCase, answer: Answer, metrics: dict[str, Any]) -> Score:
     truth = case.truth.value
+    assert truth is not None  # ProgramProbe.score scores finished runs only, which have one
     is_literal, want = literal(truth)
 
     def parse(text: str) -> tuple[str, bool, bool]:
@@ -257,8 +262,7 @@ def score_item(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
     if found is None:
         kind = "empty" if not answer.text.strip() else "unparseable"
         return Score(False, metrics, kind, "no Python literal found in the answer")
-    said: str
-    said, metrics["exact"], metrics["exact_type"] = found.value  # type: ignore[misc]
+    said, metrics["exact"], metrics["exact_type"] = found.value
     if metrics["exact"]:
         return Score(True, metrics, None, None, said)
     return Score(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,3 +151,35 @@ def unbalance(seq: str, kind: str, types: int, rng: np.random.Generator) -> str 
         if not scan(out).balanced:
             return out
     return None
+
+
+# --- the next symbol: what a token would do after a prefix --------------------------
+
+_END_MARK = re.compile(r"<[a-z_|/]+>", re.I)  # "<eos>", "<end_of_turn>": not brackets
+# What a token can do next (classify_token): the first is legal, the others are not.
+TOKEN_KINDS = ("legal", "wrong_closer", "closer_at_zero", "end_open", "other")
+
+
+def classify_token(token: str, open_: str) -> str:
+    """What a token would do if it came next after a prefix with `open_` still open:
+    legal, wrong_closer, closer_at_zero, end_open (the sequence ends while brackets
+    are open), or other (not a bracket)."""
+    line, newline, _ = token.partition("\n")
+    body = line.strip()
+    if not body or _END_MARK.fullmatch(body):
+        if newline or body or token == "":  # a line break, an end marker, end of text
+            return "end_open" if open_ else "legal"
+        return "other"  # whitespace alone says nothing yet
+    if body[0] not in BRACKETS:
+        return "other"
+    stack = list(open_)
+    for ch in body:
+        if ch not in BRACKETS:
+            break
+        if ch in OPENERS:
+            stack.append(ch)
+        elif not stack:
+            return "closer_at_zero"
+        elif CLOSE_OF[stack.pop()] != ch:
+            return "wrong_closer"
+    return "end_open" if newline and stack else "legal"

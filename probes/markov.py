@@ -34,7 +34,7 @@ model's rows on unseen states (and, as a covariate, the baby GPT's); the mass th
 model put off the vocabulary among its top alternatives; `top_match`, the share of
 seen states whose most likely next symbol is the chain's. `correct`: every seen
 state's is.
-Error types: api_error, no_logprobs, bad_logprobs, off_vocab, wrong_top.
+Error types: api_error, scorer_error, no_logprobs, bad_logprobs, off_vocab, wrong_top.
 
 The picture (`emulate report`): Karpathy's own figure, states as nodes and arrows
 labelled with percentages, for the chain, the counts, the baby GPT and the model,
@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from emulate.case import Answer, Case, Prompt, Score, TokenLogprob, case_id, case_rng
-from emulate.probe import Ask, Param, Probe, covariate, metric
-from emulate.prompt import render
+from emulate.case import Answer, Case, Mode, Prompt, Score, TokenLogprob, case_id, case_rng
+from emulate.probe import HARNESS_ERRORS, Ask, Param, Probe, covariate, metric
+from emulate.prompt import PerMode, Rendered, render
 from emulate.scoring import is_logprob
 
 from . import babygpt
@@ -144,6 +144,9 @@ class Truth:
     baby_gpt: dict
 
 
+MarkovCase = Case[Inputs, Truth]
+
+
 def counts_rows(sequence: Sequence[int], vocab: int, context: int) -> dict[tuple, list[float]]:
     """Add-one smoothing: (n(s, a) + 1) / (n(s) + vocab)."""
     return {
@@ -154,33 +157,19 @@ def counts_rows(sequence: Sequence[int], vocab: int, context: int) -> dict[tuple
 
 # --- cases ---------------------------------------------------------------------------
 
+CHAINS = ("seed", "random", "cycle")
 PARAMS = (
-    Param(
-        "chain",
-        ("seed", "random", "cycle"),
-        "seed: Karpathy's sequence (vocab 2, context "
-        "3); random: Dirichlet rows; cycle: next = last + 1",
-        choices=("seed", "random", "cycle"),
-    ),  # fmt: skip
+    Param("chain", CHAINS, "seed: Karpathy's sequence (vocab 2, context 3); random: "
+          "Dirichlet rows; cycle: next = last + 1", choices=CHAINS),
     Param("vocab", (2,), "symbols (the digits 0..vocab-1)", lo=2, hi=4),
-    Param(
-        "context", (3,), "the chain's order: the state is the last `context` symbols", lo=1, hi=4
-    ),
-    Param(
-        "length",
-        (15, 60),
-        "symbols shown (chain=seed at 15 is the founding sequence itself)",
-        lo=15,
-        hi=400,
-    ),  # fmt: skip
+    Param("context", (3,), "the chain's order: the state is the last `context` symbols",
+          lo=1, hi=4),
+    Param("length", (15, 60), "symbols shown (chain=seed at 15 is the founding sequence "
+          "itself)", lo=15, hi=400),
     Param("sharpness", (1,), "chain=random: Dirichlet concentration 2**-sharpness", lo=0, hi=3),
-    Param(
-        "symbols",
-        ("digits",),
-        "digits: 0..3 written together (Gemma); letters: A..D with spaces (tiktoken)",
-        choices=tuple(ALPHABETS),
-    ),  # fmt: skip
-)
+    Param("symbols", ("digits",), "digits: 0..3 written together (Gemma); letters: A..D with "
+          "spaces (tiktoken)", choices=tuple(ALPHABETS)),
+)  # fmt: skip
 
 
 class MarkovProbe(Probe):
@@ -205,6 +194,7 @@ class MarkovProbe(Probe):
         covariate("seen_states"),
         covariate("gpt_entropy_unseen", float, tolerance=TRAINED),
     )
+    error_types = (*HARNESS_ERRORS, "no_logprobs", "bad_logprobs", "off_vocab", "wrong_top")
     default_mode = "completion"
     summary_axes = ("chain",)
     summary_means = ("tv_chain_seen", "tv_counts_seen", "tv_gpt_unseen", "off_vocab")
@@ -223,7 +213,7 @@ class MarkovProbe(Probe):
             )
         return None
 
-    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: Mode) -> MarkovCase:
         cid = case_id(self.name, self.version, cell, seed)
         rng = case_rng(cid)
         vocab, context = cell["vocab"], cell["context"]
@@ -270,7 +260,6 @@ class MarkovProbe(Probe):
                 "gpt_entropy_unseen": _mean([_entropy(truth.baby_gpt[s]) for s in unseen]),
             },
             chance=math.prod(len(_top(truth.chain[s])) / vocab for s in seen),
-            max_tokens=1,
             top_logprobs=TOP_LOGPROBS,
         )
 
@@ -284,7 +273,9 @@ class MarkovProbe(Probe):
         latency = 0.0
         for state in case.inputs.states:
             prompt = state_prompt(case.mode, case.inputs, state, sep)
-            got = await ask(prompt, max_tokens=1, top_logprobs=case.top_logprobs)
+            got = await ask(
+                prompt.prompt, max_tokens=prompt.max_tokens, top_logprobs=case.top_logprobs
+            )
             latency += got.latency_s or 0.0
             if got.error:
                 return Answer("", error=got.error, turns=tuple(texts), latency_s=latency)
@@ -306,7 +297,9 @@ class MarkovProbe(Probe):
 
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
         sep = _sep(case)
-        return [(state_prompt(case.mode, case.inputs, s, sep), "1") for s in case.inputs.states]
+        return [
+            (state_prompt(case.mode, case.inputs, s, sep).prompt, "1") for s in case.inputs.states
+        ]
 
     def answer_text(self, case: Case) -> str:
         return " ".join(
@@ -339,14 +332,12 @@ class MarkovProbe(Probe):
 CHAT = "Here is a sequence of symbols. Continue it with the single next symbol, and nothing else."
 
 
-def state_prompt(mode: str, inputs: Inputs, state: str, sep: str) -> Prompt:
+def state_prompt(mode: Mode, inputs: Inputs, state: str, sep: str) -> Rendered:
     """The sequence, then the state's symbols: the model's next token is its guess of
     the symbol that follows that state. Completion mode shows the bare sequence, as
-    the baby GPT sees its data; chat asks for the next symbol."""
+    the baby GPT sees its data; chat asks for the next symbol. One token is the answer."""
     text = inputs.sequence + sep + sep.join(state)
-    if mode == "completion":
-        return render(mode, text)
-    return render(mode, text, intro=CHAT)
+    return render(mode, text, intro=PerMode(chat=CHAT, completion=""), budget=1)
 
 
 # --- the scorer ----------------------------------------------------------------------
@@ -390,7 +381,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def score(case: Case, answer: Answer) -> Score:
+def score(case: MarkovCase, answer: Answer) -> Score:
     metrics = MarkovProbe().blank_metrics(case)
     inputs, truth = case.inputs, case.truth
     if not answer.logprobs or len(answer.logprobs) != len(inputs.states):

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from emulate.case import Answer, Case, Score, case_id, case_rng
+from emulate.case import Answer, Case, Mode, Score, case_id, case_rng
 from emulate.extract import BLOCK, region
-from emulate.probe import Param, Probe, covariate, metric
-from emulate.prompt import Example, render
+from emulate.probe import HARNESS_ERRORS, Param, Probe, covariate, metric
+from emulate.prompt import Example, PerMode, Rendered, render
 from emulate.sandbox import Execution, Limits, Program, run_cached
 from emulate.scoring import lines, overlap
 
@@ -247,10 +247,24 @@ class ProgramProbe(Probe):
         # Items: does the value change with Python's hash seed (set order)?
         covariate("hash_dependent", bool),
     )
+    error_types = (
+        *HARNESS_ERRORS,
+        "no_truth",  # the program itself did not finish
+        "empty",
+        # An item's (score_item).
+        "unparseable",
+        "wrong_value",
+        # A generated program's (score_output).
+        "intent_over_semantics",
+        "literal_changed",
+        "missing_lines",
+        "extra_lines",
+        "wrong_text",
+    )
     summary_means = ("line_recall", "literal_fidelity")
     default_mode = "chat"
 
-    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: Mode) -> list[Case]:
         runs = list(
             dict.fromkeys(
                 (c["items"], c["shots"], c.get("entry", "f")) for c in cells if c.get("items")
@@ -296,15 +310,13 @@ class ProgramProbe(Probe):
             seed,
             inputs=Listing(source, _literals(source)),
             truth=truth,
-            prompt=_prompt(mode, shots, source),
+            prompt=_prompt(mode, shots, source, len(truth.stdout)),
             foils={"intent": intent.stdout if trap else None},
             covariates={
                 "lines_expected": len(lines(truth.stdout)),
                 "trap_expected": _count(truth.stdout, trap) if trap else None,
                 "truth_status": truth.status,
             },
-            max_tokens=len(truth.stdout) + (64 if mode == "completion" else 256),
-            stop=("```",) if mode == "completion" else (),
         )
 
     def notes(self, rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -349,18 +361,20 @@ SYSTEM = (
 )
 
 
-def _prompt(mode: str, shots: list[tuple[str, str]], source: str) -> Any:
+def _prompt(mode: Mode, shots: list[tuple[str, str]], source: str, answer_chars: int) -> Rendered:
     # A base model continues a document: programs, each followed by its output.
     return render(
         mode,
         f"```python\n{source}```",
         examples=[Example(f"```python\n{code}```", out) for code, out in shots],
-        intro="Python programs and exactly what each prints when run." * (mode == "completion"),
+        intro=PerMode(chat="", completion="Python programs and exactly what each prints when run."),
         system=SYSTEM,
         cue="\nOutput:\n```\n",
         cue_space="",
         completion_answer=lambda out: f"{out}```",
         chat_answer=lambda out: f"```text\n{out}```",
+        budget=PerMode(chat=answer_chars + 256, completion=answer_chars + 64),
+        completion_stop=("```",),  # the output's fence closes
     )
 
 
@@ -374,7 +388,7 @@ def _count(text: str, literal: str) -> int:
     return sum(1 for ln in lines(text) if ln.startswith(literal))
 
 
-def score_output(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_output(case: Case[Listing, Execution], answer: Answer, metrics: dict[str, Any]) -> Score:
     said, truth = lines(region(answer.text, BLOCK)), lines(case.truth.stdout)
     metrics["lines_emitted"] = len(said)
     common = overlap(said, truth)

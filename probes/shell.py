@@ -5,34 +5,33 @@ case is a session of commands, drawn by seeded generators over a seeded home
 directory; the true output of every command comes from running the same session
 in a real bash in the sandbox (emulate/sandbox/session.py: bubblewrap, home at /home/user,
 files at fixed times, no network). The model is asked turn by turn, each turn
-sending the whole history, as chat services do when they rebuild a session: its own
-earlier outputs (`history=model`) or the true ones (`history=true`, teacher
-forcing). Nothing the model returns is executed.
+sending the whole history (probes/terminal.py): its own earlier outputs
+(`history=model`) or the true ones (`history=true`, teacher forcing). Nothing the
+model returns is executed. `task=persona` asks for a stated machine instead
+(probes/persona.py).
 
 Read top to bottom: the seeded home, the command generators (which track what each
-command reads and changes), the truth, the prompts and the turn-by-turn driver, and
-the scorer.
+command reads and changes), the truth and the cases, the probe, and the scorer.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import posixpath
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from emulate.case import Answer, Case, Score, case_id, case_rng
-from emulate.errors import EmulateError, read_text
-from emulate.extract import BLOCK, region
-from emulate.probe import Ask, Param, Probe, covariate, metric
+from emulate.case import Answer, Case, Mode, Prompt, Score, case_id, case_rng
+from emulate.probe import HARNESS_ERRORS, Ask, Param, Probe, covariate, metric
 from emulate.sandbox import Session, isolation, run_session
 from emulate.scoring import line_f1, lines
+
+from . import terminal
+from .persona import MACHINES, Persona
+from .terminal import Commands, Task, first_turn, terminal_output
 
 # --- the seeded home ---------------------------------------------------------------------
 
@@ -280,234 +279,7 @@ def generate_session(
     return files, commands, depends
 
 
-# --- the stated machine (task=persona) --------------------------------------------------------
-#
-# The seed told a chat model it was Ubuntu 18.04 with Python 3.9, PyTorch 1.8, CUDA 11.3
-# and four RTX 3090s; it showed four GPUs in nvidia-smi. Here the truth is the declared
-# spec, not an execution: each command's output is parsed for the facts it should show.
-
-SEED_MACHINE: dict[str, Any] = {
-    "os": "Ubuntu 18.04",
-    "kernel": "4.15.0-112-generic",
-    "python": "3.9",
-    "torch": "1.8",
-    "cuda": "11.3",
-    "driver": "465.19.01",
-    "gpu_name": "NVIDIA GeForce RTX 3090",
-    "gpus": 4,
-    "gpu_memory_gb": 24,
-    "cpus": 16,
-    "ram_gb": 64,
-}
-MACHINES: dict[str, dict[str, Any]] = {
-    "seed": SEED_MACHINE,
-    "a100x8": SEED_MACHINE
-    | {
-        "os": "Ubuntu 20.04",
-        "kernel": "5.4.0-150-generic",
-        "python": "3.10",
-        "torch": "2.0",
-        "cuda": "11.8",
-        "driver": "525.85.12",
-        "gpu_name": "NVIDIA A100-SXM4-80GB",
-        "gpus": 8,
-        "gpu_memory_gb": 80,
-        "cpus": 128,
-        "ram_gb": 1024,
-    },  # fmt: skip
-    "cpu": SEED_MACHINE | {"gpus": 0, "cpus": 4, "ram_gb": 16},
-}
-_VERSION = r"^\d+(\.\d+)*$"
-_SPEC_FIELDS: dict[str, tuple[type, Any]] = {
-    "os": (str, r"^\w[\w .-]*$"),
-    "kernel": (str, r"^[\w.-]+$"),
-    "python": (str, _VERSION),
-    "torch": (str, _VERSION),
-    "cuda": (str, _VERSION),
-    "driver": (str, _VERSION),
-    "gpu_name": (str, r"^[\w .()-]+$"),
-    "gpus": (int, (0, 16)),
-    "gpu_memory_gb": (int, (1, 1024)),
-    "cpus": (int, (1, 1024)),
-    "ram_gb": (int, (1, 65536)),
-}
-
-
-def machine_spec(name: str, path: str | None = None) -> dict[str, Any]:
-    """A built-in machine, with the fields of a JSON spec file over it, validated."""
-    spec = dict(MACHINES[name])
-    if not path:
-        return spec
-    try:
-        given = json.loads(read_text(path, f"spec={path}"))
-    except json.JSONDecodeError as err:
-        raise EmulateError(f"spec={path}: not a readable JSON object ({err})") from None
-    if not isinstance(given, dict):
-        raise EmulateError(f"spec={path}: expected a JSON object of machine fields")
-    for key, value in given.items():
-        if key not in _SPEC_FIELDS:
-            raise EmulateError(
-                f"spec={path}: unknown field {key!r}; fields: {', '.join(_SPEC_FIELDS)}"
-            )
-        kind, rule = _SPEC_FIELDS[key]
-        ok = isinstance(value, kind) and not isinstance(value, bool)
-        if ok and kind is int:
-            ok = rule[0] <= value <= rule[1]
-        elif ok:
-            ok = re.match(rule, value) is not None
-        if not ok:
-            want = (
-                f"an integer from {rule[0]} to {rule[1]}"
-                if kind is int
-                else f"text matching {rule}"
-            )
-            raise EmulateError(f"spec={path}: field {key!r} is {value!r}; it must be {want}")
-        spec[key] = value
-    return spec
-
-
-def describe_machine(spec: Mapping[str, Any]) -> str:
-    gpus = (
-        f"{spec['gpus']} {spec['gpu_name']} GPUs with {spec['gpu_memory_gb']} GB each, "
-        f"driver {spec['driver']}"
-        if spec["gpus"]
-        else "no GPU"
-    )
-    return (
-        f"{{The machine runs {spec['os']} (kernel {spec['kernel']}) with Python "
-        f"{spec['python']} and PyTorch {spec['torch']} built for CUDA {spec['cuda']}; it has "
-        f"{gpus}, {spec['cpus']} CPUs and {spec['ram_gb']} GB of RAM. You are logged in as "
-        "user in /home/user on host ubuntu.}"
-    )
-
-
-PERSONA_COMMANDS = (
-    "nvidia-smi",
-    "nvidia-smi -L",
-    "nvcc --version",
-    "python3 --version",
-    'python3 -c "import torch; print(torch.__version__)"',
-    'python3 -c "import torch; print(torch.cuda.device_count())"',
-    'python3 -c "import torch; print(torch.cuda.is_available())"',
-    "nproc",
-    "free -g",
-    "uname -a",
-    "lsb_release -d",
-)
-
-
-def _first_int(text: str) -> float | None:
-    m = re.search(r"-?\d+", text)
-    return _number(m.group()) if m else None
-
-
-def _number(digits: str) -> float:
-    """An integer as said; one too long to be any machine's figure is infinite (a wrong
-    fact, not Python's digit-limit error)."""
-    return int(digits) if len(digits) <= 18 else math.inf
-
-
-def persona_facts(command: str, output: str, spec: Mapping[str, Any]) -> dict[str, bool | None]:
-    """Each fact the command should show: True (right), False (wrong), None (not shown)."""
-    out = output.strip()
-    facts: dict[str, bool | None] = {}
-    gpus = spec["gpus"]
-    if command == "nvidia-smi":
-        if gpus == 0:
-            facts["gpu_count"] = not re.search(r"(?<!\d)\d+MiB\s*/\s*\d+MiB", out)
-            return facts
-        m = re.search(r"Driver Version:\s*([\d.]+)", out)
-        facts["driver"] = None if not m else m.group(1) == spec["driver"]
-        m = re.search(r"CUDA Version:\s*([\d.]+)", out)
-        facts["cuda"] = None if not m else m.group(1) == spec["cuda"]
-        # (?<!\d): a digit run is tried once, not from each of its digits.
-        totals = [_number(t) for t in re.findall(r"(?<!\d)\d+MiB\s*/\s*(\d+)MiB", out)]
-        facts["gpu_count"] = None if not totals else len(totals) == gpus
-        if totals:
-            want = spec["gpu_memory_gb"] * 1024
-            facts["gpu_memory"] = all(abs(t - want) <= 0.06 * want for t in totals)
-    elif command == "nvidia-smi -L":
-        listed = [
-            name.split("(UUID")[0].strip()
-            for name in re.findall(r"^GPU \d{1,6}:([^\n]*)", out, re.M)
-        ]
-        facts["gpu_count"] = len(listed) == gpus if listed or gpus == 0 else None
-        if listed:
-            facts["gpu_name"] = all(spec["gpu_name"].lower() in n.lower() for n in listed)
-    elif command == "nvcc --version":
-        m = re.search(r"release\s*([\d.]+)", out)
-        facts["cuda"] = None if not m else m.group(1) == spec["cuda"]
-    elif command == "python3 --version":
-        m = re.search(r"Python\s*([\d.]+)", out)
-        facts["python"] = None if not m else _same_version(m.group(1), spec["python"])
-    elif "torch.__version__" in command:
-        m = re.search(r"(?<![\d.])(\d+\.\d+(?:\.\d+)?)", out)
-        facts["torch"] = None if not m else _same_version(m.group(1), spec["torch"])
-    elif "device_count" in command:
-        n = _first_int(out)
-        facts["gpu_count"] = None if n is None else n == gpus
-    elif "is_available" in command:
-        shown = re.search(r"True|False", out)
-        facts["cuda_available"] = None if not shown else (shown.group() == "True") == (gpus > 0)
-    elif command == "nproc":
-        n = _first_int(out)
-        facts["cpus"] = None if n is None else n == spec["cpus"]
-    elif command == "free -g":
-        m = re.search(r"^Mem:\s*(\d+)", out, re.M)
-        facts["ram"] = (
-            None if not m else abs(_number(m.group(1)) - spec["ram_gb"]) <= 0.1 * spec["ram_gb"] + 1
-        )
-    elif command == "uname -a":
-        facts["kernel"] = None if not out else spec["kernel"] in out
-    elif command == "lsb_release -d":
-        facts["os"] = None if not out else spec["os"].lower() in out.lower()
-    return facts
-
-
-def _same_version(said: str, stated: str) -> bool:
-    """3.9.7 states 3.9; 3.10 does not."""
-    return said == stated or said.startswith(stated + ".")
-
-
-def score_persona(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
-    spec = case.truth.spec
-    per_turn = []
-    for t, command in enumerate(case.inputs.commands):
-        said = terminal_output(replies[t], command) if t < len(replies) else ""
-        per_turn.append({"command": command, "facts": persona_facts(command, said, spec)})
-    facts = [v for p in per_turn for v in p["facts"].values()]
-    right, wrong = sum(v is True for v in facts), sum(v is False for v in facts)
-    metrics["facts"] = len(facts)
-    metrics["facts_right"] = right
-    metrics["facts_wrong"] = wrong
-    metrics["facts_absent"] = len(facts) - right - wrong
-    metrics["fact_acc"] = right / len(facts) if facts else None
-    gpu = [p["facts"]["gpu_count"] for p in per_turn if p["facts"].get("gpu_count") is not None]
-    metrics["gpu_count_ok"] = all(gpu) if gpu else None
-    if facts and right == len(facts):
-        return Score(True, metrics, None, None, per_turn)
-    if wrong:
-        bad = [
-            f"{p['command']}: {k}" for p in per_turn for k, v in p["facts"].items() if v is False
-        ]
-        return Score(False, metrics, "wrong_fact", "; ".join(bad)[:300], per_turn)
-    return Score(
-        False, metrics, "facts_absent", f"{len(facts) - right} stated facts not shown", per_turn
-    )
-
-
-# --- cases ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Commands:
-    """A session's commands, for each the earlier turn whose change it reads (or None),
-    the stated machine, and the files of the seeded home (path -> text)."""
-
-    commands: list[str]
-    depends_on: list[int | None]
-    machine: str
-    files: dict[str, str] = field(default_factory=dict)
+# --- the truth and the cases ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -519,22 +291,61 @@ class Outputs:
     exit_codes: list[int]
 
 
-@dataclass(frozen=True)
-class Stated:
-    """task=persona: the declared machine; there is no execution."""
-
-    spec: dict[str, Any]
-    outputs: list[str]
+MACHINE = (
+    "{The machine is an Ubuntu 18.04 server named ubuntu. You are logged in as user in "
+    "/home/user, which holds README.md and the folders data, docs, logs and src.}"
+)
 
 
-SHOWN_CHARS = 2000  # of a true output, in a teacher-forced history
+class SessionTask(Task):
+    """task=session: generated commands over the seeded home, run in a real bash."""
+
+    Inputs, Truth = Commands, Outputs
+    error_types = ("empty", "state_lost", "wrong_output")
+
+    def case(
+        self, probe: Probe, cell: Mapping[str, Any], seed: int, cid: str,
+        rng: np.random.Generator, mode: Mode,
+    ) -> Case[Commands, Outputs]:  # fmt: skip
+        files, commands, depends = generate_session(cell, rng)
+        turns = run_session(
+            Session(
+                files={p: (t, EPOCH + 60 * i) for i, (p, t) in enumerate(sorted(files.items()))},
+                dirs={d: EPOCH for d in {posixpath.dirname(p) for p in files} if d},
+                commands=[c.text for c in commands],
+            )
+        )
+        inputs = Commands([c.text for c in commands], depends, MACHINE, files)
+        return probe.new_case(
+            cid,
+            dict(cell),
+            seed,
+            inputs=inputs,
+            truth=Outputs(
+                [t.output for t in turns], [t.limit for t in turns], [t.exit_code for t in turns]
+            ),  # fmt: skip
+            prompt=first_turn(mode, inputs, budget=1024),
+            covariates={
+                "state_turns": sum(d is not None for d in depends),
+                "cut_turns": sum(1 for t in turns if t.limit),
+            },
+        )
+
+    def shows_truth(self, case: Case) -> bool:
+        return bool(case.params["history"] == "true")
+
+    def score(self, case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
+        return score_session(case, replies, metrics)
+
+
+TASKS: dict[str, Task] = {"session": SessionTask(), "persona": Persona()}
 
 PARAMS = (
     Param(
         "task",
         ("session",),
         "session: commands checked against a real bash; persona: the stated machine",
-        choices=("session", "persona"),
+        choices=tuple(TASKS),
     ),
     Param("family", ("mixed",), "command family", choices=(*FAMILIES, "mixed")),
     Param("turns", (4, 8), "commands in the session", lo=1, hi=30),
@@ -549,23 +360,11 @@ PARAMS = (
     ),
 )
 
-SYSTEM = (
-    "I want you to act as a Linux terminal. I will type commands and you will reply with "
-    "what the terminal should show. I want you to only reply with the terminal output "
-    "inside one unique code block, and nothing else. Do not write explanations. Do not "
-    "type commands unless I instruct you to do so. When I need to tell you something in "
-    "English, I will do so by putting text inside curly brackets {like this}."
-)
-MACHINE = (
-    "{The machine is an Ubuntu 18.04 server named ubuntu. You are logged in as user in "
-    "/home/user, which holds README.md and the folders data, docs, logs and src.}"
-)
-
 
 class ShellProbe(Probe):
     name = "shell"
     version = 1
-    Inputs, Truth = Commands, Outputs
+    Inputs, Truth = SessionTask.Inputs, SessionTask.Truth  # the default task's; see types
     summary = "act as a Linux terminal: sessions checked against a real bash"
     params = PARAMS
     columns = (
@@ -585,6 +384,7 @@ class ShellProbe(Probe):
         metric("fact_acc"),
         metric("gpu_count_ok", bool),
     )
+    error_types = (*HARNESS_ERRORS, *SessionTask.error_types, *Persona.error_types)
     summary_means = ("turn_exact", "line_f1", "state_acc", "fact_acc")
     default_mode = "chat"
 
@@ -593,90 +393,22 @@ class ShellProbe(Probe):
             return "it runs its sessions under bubblewrap: apt-get install bubblewrap"
         return None
 
-    def make_case(self, cell: Mapping[str, Any], seed: int, mode: str) -> Case:
+    def make_case(self, cell: Mapping[str, Any], seed: int, mode: Mode) -> Case:
         cid = case_id(self.name, self.version, cell, seed)
-        rng = case_rng(cid)
-        if cell["task"] == "persona":
-            return self._persona_case(cell, seed, cid, rng, mode)
-        files, commands, depends = generate_session(cell, rng)
-        turns = run_session(
-            Session(
-                files={p: (t, EPOCH + 60 * i) for i, (p, t) in enumerate(sorted(files.items()))},
-                dirs={d: EPOCH for d in {posixpath.dirname(p) for p in files} if d},
-                commands=[c.text for c in commands],
-            )
-        )
-        outputs = [t.output for t in turns]
-        return self.new_case(
-            cid,
-            dict(cell),
-            seed,
-            inputs=Commands([c.text for c in commands], depends, MACHINE, files),
-            truth=Outputs(outputs, [t.limit for t in turns], [t.exit_code for t in turns]),
-            prompt=turn_prompt(mode, [], commands[0].text, "", MACHINE),
-            covariates={
-                "state_turns": sum(d is not None for d in depends),
-                "cut_turns": sum(1 for t in turns if t.limit),
-            },
-            max_tokens=1024,
-            stop=(PS1_HOST,) if mode == "completion" else (),
-        )
+        return TASKS[cell["task"]].case(self, cell, seed, cid, case_rng(cid), mode)
 
     turns_see_answers = True  # each turn sends the session so far, answers included
 
     async def converse(self, case: Case, ask: Ask) -> Answer:
-        mode = case.mode
-        history: list[tuple[str, str, str]] = []  # (cwd, command, output shown)
-        replies: list[str] = []
-        prompt_tokens, completion_tokens, latency = 0, 0, 0.0
-        cwds = _cwds(case.inputs.commands)
-        for t, command in enumerate(case.inputs.commands):
-            truth = case.truth.outputs[t]
-            prompt = turn_prompt(mode, history, command, cwds[t], case.inputs.machine)
-            budget = min(1024, len(truth) + 48) if truth else 768
-            answer = await ask(prompt, max_tokens=budget, stop=case.stop)
-            prompt_tokens += answer.prompt_tokens or 0
-            completion_tokens += answer.completion_tokens or 0
-            latency += answer.latency_s or 0.0
-            if answer.error:
-                return Answer("", error=answer.error, turns=tuple(replies), latency_s=latency)
-            # The journal keeps each raw reply (rescore reads them again); the history
-            # shows the output found in it, as a terminal would.
-            said = terminal_output(answer.text, command)
-            replies.append(answer.text)
-            # A stated machine has no true outputs: its history is the model's own.
-            own = case.params["history"] == "model" or case.params["task"] == "persona"
-            shown = said if own else _cap(truth)
-            history.append((cwds[t], command, shown))
-        return Answer(
-            text=replies[-1] if replies else "",
-            turns=tuple(replies),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_s=latency,
-        )
+        show_truth = TASKS[case.params["task"]].shows_truth(case)
+        return await terminal.converse(case, ask, show_truth)
 
-    def requests(self, case: Case) -> list[tuple[Any, str]]:
-        # Teacher-forced: each turn resends the history, here with the true outputs.
-        mode = case.mode
-        commands, outputs = case.inputs.commands, case.truth.outputs
-        cwds = _cwds(commands)
-        return [
-            (
-                turn_prompt(
-                    mode,
-                    [(cwds[i], commands[i], _cap(outputs[i])) for i in range(t)],
-                    commands[t],
-                    cwds[t],
-                    case.inputs.machine,
-                ),
-                outputs[t] or "x" * 200,  # a stated machine's outputs: a guess of their size
-            )
-            for t in range(len(commands))
-        ]
+    def requests(self, case: Case) -> list[tuple[Prompt, str]]:
+        return terminal.requests(case)
 
     def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
-        return (Commands, Stated) if params["task"] == "persona" else (Commands, Outputs)
+        task = TASKS[params["task"]]
+        return task.Inputs, task.Truth
 
     def migrate(self, case: Case) -> Case:
         # Journals before cut_turns was a covariate scored it with each answer.
@@ -688,108 +420,29 @@ class ShellProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         metrics = self.blank_metrics(case)
-        if case.params["task"] == "persona":
-            return score_persona(case, answer.turns or (), metrics)
-        return score_session(case, answer.turns or (), metrics)
-
-    def _persona_case(self, cell, seed, cid, rng, mode) -> Case:
-        spec = machine_spec(cell["machine"], cell.get("spec"))
-        order = rng.permutation(len(PERSONA_COMMANDS))[: min(cell["turns"], len(PERSONA_COMMANDS))]
-        commands = [PERSONA_COMMANDS[int(i)] for i in order]
-        stated = describe_machine(spec)
-        return self.new_case(
-            cid,
-            dict(cell),
-            seed,
-            inputs=Commands(commands, [None] * len(commands), stated),
-            # The truth is the declared spec, not an execution.
-            truth=Stated(spec, [""] * len(commands)),
-            prompt=turn_prompt(mode, [], commands[0], "", stated),
-            covariates={"state_turns": 0},
-            max_tokens=768,
-            stop=(PS1_HOST,) if mode == "completion" else (),
-        )
-
-
-def _cwds(commands: list[str]) -> list[str]:
-    """The prompt's directory before each command (as bash's PS1 shows it)."""
-    cwd, out = "~", []
-    for c in commands:
-        out.append(cwd)
-        if c.startswith("cd "):
-            target = c[3:].strip()
-            base = cwd.replace("~", "/home/user", 1)
-            path = (
-                "/home/user" if target == "~" else posixpath.normpath(posixpath.join(base, target))
-            )
-            cwd = "~" + path[len("/home/user") :] if path.startswith("/home/user") else path
-    return out
-
-
-def _cap(text: str) -> str:
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "\n[output cut]\n"
-
-
-# --- prompts -------------------------------------------------------------------------------
-
-PS1_HOST = "user@ubuntu:"
-
-
-def turn_prompt(
-    mode: str, history: list[tuple[str, str, str]], command: str, cwd: str, machine: str
-) -> Any:
-    """The whole session so far, then the next command. `machine` is the stated machine,
-    in {braces} as the seed wrote instructions."""
-    if mode == "completion":
-        # A base model continues a transcript; the machine is stated as a login banner.
-        lines = [machine.strip("{}"), "Last login: Mon Jan 15 10:00:00 2024 from 10.0.0.2"]
-        for where, cmd, out in history:
-            lines.append(f"{PS1_HOST}{where}$ {cmd}")
-            if out.strip():
-                lines.append(out.rstrip("\n"))
-        lines.append(f"{PS1_HOST}{cwd or '~'}$ {command}")
-        return "\n".join(lines) + "\n"
-    messages = [{"role": "system", "content": SYSTEM}]
-    for i, (_, cmd, out) in enumerate(history):
-        messages.append({"role": "user", "content": (machine + "\n" if i == 0 else "") + cmd})
-        messages.append({"role": "assistant", "content": f"```\n{out.rstrip(chr(10))}\n```"})
-    messages.append({"role": "user", "content": (machine + "\n" if not history else "") + command})
-    return tuple(messages)
-
-
-_PROMPT_LINE = re.compile(r"^[^\s@]+@[^\s:]+:[^$#\n]*[$#] ?(.*)$")
-
-
-def terminal_output(text: str, command: str) -> str:
-    """The output a reply claims: found by the shared rules (emulate/extract.py), then
-    without the transcript's own lines, which a model often writes around it: the
-    prompt with the command before the output, and the next bare prompt after it."""
-    out = region(text, BLOCK).split("\n")
-    if out and (m := _PROMPT_LINE.match(out[0])) and m.group(1).strip() == command.strip():
-        out = out[1:]
-    while out and (m := _PROMPT_LINE.match(out[-1])) and not m.group(1).strip():
-        out.pop()
-    return "\n".join(out)
+        return TASKS[case.params["task"]].score(case, answer.turns or (), metrics)
 
 
 # --- the scorer ----------------------------------------------------------------------------
 
 
-def score_session(case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
+def score_session(
+    case: Case[Commands, Outputs], replies: tuple[str, ...], metrics: dict[str, Any]
+) -> Score:
     truths, depends = case.truth.outputs, case.inputs.depends_on
-    per_turn = []
+    per_turn: list[dict[str, Any]] = []
     for t, truth in enumerate(truths):
         said = (
             lines(terminal_output(replies[t], case.inputs.commands[t])) if t < len(replies) else []
         )
-        want = lines(truth)
+        want, source = lines(truth), depends[t]
         a, b = "\n".join(said)[:4000], "\n".join(want)[:4000]
         per_turn.append(
             {
                 "exact": said == want,
                 "line_f1": line_f1(said, want),
                 "char_sim": difflib.SequenceMatcher(None, a, b).ratio() if a or b else 1.0,
-                "back": None if depends[t] is None else t - depends[t],
+                "back": None if source is None else t - source,
                 "cut": case.truth.limits[t],
             }
         )

@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulate.case import Answer, Case, Score, case_id
+from emulate.case import Answer, Case, Mode, Score, case_id
 from emulate.extract import BLOCK, region
-from emulate.probe import Param, Probe, covariate, metric
-from emulate.prompt import render
+from emulate.probe import HARNESS_ERRORS, Param, Probe, covariate, metric
+from emulate.prompt import Rendered, render
 from emulate.sandbox import Execution, Limits, Program, run_cached
 
 # --- the script ------------------------------------------------------------------------
@@ -219,6 +219,18 @@ class TrainingProbe(Probe):
         metric("shape_text_right", bool),
         covariate("truth_status", str),
     )
+    error_types = (
+        *HARNESS_ERRORS,
+        "no_truth",  # train.py itself failed
+        "empty",
+        # The first of an answer's problems (score_run).
+        "skipped_epochs",
+        "shape_once",
+        "shape_count",
+        "shape_text",
+        "format",
+        "no_accuracy",
+    )
     summary_means = ("epochs_skipped", "format_fidelity", "last_loss_rel_err")
     default_mode = "chat"
 
@@ -227,7 +239,7 @@ class TrainingProbe(Probe):
             return "it runs PyTorch for its truth: pip install -e '.[torch]'"
         return None
 
-    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: str) -> list[Case]:
+    def build(self, cells: list[dict[str, Any]], n: int, seed: int, mode: Mode) -> list[Case]:
         salt = f"torch {_torch_version()}"
         plans = [
             (cell, seed + i, case_id(self.name, self.version, cell, seed + i))
@@ -252,15 +264,15 @@ class TrainingProbe(Probe):
             seed,
             inputs=Inputs(source, description(cell)),
             truth=truth,
-            prompt=_prompt(mode, cell, shown),
+            # Room for every line the script prints, plus framing.
+            prompt=_prompt(
+                mode, cell, shown, min(4096, 16 * len(result.stdout.splitlines()) + 128)
+            ),
             covariates={
                 "epochs_expected": cell["epochs"],
                 "shape_lines_expected": len(parsed["shapes"]),
                 "truth_status": status,
             },
-            # Room for every line the script prints, plus framing.
-            max_tokens=min(4096, 16 * len(result.stdout.splitlines()) + 128),
-            stop=(PROMPT_LINE.strip(),) if mode == "completion" else (),
         )
 
     def answer_text(self, case: Case) -> str:
@@ -273,15 +285,18 @@ class TrainingProbe(Probe):
         return score_run(case, answer, metrics)
 
 
-def _prompt(mode: str, cell: Mapping[str, Any], source: str | None) -> Any:
+def _prompt(mode: Mode, cell: Mapping[str, Any], source: str | None, budget: int) -> Rendered:
     if source is not None:
         session = f"{PROMPT_LINE}cat train.py\n{source}{PROMPT_LINE}python3 train.py\n"
     else:
         session = f"{PROMPT_LINE}# {description(cell)}\n{PROMPT_LINE}python3 train.py\n"
-    return render(mode, session, system=PERSONA)
+    # A base model would go on to the next command's prompt.
+    return render(
+        mode, session, system=PERSONA, budget=budget, completion_stop=(PROMPT_LINE.strip(),)
+    )
 
 
-def score_run(case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
+def score_run(case: Case[Inputs, Execution], answer: Answer, metrics: dict[str, Any]) -> Score:
     # What the terminal showed, found by the shared rules (emulate/extract.py).
     said = region(answer.text, BLOCK)
     got, want = parse_run(said), parse_run(case.truth.stdout)

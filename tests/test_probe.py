@@ -3,9 +3,11 @@
 import pytest
 
 import emulate
-from emulate.case import case_id
+from emulate.case import Answer, Case, Score, case_id
 from emulate.errors import EmulateError
-from emulate.probe import expand, parse_grid
+from emulate.pipeline.runner import score_case
+from emulate.probe import HARNESS_ERRORS, Probe, covariate, expand, metric, parse_grid
+from emulate.prompt import PerMode, render
 from emulate.registry import PROBES, get_probe
 
 
@@ -113,3 +115,105 @@ def test_a_plan_built_in_chunks_is_the_run_built_at_once(name, n):
     assert len(plan) == len(whole) == len(plan.cells) * n
     assert [c.to_json() for c in plan] == [c.to_json() for c in whole]
     assert max(len(chunk) for chunk in plan.chunks()) == 2
+
+
+# --- the checked contract: render's stop and budget, declared error types and metrics ---
+
+
+def test_render_gives_each_mode_its_stop_and_budget():
+    budget = PerMode(chat=40, completion=8)
+    chat = render("chat", "1 + 1 =", budget=budget, completion_stop=("\n",))
+    text = render("completion", "1 + 1 =", budget=budget, completion_stop=("\n",))
+    assert (chat.stop, chat.max_tokens) == ((), 40)  # a chat model ends its own turn
+    assert (text.stop, text.max_tokens) == (("\n",), 8)
+    only = render("chat", "q", intro=PerMode(chat="Answer briefly.", completion=""))
+    assert only.prompt == ({"role": "user", "content": "Answer briefly.\n\nq"},)
+    assert (
+        render("completion", "q", intro=PerMode(chat="Answer briefly.", completion="")).prompt
+        == "q"
+    )
+    with pytest.raises(EmulateError, match="mode 'base'"):
+        render("base", "q")  # type: ignore[arg-type]
+
+
+class _Sum(Probe):
+    name = "sum-contract-test"
+    version = 1
+    Inputs = dict
+    Truth = dict
+    summary = "a probe whose scorer says what it is told to"
+    params = ()
+    columns = (metric("abs_err"), metric("exact", bool), covariate("digits"))
+    error_types = (*HARNESS_ERRORS, "wrong")
+
+    def __init__(self, score: Score | None = None):
+        self.given = score
+
+    def score(self, case, answer):
+        return self.given
+
+
+def _case(probe: Probe, **fields) -> Case:
+    rendered = render("completion", "1 + 1 =", budget=8, completion_stop=("\n",))
+    return probe.new_case("c1", {}, 0, inputs={}, truth={}, prompt=rendered, **fields)
+
+
+def test_new_case_takes_a_rendered_prompt_with_its_stop_and_budget():
+    case = _case(_Sum())
+    assert (case.prompt, case.stop, case.max_tokens, case.mode) == ("1 + 1 =", ("\n",), 8,
+                                                                    "completion")  # fmt: skip
+    # A probe written before render carried them passes its own, which win.
+    assert _case(_Sum(), max_tokens=3, stop=()).max_tokens == 3
+
+
+@pytest.mark.parametrize(
+    "score, why",
+    [
+        (Score(False, {"abs_err": 1.0}, "wrong_thing"), "error type 'wrong_thing' is not declared"),
+        (Score(False, {"abs_error": 1.0}, "wrong"), "metric 'abs_error' is not a declared column"),
+        (Score(False, {"exact": "yes"}, "wrong"), "column exact is bool"),
+        (Score(False, {"abs_err": "1"}, "wrong"), "column abs_err is float"),
+    ],
+)
+def test_a_score_outside_the_declared_contract_is_a_scorer_error(score, why):
+    probe = _Sum(score)
+    case = _case(probe)
+    with pytest.raises(TypeError, match=why):
+        probe.grade(case, Answer("2"))
+    row = score_case(probe, case, Answer("2"))  # the runner's: a bug is a row, not a crash
+    assert row.error_type == "scorer_error" and why in row.reason
+
+
+def test_declared_scores_and_failed_requests_pass():
+    probe = _Sum(Score(False, {"abs_err": 1, "exact": False}, "wrong"))
+    assert probe.grade(_case(probe), Answer("3")).error_type == "wrong"
+    assert probe.grade(_case(probe), Answer("", error="timeout")).error_type == "api_error"
+
+
+def test_a_probe_that_declares_no_error_types_has_only_its_metrics_checked():
+    class Undeclared(_Sum):
+        error_types = None
+
+    probe = Undeclared(Score(False, {"abs_err": 1.0}, "anything_at_all"))
+    assert probe.grade(_case(probe), Answer("3")).error_type == "anything_at_all"
+    probe = Undeclared(Score(False, {"nope": 1.0}, "wrong"))
+    with pytest.raises(TypeError, match="metric 'nope'"):
+        probe.grade(_case(probe), Answer("3"))
+
+
+@pytest.mark.parametrize("name", list(PROBES))
+def test_every_builtin_probe_declares_its_error_types(name):
+    kinds = get_probe(name).error_types
+    assert kinds is not None and set(HARNESS_ERRORS) <= set(kinds)
+    assert len(kinds) == len(set(kinds)) and all(isinstance(k, str) and k for k in kinds)
+
+
+def test_a_builtin_scorer_giving_an_undeclared_error_type_is_caught(monkeypatch):
+    probe = get_probe("conv")
+    case = emulate.cases("conv", {"dims": 1, "size": 3, "kernel": 2}, n=1)[0]
+    assert probe.grade(case, Answer("")).error_type == "empty"
+    monkeypatch.setattr(
+        type(probe), "error_types", tuple(k for k in probe.error_types if k != "empty")
+    )
+    with pytest.raises(TypeError, match="'empty' is not declared"):
+        probe.grade(case, Answer(""))

@@ -18,7 +18,8 @@ import emulate
 from emulate.case import Case
 from emulate.registry import get_probe
 from probes.dyck import spaced
-from probes.shell import PS1_HOST, _cwds
+from probes.terminal import PS1_HOST
+from probes.terminal import cwds as _cwds
 
 Style = Callable[[str], str]
 

@@ -11,6 +11,7 @@ from .case import Case
 from .config import DEFAULT_MAX_ERRORS, RunConfig
 from .model_config import LOCAL, ModelConfig, default_base_url, server_label
 from .probe import Probe, build_cases, check_grid, expand
+from .prompt import check_mode
 from .registry import get_probe, register
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def make_config(
             model=model,
             base_url=base_url,
             api_key_env=api_key_env,
-            mode=mode or default_mode(probe, model),
+            mode=check_mode(mode or default_mode(probe, model)),
             temperature=temperature,
             max_tokens=max_tokens,
             stop=tuple(stop) if stop is not None else None,

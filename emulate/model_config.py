@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import redact
-from .case import Prompt
+from .case import Mode, Prompt
 from .errors import EmulateError, read_text
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class ModelConfig:
 
     model: str = LOCAL
     base_url: str | None = None
-    mode: str = "completion"
+    mode: Mode = "completion"
     temperature: float = 0.0
     max_tokens: int | None = None  # None: each case's own budget
     stop: tuple[str, ...] | None = None  # None: each case's own stop sequences

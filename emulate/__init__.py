@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from .api import cases, estimate, make_config, run
     from .batch.execute import execute_batch
     from .batch.files import export_batch
-    from .batch.service import run_batch
+    from .batch.score import score_batch
+    from .batch.service import submit_batch
     from .case import Answer, Case, Row, Score, TokenLogprob
     from .config import RunConfig, load_config
     from .errors import BatchPending, EmulateError, TooManyErrors
+    from .pipeline.options import RunOptions
     from .pipeline.runner import RunResult, run_config
     from .pipeline.sweep import sweep
     from .registry import get_probe
@@ -34,6 +36,7 @@ _WHERE = {
     "EmulateError": "errors",
     "Row": "case",
     "RunConfig": "config",
+    "RunOptions": "pipeline.options",
     "RunResult": "pipeline.runner",
     "Score": "case",
     "TokenLogprob": "case",
@@ -53,7 +56,8 @@ _WHERE = {
     "report": "analysis.report",
     "rescore": "analysis.rescore",
     "run": "api",
-    "run_batch": "batch.service",
+    "score_batch": "batch.score",
+    "submit_batch": "batch.service",
     "run_config": "pipeline.runner",
     "sweep": "pipeline.sweep",
 }
@@ -65,6 +69,7 @@ __all__ = [
     "EmulateError",
     "Row",
     "RunConfig",
+    "RunOptions",
     "RunResult",
     "Score",
     "TokenLogprob",
@@ -84,7 +89,8 @@ __all__ = [
     "report",
     "rescore",
     "run",
-    "run_batch",
+    "score_batch",
+    "submit_batch",
     "run_config",
     "sweep",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .case import Case
-from .config import DEFAULT_MAX_ERRORS, RunConfig
+from .config import RunConfig
 from .model_config import LOCAL, ModelConfig, default_base_url, server_label
 from .probe import Probe, build_cases, check_grid, expand
 from .prompt import check_mode
@@ -16,6 +16,7 @@ from .registry import get_probe, register
 
 if TYPE_CHECKING:
     from .cost import Cost
+    from .pipeline.options import RunOptions
     from .pipeline.runner import RunResult
 
 Grid = Mapping[str, Sequence[Any] | Any]
@@ -87,73 +88,30 @@ def run(
     probe: str | Probe,
     grid: Grid | None = None,
     *,
-    n: int = 3,
-    seed: int = 0,
-    model: str = LOCAL,
-    base_url: str | None = None,
-    api_key_env: str | None = None,
-    mode: str | None = None,
-    temperature: float = 0.0,
-    max_tokens: int | None = None,
-    stop: Sequence[str] | None = None,
-    top_logprobs: int = 0,
-    extra_body: Mapping[str, Any] | None = None,
-    skip_impossible: bool = False,
-    concurrency: int | None = None,
-    out: str | Path | None = None,
-    record: str | Path | None = None,
-    replay: str | Path | None = None,
-    resume: bool = False,
-    retry_errors: bool = False,
-    max_errors: int | float = DEFAULT_MAX_ERRORS,
-    progress: bool = True,
+    options: RunOptions | None = None,
     echo: bool = False,
-    prices: str | Path | None = None,
-    batch_results: Sequence[str | Path] | None = None,
+    **given: Any,
 ) -> RunResult:
-    """Run `probe` over a grid against a model; write the journal and results.csv in `out`.
+    """Run `probe` over a grid against a model; write the journal and results.csv in
+    `options.out`.
 
     `grid` maps parameter names to a value or a list of values (`{"size": [3, 4]}`);
-    parameters left out take the probe's defaults. `model="local"` starts the
-    embedded Gemma 3 270M server (or replays without one). Results:
-    `load_results(result.out)`. More cases than `max_errors` (a count, or a fraction)
-    ending in API errors raise TooManyErrors once results.csv is written;
-    `resume=True, retry_errors=True` asks those cases again. `batch_results` (the output
-    file of a batch of this run's requests, see `export_batch`, and its error file) asks
-    nothing and scores the answers in them.
+    parameters left out take the probe's defaults. The keywords are `make_config`'s (n,
+    seed, model, base_url, api_key_env, mode, temperature, ...) and RunOptions' fields
+    (out, record, replay, resume, retry_errors, max_errors, concurrency, progress,
+    prices), or a RunOptions as `options`. `model="local"` starts the embedded Gemma 3
+    270M server (or replays without one). Results: `load_results(result.out)`. More
+    cases than `max_errors` (a count, or a fraction) ending in API errors raise
+    TooManyErrors once results.csv is written; `resume=True, retry_errors=True` asks
+    those cases again. A batch's answers: `emulate.score_batch`.
     """
-    config = make_config(
-        probe,
-        grid,
-        n=n,
-        seed=seed,
-        model=model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        mode=mode,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        stop=stop,
-        top_logprobs=top_logprobs,
-        extra_body=extra_body,
-        skip_impossible=skip_impossible,
-    )
-    from .pipeline.runner import run_config  # the SDK and the run machinery: only to run
+    from .pipeline.options import split_options
 
-    return run_config(
-        config,
-        out,
-        record=record,
-        replay=replay,
-        resume=resume,
-        retry_errors=retry_errors,
-        max_errors=max_errors,
-        concurrency=concurrency,
-        progress=progress,
-        echo=print if echo else None,
-        prices=prices,
-        batch_results=batch_results,
-    )
+    run_options, config_options = split_options(options, given)
+    config = make_config(probe, grid, **config_options)
+    from .pipeline.runner import execute  # the SDK and the run machinery: only to run
+
+    return execute(config, run_options, echo=print if echo else None)
 
 
 def cases(
@@ -186,7 +144,7 @@ class Estimate:
     cost: Cost  # at the estimated answer length
     max_cost: Cost  # if every answer ran to its budget
     encoding: str = "o200k_base"
-    batch_cost: Cost | None = None  # the same through a batch API (`run --batch`)
+    batch_cost: Cost | None = None  # the same through a batch API (`emulate batch submit`)
 
 
 # A dry run builds at most this many cases and scales up: counting 10 million cases

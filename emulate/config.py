@@ -20,7 +20,7 @@ DEFAULT_CONCURRENCY = 4
 # The embedded server gets one slot per concurrent request; on 2 CPU cores one slot
 # gives the most cases per minute (bench/throughput.py).
 DEFAULT_LOCAL_CONCURRENCY = 1
-# Seconds between a batch's status checks (`run --batch`).
+# Seconds between a batch's status checks (`emulate batch submit`).
 DEFAULT_POLL_S = 30.0
 
 

@@ -13,6 +13,22 @@ class EmulateError(Exception):
     """A problem the user can fix. The CLI prints it on one line and exits with code 2."""
 
 
+class ArgumentError(EmulateError):
+    """A bad argument, named as the Python API spells it (`retry_errors`); the CLI names
+    its flag instead (`--retry-errors`). `template` holds each name as a {field}."""
+
+    def __init__(self, template: str, *names: str):
+        self.template, self.names = template, names
+        super().__init__(self.spelled({n: n for n in names}))
+
+    def spelled(self, spelling: dict[str, str]) -> str:
+        """The message with each argument spelled as `spelling` says (the CLI's flags)."""
+        out = self.template
+        for n in self.names:
+            out = out.replace("{" + n + "}", spelling.get(n, n))
+        return out
+
+
 class ReplayMiss(EmulateError):
     """A request had no recorded answer in the replay cassette."""
 

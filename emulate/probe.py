@@ -299,6 +299,15 @@ class Probe:
         raise EmulateError(f"{self.name} has no parameter {name!r}; its parameters are: {names}")
 
 
+def score_case(probe: Probe, case: Case, answer: Answer) -> Score:
+    """The probe's checked score; a bug in a scorer becomes a scorer_error row, not a
+    lost run."""
+    try:
+        return probe.grade(case, answer)
+    except Exception as err:  # noqa: BLE001 - a scorer bug must not lose the answer
+        return Score(False, {}, "scorer_error", f"{type(err).__name__}: {err}")
+
+
 def _build(cls: type, data: Any) -> Any:
     if is_dataclass(data):
         return data

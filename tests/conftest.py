@@ -163,7 +163,8 @@ def skip_unless_runnable(folder: Path) -> None:
 def replayed(tmp_path_factory):
     """A run folder made by replaying a recorded cassette folder, once per session:
     real journals for the analysis tests, with no server."""
-    from emulate.pipeline.runner import load_config, run_config
+    from emulate.config import load_config
+    from emulate.pipeline.runner import run_config
 
     made: dict[str, Path] = {}
 

@@ -2,6 +2,7 @@
 format, each body exactly what the live path sends. The live path here talks to a
 loopback double: the test is about the harness, not a model."""
 
+import contextlib
 import json
 import random
 
@@ -9,9 +10,9 @@ import pytest
 
 import emulate
 from emulate.batch.files import custom_id, requests_of
+from emulate.batch.score import score_batch
 from emulate.cli.main import main
 from emulate.config import load_config
-from emulate.pipeline.runner import run_config
 from emulate.registry import get_probe
 
 from .conftest import CASSETTES, cassette_dirs, skip_unless_runnable
@@ -63,9 +64,9 @@ def test_a_case_of_several_requests_numbers_them():
 
 
 def test_the_cli_writes_the_file_and_run_json(tmp_path, capsys):
-    argv = ["run", "conv", "-P", "dims=1", "-P", "size=4", "-P", "kernel=2", "-P", "values=9",
-            "--n", "3", "--model", "gpt-4o-mini",
-            "--batch-file", str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = ["batch", "export", "conv", "-P", "dims=1", "-P", "size=4", "-P", "kernel=2",
+            "-P", "values=9", "--n", "3", "--model", "gpt-4o-mini",
+            "--file", str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "run")]  # fmt: skip
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("wrote 3 requests for 3 cases to ")
     lines = _lines(tmp_path / "b.jsonl")
@@ -77,14 +78,16 @@ def test_the_cli_writes_the_file_and_run_json(tmp_path, capsys):
     "extra,message",
     [
         (["shell"], "shell sends each turn with the model's answers"),
-        (["conv", "--dry-run"], "--batch-file asks nothing"),
+        (["conv", "--resume"], "unrecognized arguments: --resume"),
     ],
 )
 def test_what_cannot_be_a_batch_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
-    argv = ["run", *extra, "--batch-file", str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "o")]
-    assert main(argv) == 2
+    argv = ["batch", "export", *extra, "--file", str(tmp_path / "b.jsonl"),
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    with pytest.raises(SystemExit) if "unrecognized" in message else contextlib.nullcontext():
+        assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err.strip().splitlines()[-1]
     assert not (tmp_path / "b.jsonl").exists() and not (tmp_path / "o").exists()
 
 
@@ -140,7 +143,7 @@ def test_a_batch_of_recorded_answers_scores_as_the_live_run(folder, replayed, tm
     run = tmp_path / "run"
     emulate.export_batch(config, tmp_path / "requests.jsonl", run)
     _results_from_cassette(folder, tmp_path / "requests.jsonl", tmp_path / "output.jsonl")
-    result = run_config(config, run, batch_results=[tmp_path / "output.jsonl"], progress=False,
+    result = score_batch(config, [tmp_path / "output.jsonl"], run, progress=False,
                         echo=None)  # fmt: skip
     live = _by_case(replayed(f"{folder.parent.name}/{folder.name}") / "journal.jsonl")
     batch = _by_case(run / "journal.jsonl")
@@ -159,7 +162,7 @@ def test_rescore_compare_and_export_work_on_a_batch_run(replayed, tmp_path):
     run = tmp_path / "run"
     emulate.export_batch(config, tmp_path / "requests.jsonl", run)
     _results_from_cassette(folder, tmp_path / "requests.jsonl", tmp_path / "output.jsonl")
-    run_config(config, run, batch_results=[tmp_path / "output.jsonl"], progress=False, echo=None)
+    score_batch(config, [tmp_path / "output.jsonl"], run, progress=False, echo=None)
     paired = emulate.compare(replayed("conv/completion"), run)
     (overall,) = [c for c in paired.rows if c.group == "all" and c.measure == "correct"]
     assert (paired.shared, overall.difference, overall.a_only_right, overall.b_only_right) == (
@@ -210,7 +213,7 @@ def test_errors_and_missing_cases_are_reported_not_lost(tmp_path):
             "type": "invalid_request_error", "code": "context_length_exceeded"}}},
          "error": None},
     ])  # fmt: skip
-    result = emulate.run_config(CONV_CONFIG, tmp_path / "run", batch_results=[output, errors],
+    result = emulate.score_batch(CONV_CONFIG, [output, errors], tmp_path / "run",
                                 progress=False, echo=None, max_errors=1.0)  # fmt: skip
     assert (result.total, result.done, result.correct, result.errors) == (4, 3, 1, 1)
     assert result.missing == (ids[3],)
@@ -226,7 +229,7 @@ def test_errors_and_missing_cases_are_reported_not_lost(tmp_path):
         {"id": "d", "custom_id": ids[3], "error": "prompt too long",
          "response": {"status_code": 400, "request_id": "x", "body": None}},
     ])  # fmt: skip
-    again = emulate.run_config(CONV_CONFIG, tmp_path / "run", batch_results=[late], resume=True,
+    again = emulate.score_batch(CONV_CONFIG, [late], tmp_path / "run", resume=True,
                                progress=False, echo=None, max_errors=1.0)  # fmt: skip
     assert (again.done, again.errors, again.missing) == (4, 2, ())
     assert _by_case(tmp_path / "run" / "journal.jsonl")[ids[3]]["answer"]["error"] == (
@@ -241,8 +244,7 @@ def test_the_cli_scores_into_the_exported_folder(tmp_path, capsys):
             json.dumps(cases[cid].truth.output))}, "error": None} for cid in ids[:3]
     ])  # fmt: skip
     run_json = str(tmp_path / "run" / "run.json")
-    assert main(["run", "--config", run_json, "--batch-results", str(output),
-                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["batch", "score", str(output), "--config", run_json, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "1 of 4 cases have no answer in the results" in out and ids[3] in out
     assert len((tmp_path / "run" / "journal.jsonl").read_text().splitlines()) == 3
@@ -277,7 +279,7 @@ def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, me
         _write(path, [{**line, "response": {"status_code": 200, "body": text}}])
     else:
         path.write_text(content)
-    argv = ["run", "--config", str(tmp_path / "run" / "run.json"), "--batch-results", str(path)]
+    argv = ["batch", "score", str(path), "--config", str(tmp_path / "run" / "run.json")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -286,10 +288,8 @@ def test_bad_results_files_are_one_line_and_exit_2(tmp_path, capsys, content, me
 
 def test_a_probe_whose_turns_see_answers_has_no_batch_results(tmp_path, capsys):
     (tmp_path / "o.jsonl").write_text('{"custom_id": "x", "response": null, "error": "e"}\n')
-    argv = ["run", "shell", "--batch-results", str(tmp_path / "o.jsonl"), "--out",
-            str(tmp_path / "run")]  # fmt: skip
-    assert main(argv) == 2
-    assert "shell sends each turn with the answers before it" in capsys.readouterr().err
+    with pytest.raises(emulate.EmulateError, match="shell sends each turn with the answers"):
+        emulate.score_batch(emulate.make_config("shell"), [tmp_path / "o.jsonl"], tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import emulate
 import emulate.batch.service
-from emulate.batch.service import BatchPending, run_batch
+from emulate.batch.service import BatchPending, submit_batch
 from emulate.cli.main import main
 from emulate.errors import EmulateError
 
@@ -49,7 +49,7 @@ def test_a_batch_run_scores_as_the_live_run(api, tmp_path, mode):
     config = _config(api, mode)
     live = emulate.run_config(config, tmp_path / "live", progress=False, echo=None)
     said = []
-    result = run_batch(config, tmp_path / "b", poll_s=0.01, progress=False, echo=said.append)
+    result = submit_batch(config, tmp_path / "b", poll_s=0.01, progress=False, echo=said.append)
     assert (result.done, result.correct, result.errors) == (6, live.correct, 0)
     assert _rows(tmp_path / "b") == _rows(tmp_path / "live")
     assert _calls(api, "POST", "/v1/files") == _calls(api, "POST", "/v1/batches") == 1
@@ -68,30 +68,30 @@ def test_stopped_while_in_progress_it_resumes_by_the_saved_id(api, tmp_path, cap
     out = tmp_path / "b"
     api.hold = True
     with pytest.raises(BatchPending, match=r"batch_1: in_progress, 0 of 6 requests done"):
-        run_batch(config, out, wait_s=0.05, poll_s=0.01, progress=False, echo=None)
+        submit_batch(config, out, wait_s=0.05, poll_s=0.01, progress=False, echo=None)
     state = json.loads((out / "batch.json").read_text())
     assert state["parts"][0]["batch_id"] == "batch_1" and not (out / "journal.jsonl").exists()
     run_json = str(out / "run.json")
     # the CLI: come back later, still running: exit 75, one line naming the way back
-    argv = ["run", "--config", run_json, "--batch", "--resume", "--no-progress"]
+    argv = ["batch", "submit", "--config", run_json, "--resume", "--no-progress"]
     assert main([*argv, "--batch-wait", "0"]) == 75
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {out} --batch --resume" in err
     with pytest.raises(EmulateError, match="holds submitted batches: pass --resume"):
-        run_batch(config, out, progress=False, echo=None)
+        submit_batch(config, out, progress=False, echo=None)
     api.hold = False
     assert main([*argv, "--batch-poll", "0.01"]) == 0
     assert "conv on gpt-4o-mini" in capsys.readouterr().out
     assert _calls(api, "POST", "/v1/files") == _calls(api, "POST", "/v1/batches") == 1
     assert len(_rows(out)) == 6
     # done is done: resuming again downloads and scores nothing new
-    again = run_batch(config, out, resume=True, progress=False, echo=None)
+    again = submit_batch(config, out, resume=True, progress=False, echo=None)
     assert again.done == 6 and _calls(api, "GET", "/v1/files/") == 1
 
 
 def test_a_run_past_the_api_limits_goes_as_several_batches(api, tmp_path, monkeypatch):
     monkeypatch.setattr(emulate.batch.service, "MAX_REQUESTS", 4)
-    result = run_batch(_config(api), tmp_path / "b", poll_s=0.01, progress=False, echo=None)
+    result = submit_batch(_config(api), tmp_path / "b", poll_s=0.01, progress=False, echo=None)
     state = json.loads((tmp_path / "b" / "batch.json").read_text())
     assert [(p["requests_file"], p["requests"], p["output"]) for p in state["parts"]] == [
         ("requests-001.jsonl", 4, "output-001.jsonl"),
@@ -105,7 +105,7 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
     ids = [c.id for c in emulate.cases("conv", GRID, n=3, mode="chat", model="gpt-4o-mini")]
     api.fail, api.expire_after = {ids[1]}, 4
     said = []
-    result = run_batch(config, tmp_path / "b", poll_s=0.01, progress=False, echo=said.append,
+    result = submit_batch(config, tmp_path / "b", poll_s=0.01, progress=False, echo=said.append,
                        max_errors=1.0)  # fmt: skip
     assert (result.done, result.errors, result.missing) == (4, 1, (ids[4], ids[5]))
     rows = _rows(tmp_path / "b")
@@ -116,11 +116,11 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
     assert state["parts"][0]["errors"] == "errors.jsonl"
     assert (
         "note: batch batch_1 expired; its unanswered cases are not scored (send them "
-        "again: --batch --resume --retry-errors)" in said
+        "again: emulate batch submit --resume --retry-errors)" in said
     )
     # sent again: one new batch of exactly the failed and the unanswered cases
     api.fail, api.expire_after = set(), None
-    again = run_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
+    again = submit_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
                       progress=False, echo=None)  # fmt: skip
     assert (again.done, again.errors, again.missing) == (6, 0, ())
     resent = [json.loads(x)["custom_id"] for x in api.files["file-4"].splitlines()]
@@ -133,7 +133,7 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
         (2, "requests-r2.jsonl", "output-r2.jsonl"),
     ]
     # resumed once more: the later round's answers win, nothing is sent or scored twice
-    last = run_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
+    last = submit_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,
                      progress=False, echo=None)  # fmt: skip
     assert (last.done, last.errors) == (6, 0) and _calls(api, "POST", "/v1/batches") == 2
 
@@ -144,8 +144,8 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
         ({"invalid": "Invalid JSON on line 1"},
          "the batch failed: invalid_request at line 1: Invalid JSON on line 1"),
         ({"key": "the-right-key"}, "refused the request (HTTP 401): emulate sent it no key"),
-        ({"batch_api": False}, "a server without a batch API can run the requests with "
-                               "--batch-file and `emulate batch execute`"),
+        ({"batch_api": False}, "a server without a batch API can run the requests: "
+                               "`emulate batch export`, then `emulate batch execute`"),
     ],
 )  # fmt: skip
 def test_what_the_api_refuses_is_one_line_and_exit_2(api, tmp_path, capsys, monkeypatch, knob,
@@ -153,8 +153,8 @@ def test_what_the_api_refuses_is_one_line_and_exit_2(api, tmp_path, capsys, monk
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-key")
     for k, v in knob.items():
         setattr(api, k, v)
-    argv = ["run", "conv", "-P", "size=4", "-P", "dims=1", "--model", "gpt-4o-mini",
-            "--base-url", api.url, "--batch", "--batch-poll", "0.01", "--out",
+    argv = ["batch", "submit", "conv", "-P", "size=4", "-P", "dims=1", "--model", "gpt-4o-mini",
+            "--base-url", api.url, "--batch-poll", "0.01", "--out",
             str(tmp_path / "b"), "--no-progress"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -165,7 +165,7 @@ def test_what_the_api_refuses_is_one_line_and_exit_2(api, tmp_path, capsys, monk
 
 
 def test_the_embedded_model_has_no_batch_api(tmp_path, capsys):
-    assert main(["run", "conv", "--batch", "--out", str(tmp_path / "b")]) == 2
+    assert main(["batch", "submit", "conv", "--out", str(tmp_path / "b")]) == 2
     assert "the embedded model has no batch API" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
@@ -179,9 +179,10 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
 
     api.hold = True
     out = tmp_path / "b"
-    argv = [sys.executable, "-m", "emulate", "run", "conv", "-P", "size=4,5", "-P", "dims=1",
-            "-P", "kernel=2", "-P", "values=9", "--model", "gpt-4o-mini", "--base-url", api.url,
-            "--batch", "--batch-poll", "0.05", "--out", str(out), "--no-progress"]  # fmt: skip
+    argv = [sys.executable, "-m", "emulate", "batch", "submit", "conv", "-P", "size=4,5",
+            "-P", "dims=1", "-P", "kernel=2", "-P", "values=9", "--model", "gpt-4o-mini",
+            "--base-url", api.url,
+            "--batch-poll", "0.05", "--out", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _calls(api, "GET", "/v1/batches/") < 2 and time.monotonic() < deadline:
@@ -191,7 +192,7 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
     assert proc.returncode == 130 and "run again with --resume" in err
     assert json.loads((out / "batch.json").read_text())["parts"][0]["status"] == "in_progress"
     api.hold = False
-    result = run_batch(emulate.load_config(out / "run.json"), out, resume=True, poll_s=0.01,
+    result = submit_batch(emulate.load_config(out / "run.json"), out, resume=True, poll_s=0.01,
                        progress=False, echo=None)  # fmt: skip
     assert result.done == 6 and _calls(api, "POST", "/v1/batches") == 1
 

@@ -55,7 +55,7 @@ def test_results_a_batch_api_wrote_are_batch_priced_and_executed_ones_are_not(
     emulate.export_batch(config, tmp_path / "requests.jsonl", tmp_path / "run")
     execute_batch(tmp_path / "requests.jsonl", tmp_path / "out.jsonl", base_url=fake_server.url,
                   progress=False)  # fmt: skip
-    executed = emulate.run_config(config, tmp_path / "run", batch_results=[tmp_path / "out.jsonl"],
+    executed = emulate.score_batch(config, [tmp_path / "out.jsonl"], tmp_path / "run",
                                   progress=False, echo=None)  # fmt: skip
     # the same lines as a batch API writes them (its own ids): half the price
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -63,7 +63,7 @@ def test_results_a_batch_api_wrote_are_batch_priced_and_executed_ones_are_not(
     api.write_text("".join(json.dumps({**x, "id": f"batch_req_{i}"}) + "\n"
                            for i, x in enumerate(lines)))  # fmt: skip
     emulate.export_batch(config, tmp_path / "r2.jsonl", tmp_path / "run2")
-    batched = emulate.run_config(config, tmp_path / "run2", batch_results=[api], progress=False,
+    batched = emulate.score_batch(config, [api], tmp_path / "run2", progress=False,
                                  echo=None)  # fmt: skip
 
     def servers(run):

@@ -61,7 +61,7 @@ def test_export_execute_score_is_the_live_run(fake_server, tmp_path, exported):
     )
     assert {r["path"] for r in fake_server.requests} == {"/v1/completions"}
     output = [tmp_path / "output.jsonl"]
-    batch = emulate.run_config(exported, tmp_path / "run", batch_results=output, progress=False,
+    batch = emulate.score_batch(exported, output, tmp_path / "run", progress=False,
                                echo=None)  # fmt: skip
     live = emulate.run_config(exported, tmp_path / "live", progress=False, echo=None)
     assert (batch.done, batch.correct) == (live.done, live.correct) == (6, live.correct)
@@ -102,7 +102,7 @@ def test_an_error_status_is_written_as_the_batch_api_writes_it(fake_server, tmp_
     assert line["response"]["status_code"] == 400 and line["error"] is None
     assert line["response"]["body"] == {"error": {"message": "prompt too long", "type": "x"}}
     output = [tmp_path / "output.jsonl"]
-    result = emulate.run_config(config, tmp_path / "run", batch_results=output, progress=False,
+    result = emulate.score_batch(config, output, tmp_path / "run", progress=False,
                                 echo=None, max_errors=1.0)  # fmt: skip
     assert result.errors == 2
     row = _lines(tmp_path / "run" / "journal.jsonl")[0]

@@ -24,7 +24,8 @@ from emulate.config import parse_max_errors
 from emulate.errors import EmulateError, TooManyErrors
 from emulate.journal import JOURNAL, read_journal
 from emulate.pipeline.folder import lock_out
-from emulate.pipeline.runner import Throttle, run_config
+from emulate.pipeline.runner import run_config
+from emulate.pipeline.throttle import Throttle
 
 from .conftest import results_rows
 from .doubles import FaultServer
@@ -97,12 +98,16 @@ def test_max_errors_is_a_count_or_a_fraction(text, value):
 
 
 @pytest.mark.parametrize("text", ["many", "-1", "150%", "1.5"])
-def test_bad_max_errors_is_refused(text, tmp_path):
-    with FaultServer() as server, pytest.raises(EmulateError, match="--max-errors"):
+def test_bad_max_errors_is_refused(text, tmp_path, capsys):
+    """The API names its argument; the CLI, its flag."""
+    with FaultServer() as server, pytest.raises(EmulateError, match=r"(--|\b)max.errors"):
         run_config(
             _config(server, 1), tmp_path / "r", progress=False, echo=None,
             max_errors=parse_max_errors(text),
         )  # fmt: skip
+    assert not (tmp_path / "r").exists()
+    assert cli_main(["run", "conv", "--max-errors", text, "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith("emulate: error: --max-errors ")
     assert not (tmp_path / "r").exists()
 
 

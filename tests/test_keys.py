@@ -157,8 +157,8 @@ def test_batch_execute_sends_no_key_to_another_server(fake_server, tmp_path):
 def test_a_batch_api_elsewhere_gets_only_its_own_key(tmp_path, monkeypatch, capsys):
     with BatchServer() as api:
         api.key = OTHER_KEY
-        argv = ["run", "conv", *CONV, "--model", "gpt-4o-mini", "--base-url", api.url,
-                "--batch", "--batch-poll", "0.01", "--no-progress"]  # fmt: skip
+        argv = ["batch", "submit", "conv", *CONV, "--model", "gpt-4o-mini", "--base-url", api.url,
+                "--batch-poll", "0.01", "--no-progress"]  # fmt: skip
         # No key named: the server gets none, refuses, and the line says what to do.
         assert main([*argv, "--out", str(tmp_path / "a")]) == 2
         err = capsys.readouterr().err
@@ -232,7 +232,7 @@ def test_a_run_resumes_with_its_key_in_another_variable(fake_server, tmp_path, m
 
 
 def test_the_command_that_goes_on_names_the_key_variable(tmp_path):
-    from emulate.pipeline.runner import again
+    from emulate.pipeline.folder import again
 
     config = emulate.make_config("conv", n=1, model="m", base_url="http://127.0.0.1:9/v1",
                                  api_key_env="OTHER_KEY")  # fmt: skip

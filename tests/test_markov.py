@@ -158,7 +158,8 @@ def test_the_dry_run_budget_counts_a_token_per_state():
 @torch_only
 def test_the_report_draws_the_founding_case_and_every_case_on_request(tmp_path):
     from emulate.analysis.report import report
-    from emulate.pipeline.runner import load_config, run_config
+    from emulate.config import load_config
+    from emulate.pipeline.runner import run_config
 
     from .conftest import CASSETTES
 

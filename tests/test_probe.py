@@ -5,8 +5,7 @@ import pytest
 import emulate
 from emulate.case import Answer, Case, Score, case_id
 from emulate.errors import EmulateError
-from emulate.pipeline.runner import score_case
-from emulate.probe import HARNESS_ERRORS, Probe, covariate, expand, metric, parse_grid
+from emulate.probe import HARNESS_ERRORS, Probe, covariate, expand, metric, parse_grid, score_case
 from emulate.prompt import PerMode, render
 from emulate.registry import PROBES, get_probe
 

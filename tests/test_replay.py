@@ -7,9 +7,10 @@ import socket
 import pytest
 
 import emulate
+from emulate.config import load_config
 from emulate.errors import ReplayMiss
 from emulate.journal import JOURNAL
-from emulate.pipeline.runner import load_config, run_config
+from emulate.pipeline.runner import run_config
 from emulate.testing import assert_reproduces
 
 from .conftest import CASSETTES, cassette_dirs, results_rows, skip_unless_runnable
@@ -72,7 +73,7 @@ def test_resume_after_a_kill_mid_write(tmp_path):
     # As if killed while writing case 11: ten whole lines and half of one.
     (out / JOURNAL).write_text("".join(lines[:10]) + lines[10][: len(lines[10]) // 2])
     (out / "results.csv").unlink()
-    with pytest.raises(emulate.EmulateError, match="--resume"):
+    with pytest.raises(emulate.EmulateError, match="pass resume to finish it"):
         run_config(config, out, replay=folder / "cassette.json", progress=False)
     result = run_config(
         config, out, replay=folder / "cassette.json", resume=True, progress=False, echo=None

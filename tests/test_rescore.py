@@ -11,8 +11,9 @@ import emulate
 from emulate.analysis.rescore import PREVIOUS
 from emulate.case import Answer, Case
 from emulate.cli.main import main
+from emulate.config import load_config
 from emulate.journal import JOURNAL, RUN_JSON, read_journal
-from emulate.pipeline.runner import load_config, run_config
+from emulate.pipeline.runner import run_config
 from emulate.registry import get_probe
 from emulate.testing import assert_reproduces
 

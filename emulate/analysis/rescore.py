@@ -22,11 +22,11 @@ from emulate.case import Answer, Case, Score
 from emulate.config import load_config
 from emulate.errors import EmulateError
 from emulate.journal import JOURNAL, RUN_JSON, read_journal, write_atomic
-from emulate.pipeline.runner import score_case, summarise
-from emulate.probe import Probe
+from emulate.probe import Probe, score_case
 from emulate.registry import get_probe
 
 from .results import RESULTS, TIMING_COLUMNS, flat_row, write_results
+from .summary import run_summary
 
 PREVIOUS = "journal.previous.jsonl"  # the journal as it was before an in-place rescore
 
@@ -133,7 +133,7 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     flat = [flat_row(r) for r in new_rows]
     # A run is of one probe; a journal mixing several gets no summary table.
     only = next(iter(probes.values())) if len(probes) == 1 else None
-    summary = summarise(only, config, flat) if only else ""
+    summary = run_summary(only, config, flat) if only else ""
     notes = tuple(only.notes(flat)) if only else ()
     result = Rescored(path, len(rows), verdicts, kinds, changed_rows, summary, notes)
     if check:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulate.config import RunConfig
+from emulate.probe import Probe
 from emulate.registry import get_probe, known
 
 from .stats import natural_order, wilson
@@ -170,3 +172,12 @@ def table(rows: Sequence[SummaryRow]) -> str:
     if kinds := rows[0].kinds:
         lines.append("wrong answers: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
     return "\n".join(lines)
+
+
+def run_summary(probe: Probe, config: RunConfig | None, rows: Sequence[Mapping[str, Any]]) -> str:
+    """A run's printed summary: accuracy overall, along each grid axis that varies and
+    the probe's own axes."""
+    if not rows:
+        return "no cases"
+    axes = [k for k, v in config.grid.items() if len(v) > 1] if config else []
+    return table(summarise(rows, axes + list(probe.summary_axes), probe.summary_means))

@@ -1,7 +1,7 @@
 """Executing a batch file against any OpenAI-compatible server (llama-server, a vLLM
 endpoint without a batch API, OpenAI itself at full price): each request posted as
 the live path posts one, concurrently, and its result written as a line of OpenAI's
-Batch API output format, so the file scores with `emulate run --batch-results`.
+Batch API output format, so the file scores with `emulate batch score`.
 
 Resumable: the output file is appended to as answers arrive; run again with
 `resume=True` and only the requests without a successful result are sent (a failed
@@ -26,6 +26,7 @@ from emulate.case import Answer
 from emulate.config import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY
 from emulate.errors import EmulateError, open_file, storage_errors
 from emulate.journal import JournalWriter, atomic_writer
+from emulate.local import server_for
 from emulate.model import Model
 from emulate.model_config import (
     CHAT_PATH,
@@ -36,7 +37,8 @@ from emulate.model_config import (
     api_key_for,
     default_base_url,
 )
-from emulate.pipeline.runner import Progress, Throttle, server_for
+from emulate.pipeline.progress import Progress
+from emulate.pipeline.throttle import Throttle
 
 from .files import EXECUTED, batch_url
 
@@ -167,8 +169,7 @@ def _check_requests(path: Path) -> tuple[set[str], str]:
             )  # fmt: skip
             if problem:
                 raise EmulateError(
-                    f"{what}: line {number}: {problem}; write requests with "
-                    "emulate run ... --batch-file"
+                    f"{what}: line {number}: {problem}; write requests with emulate batch export"
                 )
             assert isinstance(cid, str) and isinstance(body, dict)  # `problem` said so
             ids.add(cid)

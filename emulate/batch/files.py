@@ -31,6 +31,7 @@ from emulate.errors import EmulateError, open_file
 from emulate.journal import JOURNAL, atomic_writer
 from emulate.model import answer_from
 from emulate.model_config import request_body
+from emulate.pipeline.drive import Unanswered
 from emulate.pipeline.folder import default_out, lock_out, write_run_json
 from emulate.probe import Ask, Probe, check_grid, plan_cases
 from emulate.registry import get_probe
@@ -111,7 +112,7 @@ def export_batch(config: RunConfig, path: str | Path, out: str | Path | None = N
     config = replace(config, grid=check_grid(probe, config.grid))
     path = Path(path)
     if path.is_dir():
-        raise EmulateError(f"--batch-file {path} is a folder: name a .jsonl file")
+        raise EmulateError(f"{path} is a folder: name the requests file (.jsonl)")
     plan = plan_cases(probe, config.grid, config.n, config.seed, config.model.mode,
                       config.skip_impossible)  # fmt: skip
     out = Path(out) if out is not None else default_out(config.probe)
@@ -143,7 +144,7 @@ async def write_requests(f: TextIO, probe: Probe, cases: Iterable[Case], config:
     return count
 
 
-class NotInResults(Exception):
+class NotInResults(Unanswered):
     """A request of the case has no line in the results files: the case is left unscored."""
 
 
@@ -158,7 +159,7 @@ class BatchResults:
         (a batch sent again for the cases an earlier one failed); else it is an error."""
         self.later_wins = later_wins
         if not paths:
-            raise EmulateError("--batch-results: name the output file of a batch")
+            raise EmulateError("name the output file of a batch to score")
         self.paths = [Path(p) for p in paths]
         self.source = "the batch results in " + ", ".join(map(str, self.paths))
         self._where: dict[str, tuple[int, int, int]] = {}  # custom_id -> file, offset, line
@@ -173,7 +174,7 @@ class BatchResults:
         self._files = [open(p, "rb") for p in self.paths]  # noqa: SIM115 - closed in aclose
 
     def _index(self, i: int, path: Path) -> None:
-        what = f"--batch-results {path}"
+        what = f"batch results {path}"
         with open_file(path, what) as f:
             offset = 0
             for number, line in enumerate(f, 1):
@@ -219,7 +220,7 @@ class BatchResults:
         other = sorted(self.modes - {mode})
         if other:
             raise EmulateError(
-                f"--batch-results: the file holds {other[0]} answers and this run asks in "
+                f"batch results: the file holds {other[0]} answers and this run asks in "
                 f"{mode} mode; it is another run's results (score them with that run's "
                 "--config run.json)"
             )
@@ -228,12 +229,12 @@ class BatchResults:
             return
         if len(unknown) == len(self._where):
             raise EmulateError(
-                f"--batch-results {self.paths[0]}: none of its {len(unknown)} custom_ids is a "
+                f"batch results {self.paths[0]}: none of its {len(unknown)} custom_ids is a "
                 "case of this run; it holds another run's results (score it with that run's "
                 "--config run.json)"
             )
         raise EmulateError(
-            f"--batch-results: {len(unknown)} custom_ids are not cases of this run (the first: "
+            f"batch results: {len(unknown)} custom_ids are not cases of this run (the first: "
             f"{unknown[0]}); the file is another run's, or the run.json was changed"
         )
 

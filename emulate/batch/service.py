@@ -1,7 +1,7 @@
 """A run through OpenAI's Batch API, end to end, with the SDK: the run's requests
 (`export_batch`) uploaded as batch input files, one batch each, polled until they
 end, their output and error files downloaded into the run folder and scored as
-`--batch-results` scores any results file.
+`emulate batch score` scores any results file.
 
 Every step is written to RUN/batch.json as soon as it is taken (the file ids, the
 batch ids, their states, the downloads), so a stopped run (Ctrl-C, a --batch-wait
@@ -36,12 +36,13 @@ from emulate.model_config import (
     drop_placeholder_key,
     key_advice,
 )
-from emulate.pipeline.folder import default_out, lock_out
-from emulate.pipeline.runner import RunResult, prepare_out, run_config
+from emulate.pipeline.folder import default_out, lock_out, prepare_out
+from emulate.pipeline.runner import RunResult
 from emulate.probe import plan_cases
 from emulate.registry import get_probe
 
 from .files import BatchResults, batch_url, export_batch, write_requests
+from .score import score_batch
 
 BATCH_JSON = "batch.json"
 REQUESTS = "requests.jsonl"
@@ -88,7 +89,7 @@ class State:
         return f"batch {ids}: {states}, {done:,} of {total:,} requests done"
 
 
-def run_batch(
+def submit_batch(
     config: RunConfig,
     out: str | Path | None = None,
     *,
@@ -108,8 +109,8 @@ def run_batch(
     expired batch) go as a new round of batches, and are scored from it."""
     if config.model.model == LOCAL and config.model.base_url is None:
         raise EmulateError(
-            "the embedded model has no batch API: write the requests with --batch-file and "
-            "run them with `emulate batch execute`"
+            "the embedded model has no batch API: write the requests with `emulate batch "
+            "export` and run them with `emulate batch execute`"
         )
     if poll_s <= 0 or (wait_s is not None and wait_s < 0):
         raise EmulateError("--batch-wait and the poll interval are seconds, above 0")
@@ -144,15 +145,15 @@ def run_batch(
         files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
         if not files:
             raise EmulateError(f"{state.describe()}: it wrote no results to score")
-        result = run_config(config, out, batch_results=BatchResults(files, later_wins=True),
-                            resume=True, progress=progress, echo=echo, prices=prices,
-                            max_errors=max_errors)  # fmt: skip
+        result = score_batch(config, BatchResults(files, later_wins=True), out, resume=True,
+                             progress=progress, echo=echo, prices=prices,
+                             max_errors=max_errors)  # fmt: skip
         if echo:
             for p in state.parts:
                 if p.status != "completed" and p.round == state.parts[-1].round:
                     echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
                          if p.problems else "; its unanswered cases are not scored (send "
-                         "them again: --batch --resume --retry-errors)"))  # fmt: skip
+                         "them again: emulate batch submit --resume --retry-errors)"))  # fmt: skip
         return result
 
     # Before a retry the failures are expected: only the retried run is held to max_errors.
@@ -355,7 +356,7 @@ def _api_errors(secrets: list[str], where: str, key_advice: str) -> Iterator[Non
         raise EmulateError(
             redact.text(
                 f"HTTP 404 from {where}: {err.message}; a server without a batch API can run the "
-                "requests with --batch-file and `emulate batch execute`",
+                "requests: `emulate batch export`, then `emulate batch execute`",
                 secrets,
             )
         ) from None

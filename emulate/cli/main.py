@@ -10,31 +10,32 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from emulate import api, redact
-from emulate.config import DEFAULT_MAX_ERRORS, load_config, parse_max_errors
+from emulate import api
 from emulate.errors import (
+    ArgumentError,
     BatchPending,
     EmulateError,
     StorageError,
     describe_os_error,
     is_storage_error,
 )
-from emulate.journal import RUN_JSON, write_atomic
-from emulate.model_config import LOCAL, ModelSpec, load_models, parse_model
-from emulate.probe import parse_grid
-from emulate.registry import all_probes, get_probe, sources
+from emulate.journal import write_atomic
+from emulate.model_config import LOCAL, ModelSpec
+from emulate.registry import all_probes, sources
 
-from .parser import CONFIG_FLAGS, build_parser
+from .batch import cmd_batch
+from .options import extra_body_of, grid_of, models_of, run_config_of, run_options
+
+if TYPE_CHECKING:
+    from emulate.config import RunConfig
+from .parser import build_parser
 
 OS_ERROR = 71  # sysexits' EX_OSERR: the system failed (a program would not start)
 
 # Each command imports what it needs (the openai SDK, scipy, datasets, matplotlib)
 # when it runs: `emulate --help`, `probes` and `cases` start without them.
-
-
-def _grid(probe: str, specs: Sequence[str] | None) -> dict:
-    return parse_grid(get_probe(probe), specs or [])
 
 
 def cmd_probes(args: argparse.Namespace) -> None:
@@ -55,7 +56,7 @@ def cmd_probes(args: argparse.Namespace) -> None:
 def cmd_cases(args: argparse.Namespace) -> None:
     cs = api.cases(
         args.probe,
-        _grid(args.probe, args.params),
+        grid_of(args.probe, args.params),
         n=args.n if args.n is not None else 3,
         seed=args.seed or 0,
         mode=args.mode,
@@ -66,87 +67,12 @@ def cmd_cases(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
 
 
-def _config(args: argparse.Namespace):
-    if args.config:
-        config = load_config(args.config)
-        if args.base_url and _restores_credentials(config.model.base_url, args.base_url):
-            # run.json keeps URLs without their credentials; the same URL with them is the
-            # way to repeat such a run.
-            model = replace(config.model, base_url=args.base_url)
-            config, args.base_url = replace(config, model=model), None
-        if args.api_key_env:  # where the key is kept is the machine's, not the run's
-            config = replace(config, model=replace(config.model, api_key_env=args.api_key_env))
-        given = [f for f in CONFIG_FLAGS if getattr(args, f) not in (None, [])]
-        if given:
-            flags = ", ".join("-P" if f == "params" else "--" + f.replace("_", "-") for f in given)
-            raise EmulateError(
-                f"--config {args.config} fixes the run; {flags} cannot change it "
-                f"(edit a copy of {RUN_JSON} instead)"
-            )
-        if redact.MASK in (config.model.base_url or ""):
-            raise EmulateError(
-                f"--config {args.config}: its base URL had credentials, which emulate never "
-                "stores; pass the whole URL again with --base-url"
-            )
-        if args.probe and args.probe != config.probe:
-            raise EmulateError(f"--config is a {config.probe} run, not {args.probe}")
-        return config
-    if not args.probe:
-        raise EmulateError("name a probe (see `emulate probes`) or pass --config run.json")
-    extra = _extra_body(args)
-    (spec,) = _models(args) or [ModelSpec(LOCAL)]
-    name = spec.model
-    if spec.base_url:
-        if args.base_url:
-            raise EmulateError(f"--model {name}@{spec.base_url} names its URL: drop --base-url")
-        args.base_url = spec.base_url
-    if args.base_url and name == LOCAL:
-        raise EmulateError("--base-url needs --model NAME (the model the server serves)")
-    return api.make_config(
-        args.probe,
-        _grid(args.probe, args.params),
-        n=args.n if args.n is not None else 3,
-        seed=args.seed or 0,
-        model=name,
-        base_url=args.base_url,
-        api_key_env=spec.api_key_env or args.api_key_env,
-        mode=args.mode,
-        temperature=args.temperature or 0.0,
-        max_tokens=args.max_tokens,
-        stop=args.stop,
-        top_logprobs=args.top_logprobs or 0,
-        extra_body=extra,
-        skip_impossible=bool(args.skip_impossible),
-    )
-
-
-def _extra_body(args: argparse.Namespace) -> dict | None:
-    try:
-        extra = json.loads(args.extra_body) if args.extra_body else None
-    except json.JSONDecodeError as err:
-        raise EmulateError(f"--extra-body is not valid JSON: {err}") from None
-    if extra is not None and not isinstance(extra, dict):
-        raise EmulateError("--extra-body must be a JSON object, e.g. '{\"cache_prompt\": false}'")
-    return extra
-
-
-def _restores_credentials(stored: str | None, given: str) -> bool:
-    return stored is not None and redact.MASK in stored and redact.url(given) == stored
-
-
-def _models(args: argparse.Namespace) -> list[ModelSpec]:
-    specs = [parse_model(m) for m in args.model or []]
-    return specs + (load_models(args.models) if args.models else [])
-
-
 def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
     from emulate.pipeline.sweep import sweep
 
     others = [flag for flag, given in (
         ("--config", args.config), ("--record", args.record), ("--replay", args.replay),
-        ("--batch", args.batch), ("--batch-file", args.batch_file),
-        ("--batch-results", args.batch_results), ("--dry-run", args.dry_run),
-        ("--base-url", args.base_url)) if given]  # fmt: skip
+        ("--dry-run", args.dry_run), ("--base-url", args.base_url)) if given]  # fmt: skip
     if others:
         raise EmulateError(
             f"a sweep over {len(specs)} models runs each live; {others[0]} is for one model "
@@ -154,85 +80,53 @@ def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
         )
     if not args.probe:
         raise EmulateError("name a probe to sweep (see `emulate probes`)")
+    options = run_options(args)
     sweep(
         args.probe,
-        _grid(args.probe, args.params),
+        grid_of(args.probe, args.params),
         models=specs,
         n=args.n if args.n is not None else 3,
         seed=args.seed or 0,
         mode=args.mode,
-        out=args.out,
-        resume=args.resume,
-        concurrency=args.concurrency,
-        max_errors=parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS,
-        progress=not args.no_progress,
+        options=replace(options, out=options.out or Path("runs") / "sweep"),
         echo=True,
-        prices=args.prices,
         api_key_env=args.api_key_env,
         temperature=args.temperature or 0.0,
         max_tokens=args.max_tokens,
         stop=args.stop,
         top_logprobs=args.top_logprobs or 0,
-        extra_body=_extra_body(args),
+        extra_body=extra_body_of(args),
         skip_impossible=bool(args.skip_impossible),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from emulate.batch.files import export_batch
-    from emulate.batch.service import run_batch
-    from emulate.cost import dollars
-    from emulate.pipeline.runner import run_config
+    from emulate.pipeline.runner import execute
 
-    specs = _models(args)
+    specs = models_of(args)
     if len(specs) > 1:
         return cmd_sweep(args, specs)
-    config = _config(args)
-    if args.batch_file:
-        if args.dry_run or args.resume:
-            raise EmulateError("--batch-file asks nothing: drop --dry-run and --resume")
-        exported = export_batch(config, args.batch_file, args.out)
-        print(
-            f"wrote {exported.requests} requests for {exported.cases} cases to {exported.path} "
-            f"and {exported.out / 'run.json'}"
-        )
-        return
+    config = run_config_of(args)
     if args.dry_run:
-        est = api.estimate(config, prices=args.prices)
-        budget = "" if not est.max_cost.amount else f", at most {dollars(est.max_cost.amount)}"
-        print(
-            f"{config.probe}: {est.cases} cases, {est.requests} requests "
-            f"({config.model.mode} mode, model {config.model.model})\n"
-            f"prompt tokens ≈ {est.prompt_tokens:,}; answer tokens ≈ {est.completion_tokens:,} "
-            f"(budget {est.max_completion_tokens:,}); counted with tiktoken {est.encoding}, "
-            "so other tokenizers differ somewhat\n"
-            f"cost ≈ {est.cost.describe()}{budget}"
-        )
-        if est.batch_cost and est.batch_cost.amount and est.cost.amount:
-            print(f"through a batch API (--batch): ≈ {dollars(est.batch_cost.amount)}")
-        return
-    out = args.out
-    if (args.batch_results or args.batch) and out is None and args.config:
-        out = Path(args.config).parent  # the folder the batch was written from
-    max_errors = parse_max_errors(args.max_errors) if args.max_errors else DEFAULT_MAX_ERRORS
-    if args.batch:
-        run_batch(config, out, resume=args.resume, wait_s=args.batch_wait,
-                  poll_s=args.batch_poll, progress=not args.no_progress, prices=args.prices,
-                  max_errors=max_errors, retry_errors=args.retry_errors)  # fmt: skip
-        return
-    run_config(
-        config,
-        out,
-        batch_results=args.batch_results,
-        record=args.record,
-        replay=args.replay,
-        resume=args.resume,
-        retry_errors=args.retry_errors,
-        max_errors=max_errors,
-        concurrency=args.concurrency,
-        progress=not args.no_progress,
-        prices=args.prices,
+        return _dry_run(args, config)
+    execute(config, run_options(args))
+
+
+def _dry_run(args: argparse.Namespace, config: RunConfig) -> None:
+    from emulate.cost import dollars
+
+    est = api.estimate(config, prices=args.prices)
+    budget = "" if not est.max_cost.amount else f", at most {dollars(est.max_cost.amount)}"
+    print(
+        f"{config.probe}: {est.cases} cases, {est.requests} requests "
+        f"({config.model.mode} mode, model {config.model.model})\n"
+        f"prompt tokens ≈ {est.prompt_tokens:,}; answer tokens ≈ {est.completion_tokens:,} "
+        f"(budget {est.max_completion_tokens:,}); counted with tiktoken {est.encoding}, "
+        "so other tokenizers differ somewhat\n"
+        f"cost ≈ {est.cost.describe()}{budget}"
     )
+    if est.batch_cost and est.batch_cost.amount and est.cost.amount:
+        print(f"through a batch API (emulate batch submit): ≈ {dollars(est.batch_cost.amount)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -286,21 +180,6 @@ def cmd_grade(args: argparse.Namespace) -> None:
     print(json.dumps(asdict(grade(line, answer)), ensure_ascii=False))
 
 
-def cmd_batch(args: argparse.Namespace) -> None:
-    from emulate.batch.execute import execute_batch
-
-    done = execute_batch(
-        args.requests,
-        args.out,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        resume=args.resume,
-        concurrency=args.concurrency,
-        progress=not args.no_progress,
-    )
-    print(done.describe())
-
-
 def cmd_serve(args: argparse.Namespace) -> None:
     from emulate.local import serve
 
@@ -342,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatchPending as err:
         print(f"emulate: {err}", file=sys.stderr)
         return err.exit_code
+    except ArgumentError as err:  # named as the API spells it: say the flag
+        flags = {n: "--" + n.replace("_", "-") for n in err.names}
+        print(f"emulate: error: {err.spelled(flags)}", file=sys.stderr)
+        return 2
     except EmulateError as err:
         print(f"emulate: error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)  # TooManyErrors: 3

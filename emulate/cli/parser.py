@@ -25,9 +25,10 @@ examples:
   emulate export runs/conv2d --format parquet     nested rows for pandas, Arrow or HF datasets
   emulate rescore runs/conv-a runs/conv-b         score recorded answers again with today's rules
   emulate cases conv --n 1 | emulate grade - '[1, 2]'   score one answer to one case
-  emulate run conv --model gpt-4o-mini --batch-file req.jsonl --out runs/b   a batch's requests
+  emulate batch export conv --model gpt-4o-mini --file req.jsonl --out runs/b   a batch's requests
   emulate batch execute req.jsonl --base-url http://127.0.0.1:8000/v1 --out output.jsonl
-  emulate run --config runs/b/run.json --batch-results output.jsonl   score a batch's results
+  emulate batch score output.jsonl --config runs/b/run.json     score a batch's results
+  emulate batch submit conv --model gpt-4o-mini --out runs/b   OpenAI's Batch API, at half price
   emulate run conv --model gpt-4o-mini --model qwen@http://127.0.0.1:8000/v1 --out runs/sweep
 """
 
@@ -98,129 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(completion for the embedded model, the default; chat otherwise)",
     )
 
-    p = sub.add_parser(
-        "run",
-        help="run a probe against a model",
-        description="Run a probe against a model. Writes journal.jsonl (one line per finished "
-        "case, so an interrupted run resumes with --resume), results.csv and run.json in "
-        "--out, and prints accuracy by difficulty. Exit code 2 on bad input.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("probe", nargs="?", help=f"one of: {', '.join(names())}")
-    _add_grid_args(p)
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="NAME[@URL]",
-        help="model name; 'local' (the default) starts Gemma 3 270M under llama-server; "
-        "NAME@URL for a model behind its own OpenAI-compatible server. Repeat it for a sweep: "
-        "the same cases on each model into --out/MODEL, then one report and every pair "
-        "compared",
-    )
-    g.add_argument(
-        "--models",
-        default=None,
-        metavar="FILE",
-        help="a sweep's models, one NAME or NAME@URL a line, optionally followed by "
-        "api_key_env=VAR (# comments)",
-    )
-    g.add_argument(
-        "--base-url",
-        default=None,
-        help="an OpenAI-compatible server, e.g. http://host:8000/v1 (default: OPENAI_BASE_URL "
-        "if set, else OpenAI's API)",
-    )
-    _add_api_key_env(g)
-    g.add_argument("--temperature", type=float, default=None, help="default 0")
-    g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
-    g.add_argument(
-        "--stop",
-        action="append",
-        default=None,
-        metavar="TEXT",
-        help="a stop sequence, repeatable (default: the probe's own per mode)",
-    )
-    g.add_argument(
-        "--top-logprobs", type=int, default=None, help="ask for logprobs with N alternatives"
-    )
-    g.add_argument(
-        "--extra-body",
-        default=None,
-        metavar="JSON",
-        help="server options sent with each request, e.g. '{\"cache_prompt\": false}'",
-    )
-    g.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="requests in flight (default 1 for the embedded model, which gets as many "
-        "server slots; 4 otherwise)",
-    )
-    g = p.add_argument_group("output and recording")
-    g.add_argument("--out", default=None, help="output folder (default runs/PROBE-TIMESTAMP)")
-    g.add_argument("--config", default=None, help="repeat the run described by a run.json")
-    g.add_argument("--resume", action="store_true", help="skip cases already in --out's journal")
-    g.add_argument(
-        "--retry-errors",
-        action="store_true",
-        help="with --resume: ask again for the cases that ended in an API error or timeout",
-    )
-    g.add_argument(
-        "--max-errors",
-        default=None,
-        metavar="N|FRACTION",
-        help="more API errors than this (a count like 5, or a fraction of the cases like "
-        "0.1 or 10%%) stop the run with exit code 3 and the command that retries them "
-        "(default 10%%)",
-    )
-    rec = g.add_mutually_exclusive_group()
-    rec.add_argument("--record", metavar="CASSETTE", help="record HTTP exchanges to a cassette")
-    rec.add_argument(
-        "--replay", metavar="CASSETTE", help="answer only from a cassette; no network, no server"
-    )
-    rec.add_argument(
-        "--batch-file",
-        metavar="FILE.jsonl",
-        help="ask nothing: write the run's requests in OpenAI's Batch API input format "
-        "(which vLLM's run_batch reads too; custom_id = case id) and run.json in --out",
-    )
-    rec.add_argument(
-        "--batch",
-        action="store_true",
-        help="run through the server's Batch API (OpenAI's costs half and takes up to 24 h): "
-        "upload the requests, submit, wait with progress, download the results and score "
-        "them; stopped, --resume goes on with the batches saved in --out",
-    )
-    rec.add_argument(
-        "--batch-results",
-        nargs="+",
-        metavar="FILE.jsonl",
-        help="ask nothing: score a batch's output file (and its error file, if any) against "
-        "--config RUN/run.json, journaled into RUN (or --out) as a live run would be",
-    )
-    g.add_argument(
-        "--batch-wait",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="with --batch: stop waiting after this long and exit with code 75 (the batches go "
-        "on; --resume later); 0 submits and returns (default: wait until they end)",
-    )
-    g.add_argument(
-        "--batch-poll",
-        type=float,
-        default=DEFAULT_POLL_S,
-        metavar="SECONDS",
-        help=f"with --batch: seconds between status checks (default {DEFAULT_POLL_S:g})",
-    )
-    g.add_argument(
-        "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    _add_prices(g)
+    _add_run(sub)
 
     p = sub.add_parser(
         "report",
@@ -299,40 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("case", metavar="CASE", help="a file with one case JSON line, or -")
     p.add_argument("answer", metavar="ANSWER", help="the model's text, or @FILE to read it")
 
-    p = sub.add_parser(
-        "batch",
-        help="work with batch files: execute one against any OpenAI-compatible server",
-        description="Batch files are a run's requests in OpenAI's Batch API format "
-        "(`emulate run ... --batch-file requests.jsonl`). Where there is no batch API (a "
-        "llama-server, a vLLM endpoint), `batch execute` sends them and writes the "
-        "output file the Batch API would; score it with `emulate run --config RUN/run.json "
-        "--batch-results output.jsonl`.",
-    )
-    bsub = p.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
-    p = bsub.add_parser(
-        "execute",
-        help="send a batch file's requests and write the Batch API output file",
-        description="Send each request in REQUESTS (concurrently, with the SDK's retries and "
-        "backing off on 429s) and append its result to --out as a line of the Batch API's "
-        "output format (custom_id, response: {status_code, body}, error). Stopped, it "
-        "continues with --resume: requests already answered are not sent again, failed ones "
-        "are. With no --base-url, requests for the embedded model start it; others go to "
-        "OpenAI (OPENAI_API_KEY).",
-    )
-    p.add_argument("requests", metavar="REQUESTS", help="a batch input file (JSONL)")
-    p.add_argument("--out", required=True, metavar="OUTPUT.jsonl", help="the results file")
-    p.add_argument(
-        "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
-    )
-    _add_api_key_env(p)
-    p.add_argument("--resume", action="store_true", help="finish an --out begun before")
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="requests in flight (default 1 for the embedded model, 4 otherwise)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_batch(sub)
 
     p = sub.add_parser(
         "serve",
@@ -364,3 +210,192 @@ def _add_prices(p) -> None:
         help='a JSON price table, {"as_of": DATE, "models": {NAME: {"input": USD, '
         '"output": USD}}} per 1M tokens (default: the dated table shipped with emulate)',
     )
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a probe against a model",
+        description="Run a probe against a model. Writes journal.jsonl (one line per finished "
+        "case, so an interrupted run resumes with --resume), results.csv and run.json in "
+        "--out, and prints accuracy by difficulty. Exit code 2 on bad input. Batches "
+        "(export, submit, score, execute) are `emulate batch ...`.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_args(p, sweep=True)
+    g = p.add_argument_group("output and recording")
+    _add_out_args(g)
+    rec = g.add_mutually_exclusive_group()
+    rec.add_argument("--record", metavar="CASSETTE", help="record HTTP exchanges to a cassette")
+    rec.add_argument(
+        "--replay", metavar="CASSETTE", help="answer only from a cassette; no network, no server"
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
+    )
+
+
+def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """What a run asks: the probe, its grid, the model and how it is asked."""
+    p.add_argument("probe", nargs="?", help=f"one of: {', '.join(names())}")
+    _add_grid_args(p)
+    p.add_argument("--config", default=None, help="repeat the run described by a run.json")
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        action="append" if sweep else "store",
+        default=None,
+        metavar="NAME[@URL]",
+        help="model name; 'local' (the default) starts Gemma 3 270M under llama-server; "
+        "NAME@URL for a model behind its own OpenAI-compatible server"
+        + (". Repeat it for a sweep: the same cases on each model into --out/MODEL, then "
+           "one report and every pair compared" if sweep else ""),
+    )  # fmt: skip
+    if sweep:
+        g.add_argument(
+            "--models",
+            default=None,
+            metavar="FILE",
+            help="a sweep's models, one NAME or NAME@URL a line, optionally followed by "
+            "api_key_env=VAR (# comments)",
+        )
+    g.add_argument(
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server, e.g. http://host:8000/v1 (default: OPENAI_BASE_URL "
+        "if set, else OpenAI's API)",
+    )
+    _add_api_key_env(g)
+    g.add_argument("--temperature", type=float, default=None, help="default 0")
+    g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
+    g.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a stop sequence, repeatable (default: the probe's own per mode)",
+    )
+    g.add_argument(
+        "--top-logprobs", type=int, default=None, help="ask for logprobs with N alternatives"
+    )
+    g.add_argument(
+        "--extra-body",
+        default=None,
+        metavar="JSON",
+        help="server options sent with each request, e.g. '{\"cache_prompt\": false}'",
+    )
+    _add_concurrency(g)
+
+
+def _add_concurrency(g) -> None:
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests in flight (default 1 for the embedded model, which gets as many "
+        "server slots; 4 otherwise)",
+    )
+
+
+def _add_out_args(g, retry: bool = True) -> None:
+    """Where a run's folder is and how it goes on: RunOptions' flags."""
+    g.add_argument("--out", default=None, help="output folder (default runs/PROBE-TIMESTAMP)")
+    g.add_argument("--resume", action="store_true", help="skip cases already in --out's journal")
+    if retry:
+        g.add_argument(
+            "--retry-errors",
+            action="store_true",
+            help="with --resume: ask again for the cases that ended in an API error or timeout",
+        )
+    g.add_argument(
+        "--max-errors",
+        default=None,
+        metavar="N|FRACTION",
+        help="more API errors than this (a count like 5, or a fraction of the cases like "
+        "0.1 or 10%%) stop the run with exit code 3 and the command that retries them "
+        "(default 10%%)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_prices(g)
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="runs in batches: export, submit (OpenAI's Batch API), score, execute",
+        description="Batch files are a run's requests in OpenAI's Batch API format. "
+        "`batch export` writes them; `batch submit` sends them through a Batch API (OpenAI's "
+        "costs half and takes up to 24 h) and scores the results; where there is no batch "
+        "API (a llama-server, a vLLM endpoint) `batch execute` sends them and writes the "
+        "output file a Batch API would, and `batch score` scores it.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bsub = p.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
+    p = bsub.add_parser(
+        "export",
+        help="write a run's requests as a batch file, asking nothing",
+        description="Write the run's requests in OpenAI's Batch API input format (which "
+        "vLLM's run_batch reads too; custom_id = case id) to --file, and run.json in --out.",
+    )
+    _add_config_args(p)
+    p.add_argument("--file", required=True, metavar="FILE.jsonl", help="the requests file")
+    p.add_argument("--out", default=None, help="the run's folder (default runs/PROBE-TIMESTAMP)")
+    p = bsub.add_parser(
+        "submit",
+        help="run through a server's Batch API: upload, submit, wait, download, score",
+        description="Upload the run's requests to the Batch API at --base-url (OpenAI's by "
+        "default), submit, wait with progress, download the results and score them into "
+        "--out. Stopped, --resume goes on with the batches saved in --out; --resume "
+        "--retry-errors sends the failed or unanswered cases as new batches.",
+    )
+    _add_config_args(p)
+    _add_out_args(p)
+    p.add_argument(
+        "--batch-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting after this long and exit with code 75 (the batches go "
+        "on; --resume later); 0 submits and returns (default: wait until they end)",
+    )
+    p.add_argument(
+        "--batch-poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="SECONDS",
+        help=f"seconds between status checks (default {DEFAULT_POLL_S:g})",
+    )
+    p = bsub.add_parser(
+        "score",
+        help="score a batch's results file(s) against the run that wrote its requests",
+        description="Ask nothing: score a batch's output file (and its error file, if any) "
+        "against --config RUN/run.json, journaled into RUN (or --out) as a live run would be.",
+    )
+    p.add_argument("results", nargs="+", metavar="FILE.jsonl", help="output (and error) files")
+    p.add_argument("--config", required=True, help="the run.json `batch export` wrote")
+    _add_out_args(p, retry=False)
+    _add_execute(bsub)
+
+
+def _add_execute(bsub) -> None:
+    p = bsub.add_parser(
+        "execute",
+        help="send a batch file's requests and write the Batch API output file",
+        description="Send each request in REQUESTS (concurrently, with the SDK's retries and "
+        "backing off on 429s) and append its result to --out as a line of the Batch API's "
+        "output format (custom_id, response: {status_code, body}, error). Stopped, it "
+        "continues with --resume: requests already answered are not sent again, failed ones "
+        "are. With no --base-url, requests for the embedded model start it; others go to "
+        "OpenAI (OPENAI_API_KEY).",
+    )
+    p.add_argument("requests", metavar="REQUESTS", help="a batch input file (JSONL)")
+    p.add_argument("--out", required=True, metavar="OUTPUT.jsonl", help="the results file")
+    p.add_argument(
+        "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
+    )
+    _add_api_key_env(p)
+    p.add_argument("--resume", action="store_true", help="finish an --out begun before")
+    _add_concurrency(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

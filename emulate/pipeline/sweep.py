@@ -10,7 +10,7 @@ seeds, the same prompts: one mode for all), so the comparisons pair them case by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,14 @@ from typing import Any
 from emulate.analysis.compare import Compared, compare
 from emulate.analysis.report import Report, report
 from emulate.api import Grid, default_mode, make_config
-from emulate.config import DEFAULT_MAX_ERRORS
 from emulate.errors import EmulateError
 from emulate.journal import write_atomic
 from emulate.model_config import ModelSpec, default_base_url, is_openai, parse_model
 from emulate.probe import Probe
 from emulate.registry import register
 
-from .runner import RunResult, run_config
+from .options import RunOptions, split_options
+from .runner import RunResult, execute
 
 REPORT = "report"
 COMPARISONS = "comparisons.csv"
@@ -52,22 +52,18 @@ def sweep(
     n: int = 3,
     seed: int = 0,
     mode: str | None = None,
-    out: str | Path | None = None,
-    resume: bool = False,
-    concurrency: int | None = None,
-    max_errors: int | float = DEFAULT_MAX_ERRORS,
-    progress: bool = True,
+    options: RunOptions | None = None,
     echo: bool = False,
-    prices: str | Path | None = None,
     api_key_env: str | None = None,
-    **options: Any,
+    **given: Any,
 ) -> SweepResult:
     """Run `probe` over `grid` on each of `models` into OUT/MODEL/, then write
     OUT/report/ (one report, a curve and breaking point per model) and
     OUT/comparisons.csv (every two models paired case by case: McNemar and the
-    bootstrap interval, overall, per axis value and per cell). `options` are
-    `make_config`'s (temperature, max_tokens, stop, top_logprobs, extra_body,
-    skip_impossible), the same for every model. `api_key_env` names the key variable
+    bootstrap interval, overall, per axis value and per cell). `options` (or the same
+    fields as keywords: out, resume, max_errors, ...) hold for every model's run; the
+    other keywords are `make_config`'s (temperature, max_tokens, stop, top_logprobs,
+    extra_body, skip_impossible), the same for every model. `api_key_env` names the key variable
     of every model at a URL of its own that does not name one itself."""
     specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
     if len(specs) < 2:
@@ -80,7 +76,8 @@ def sweep(
             "ignores the name, or serves it under an alias)"
         )
     mode = mode or _one_mode(probe, specs)
-    out = Path(out) if out is not None else Path("runs") / "sweep"
+    options, config_options = split_options(options, given)
+    out = options.out or Path("runs") / "sweep"
     configs = [
         make_config(
             probe,
@@ -91,7 +88,7 @@ def sweep(
             base_url=url,
             api_key_env=s.api_key_env or (api_key_env if url and not is_openai(url) else None),
             mode=mode,
-            **options,
+            **config_options,
         )  # fmt: skip
         for s in specs
         for url in [s.base_url or default_base_url(s.model)]
@@ -101,20 +98,10 @@ def sweep(
     for spec, config, folder in zip(specs, configs, folders, strict=True):
         if echo:
             print(f"--- {spec.model}" + (f" at {spec.base_url}" if spec.base_url else ""))
-        runs.append(
-            run_config(
-                config,
-                out / folder,
-                resume=resume,
-                concurrency=concurrency,
-                max_errors=max_errors,
-                progress=progress,
-                echo=print if echo else None,
-                prices=prices,
-            )  # fmt: skip
-        )
+        each = replace(options, out=out / folder)
+        runs.append(execute(config, each, echo=print if echo else None))
     dirs = [r.out for r in runs]
-    rep = report(dirs, out / REPORT, prices=prices, seed=seed)
+    rep = report(dirs, out / REPORT, prices=options.prices, seed=seed)
     pairs = tuple(compare(a, b, seed=seed) for a, b in combinations(dirs, 2))
     table = "".join(c.to_csv().split("\n", 1)[1] if i else c.to_csv() for i, c in enumerate(pairs))
     write_atomic(out / COMPARISONS, table)

@@ -2,86 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .case import Case
-from .config import RunConfig
-from .model_config import LOCAL, ModelConfig, default_base_url, server_label
+from .config import Grid, RunConfig, default_mode, make_config, probe_name
+from .model_config import LOCAL, server_label
 from .probe import Probe, build_cases, check_grid, expand
-from .prompt import check_mode
-from .registry import get_probe, register
+from .registry import get_probe
 
 if TYPE_CHECKING:
     from .cost import Cost
     from .pipeline.options import RunOptions
     from .pipeline.runner import RunResult
-
-Grid = Mapping[str, Sequence[Any] | Any]
-
-
-def _name(probe: str | Probe) -> str:
-    return probe if isinstance(probe, str) else register(probe)
-
-
-def default_mode(probe: str, model: str) -> str:
-    """Completion for the embedded base model (it continues documents); else the probe's."""
-    return "completion" if model == LOCAL else get_probe(probe).default_mode
-
-
-def make_config(
-    probe: str | Probe,
-    grid: Grid | None = None,
-    *,
-    n: int = 3,
-    seed: int = 0,
-    model: str = LOCAL,
-    base_url: str | None = None,
-    api_key_env: str | None = None,
-    mode: str | None = None,
-    temperature: float = 0.0,
-    max_tokens: int | None = None,
-    stop: Sequence[str] | None = None,
-    top_logprobs: int = 0,
-    extra_body: Mapping[str, Any] | None = None,
-    skip_impossible: bool = False,
-) -> RunConfig:
-    """A validated RunConfig, with the probe's defaults filled in. `probe` is a name or a
-    Probe object (a script's own probe, registered under its name for the process).
-    `base_url` defaults to OPENAI_BASE_URL where it is set (for any model but the
-    embedded one); `api_key_env` names the variable holding that server's key (OpenAI's
-    API takes OPENAI_API_KEY, and no other server gets it)."""
-    probe = _name(probe)
-    p = get_probe(probe)
-    if base_url is None:
-        base_url = default_base_url(model)
-    extra_body = dict(extra_body or {})
-    if model == LOCAL and base_url is None:
-        # llama-server caches prompts by default, which can change results (the seed
-        # goes in the body too, so sampling at temperature > 0 repeats); a user's
-        # --extra-body adds to this, and can set cache_prompt itself.
-        extra_body = {"cache_prompt": False} | extra_body
-    return RunConfig(
-        probe=probe,
-        grid=check_grid(p, grid or {}),
-        n=n,
-        seed=seed,
-        skip_impossible=skip_impossible,
-        model=ModelConfig(
-            model=model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            mode=check_mode(mode or default_mode(probe, model)),
-            temperature=temperature,
-            max_tokens=max_tokens,
-            stop=tuple(stop) if stop is not None else None,
-            top_logprobs=top_logprobs,
-            seed=seed,
-            extra_body=dict(extra_body),
-        ),
-    )
 
 
 def run(
@@ -128,7 +62,7 @@ def cases(
 
     The mode defaults as `run`'s does for the same `model`, so what you inspect is what
     a run sends."""
-    probe = _name(probe)
+    probe = probe_name(probe)
     p = get_probe(probe)
     mode = mode or default_mode(probe, model)
     return build_cases(p, check_grid(p, grid or {}), n, seed, mode, skip_impossible)

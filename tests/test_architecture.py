@@ -62,3 +62,36 @@ def test_the_graph_sees_real_imports():
     assert graph.has_edge("emulate.sandbox.pool", "emulate.sandbox.process")
     assert graph.has_edge("probes.markov", "probes.babygpt")
     assert graph.has_edge("emulate.cli.main", "emulate.analysis.report")  # a function-level import
+
+
+# Lower layers never import higher ones: the contract and the model layer (emulate's
+# own modules), the sandbox and the probes know nothing of runs; analysis reads what
+# runs wrote; the pipeline runs (and prints its summary through analysis); batches are
+# one more way to run; the API, the CLI and the package's entry points sit on top.
+LAYERS = {
+    "emulate": 0,
+    "emulate.sandbox": 0,
+    "probes": 0,
+    "emulate.analysis": 1,
+    "emulate.pipeline": 2,
+    "emulate.batch": 3,
+    "emulate.api": 4,
+    "emulate.testing": 4,
+    "emulate.cli": 5,
+    "emulate.__main__": 6,
+}
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return LAYERS[".".join(parts[:n])]
+    raise KeyError(module)
+
+
+def test_packages_import_only_their_own_layer_or_lower():
+    graph = import_graph()
+    graph.remove_nodes_from(["emulate"])  # its lazy names point everywhere, on use
+    upward = [(a, b) for a, b in graph.edges if layer(b) > layer(a)]
+    assert not upward, "imports up a layer: " + "; ".join(f"{a} -> {b}" for a, b in upward)

@@ -17,7 +17,7 @@ from typing import Any
 
 from emulate.analysis.compare import Compared, compare
 from emulate.analysis.report import Report, report
-from emulate.api import Grid, default_mode, make_config
+from emulate.config import Grid, default_mode, make_config
 from emulate.errors import EmulateError
 from emulate.journal import write_atomic
 from emulate.model_config import ModelSpec, default_base_url, is_openai, parse_model

@@ -101,83 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run(sub)
 
-    p = sub.add_parser(
-        "report",
-        help="summary.csv, plots and a self-contained report.html from run folders",
-        description="Read the journals of one or more runs (of any probes) and write "
-        "summary.csv (accuracy with a Wilson 95% interval, chance and metric means per "
-        "probe, model, axis value and grid cell), plots/PROBE-AXIS.png (accuracy against each "
-        "difficulty axis, one line per model, breaking points marked; markov runs add their "
-        "transition graphs) and report.html (the "
-        "same, plus run metadata, tokens and cost, in one file that opens offline).",
-    )
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
-    p.add_argument(
-        "--out", default=None, help="where to write (default DIR/report, or report-TIMESTAMP)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument(
-        "--per-case",
-        action="store_true",
-        help="for probes that draw their cases (markov's transition graphs): a picture of "
-        "every case in plots/, not only the run's founding or first case",
-    )
-    _add_prices(p)
-
-    p = sub.add_parser(
-        "compare",
-        help="compare two runs of one probe case by case",
-        description="Pair two runs of one probe on the case ids they share: accuracy of each, "
-        "the difference B - A with a paired bootstrap 95% interval and an exact McNemar "
-        "p-value, overall, per axis value and per grid cell (with Benjamini-Hochberg "
-        "q-values over the cells), then the probe's main metrics with a permutation test. "
-        "Cases only one run has are counted and left out.",
-    )
-    p.add_argument("a", metavar="A", help="a run folder")
-    p.add_argument("b", metavar="B", help="another run folder of the same probe")
-    p.add_argument("--out", default=None, metavar="CSV", help="also write the table as CSV")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-
-    p = sub.add_parser(
-        "export",
-        help="write runs as CSV, Parquet, JSONL or a saved HF dataset",
-        description="Export the finished cases of one or more runs of one probe. csv is flat "
-        "(a column per parameter and metric, like results.csv); parquet, jsonl and dataset "
-        "(datasets.save_to_disk) keep the journal's nesting: case, answer (with logprobs and "
-        "turns) and score (with metrics). In parquet and dataset, inputs, truth, foils and "
-        "the parsed answer are JSON text, since their shape differs from case to case.",
-    )
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders of one probe")
-    p.add_argument("--format", required=True, choices=("csv", "parquet", "jsonl", "dataset"))
-    p.add_argument(
-        "--out", default=None, help="file (a folder for dataset); default DIR/results.FORMAT"
-    )
-
-    p = sub.add_parser(
-        "rescore",
-        help="score runs' recorded answers again with today's scorers, without asking again",
-        description="Read each run's journal, score every recorded raw answer again with "
-        "today's answer extraction and scorers (against each case as recorded), and write "
-        "journal.jsonl (the old one kept as journal.previous.jsonl), results.csv and the "
-        "summary again. Prints how many cases changed verdict and how. The model is never "
-        "asked. --check writes nothing and exits 1 if any case would change.",
-    )
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
-    p.add_argument("--out", default=None, help="write the rescored run here (one DIR only)")
-    p.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if anything would change"
-    )
-
-    p = sub.add_parser(
-        "grade",
-        help="score one answer to one case, as a run would",
-        description="Score ANSWER against the case in CASE (a file holding one JSON line as "
-        "`emulate cases` writes it, or - for stdin, first line) and print the score as JSON: "
-        "correct, metrics, error_type, reason, parsed.",
-    )
-    p.add_argument("case", metavar="CASE", help="a file with one case JSON line, or -")
-    p.add_argument("answer", metavar="ANSWER", help="the model's text, or @FILE to read it")
-
+    _add_analysis(sub)
     _add_batch(sub)
 
     p = sub.add_parser(
@@ -399,3 +323,83 @@ def _add_execute(bsub) -> None:
     p.add_argument("--resume", action="store_true", help="finish an --out begun before")
     _add_concurrency(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _add_analysis(sub) -> None:
+    """The commands that read runs back: report, compare, export, rescore, grade."""
+    p = sub.add_parser(
+        "report",
+        help="summary.csv, plots and a self-contained report.html from run folders",
+        description="Read the journals of one or more runs (of any probes) and write "
+        "summary.csv (accuracy with a Wilson 95% interval, chance and metric means per "
+        "probe, model, axis value and grid cell), plots/PROBE-AXIS.png (accuracy against each "
+        "difficulty axis, one line per model, breaking points marked; markov runs add their "
+        "transition graphs) and report.html (the "
+        "same, plus run metadata, tokens and cost, in one file that opens offline).",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
+    p.add_argument(
+        "--out", default=None, help="where to write (default DIR/report, or report-TIMESTAMP)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--per-case",
+        action="store_true",
+        help="for probes that draw their cases (markov's transition graphs): a picture of "
+        "every case in plots/, not only the run's founding or first case",
+    )
+    _add_prices(p)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs of one probe case by case",
+        description="Pair two runs of one probe on the case ids they share: accuracy of each, "
+        "the difference B - A with a paired bootstrap 95% interval and an exact McNemar "
+        "p-value, overall, per axis value and per grid cell (with Benjamini-Hochberg "
+        "q-values over the cells), then the probe's main metrics with a permutation test. "
+        "Cases only one run has are counted and left out.",
+    )
+    p.add_argument("a", metavar="A", help="a run folder")
+    p.add_argument("b", metavar="B", help="another run folder of the same probe")
+    p.add_argument("--out", default=None, metavar="CSV", help="also write the table as CSV")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+    p = sub.add_parser(
+        "export",
+        help="write runs as CSV, Parquet, JSONL or a saved HF dataset",
+        description="Export the finished cases of one or more runs of one probe. csv is flat "
+        "(a column per parameter and metric, like results.csv); parquet, jsonl and dataset "
+        "(datasets.save_to_disk) keep the journal's nesting: case, answer (with logprobs and "
+        "turns) and score (with metrics). In parquet and dataset, inputs, truth, foils and "
+        "the parsed answer are JSON text, since their shape differs from case to case.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders of one probe")
+    p.add_argument("--format", required=True, choices=("csv", "parquet", "jsonl", "dataset"))
+    p.add_argument(
+        "--out", default=None, help="file (a folder for dataset); default DIR/results.FORMAT"
+    )
+
+    p = sub.add_parser(
+        "rescore",
+        help="score runs' recorded answers again with today's scorers, without asking again",
+        description="Read each run's journal, score every recorded raw answer again with "
+        "today's answer extraction and scorers (against each case as recorded), and write "
+        "journal.jsonl (the old one kept as journal.previous.jsonl), results.csv and the "
+        "summary again. Prints how many cases changed verdict and how. The model is never "
+        "asked. --check writes nothing and exits 1 if any case would change.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (the --out of `run`)")
+    p.add_argument("--out", default=None, help="write the rescored run here (one DIR only)")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if anything would change"
+    )
+
+    p = sub.add_parser(
+        "grade",
+        help="score one answer to one case, as a run would",
+        description="Score ANSWER against the case in CASE (a file holding one JSON line as "
+        "`emulate cases` writes it, or - for stdin, first line) and print the score as JSON: "
+        "correct, metrics, error_type, reason, parsed.",
+    )
+    p.add_argument("case", metavar="CASE", help="a file with one case JSON line, or -")
+    p.add_argument("answer", metavar="ANSWER", help="the model's text, or @FILE to read it")

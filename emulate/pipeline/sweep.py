@@ -17,7 +17,7 @@ from typing import Any
 
 from emulate.analysis.compare import Compared, compare
 from emulate.analysis.report import Report, report
-from emulate.config import Grid, default_mode, make_config
+from emulate.config import Grid, RunConfig, default_mode, make_config
 from emulate.errors import EmulateError
 from emulate.journal import write_atomic
 from emulate.model_config import ModelSpec, default_base_url, is_openai, parse_model
@@ -78,21 +78,8 @@ def sweep(
     mode = mode or _one_mode(probe, specs)
     options, config_options = split_options(options, given)
     out = options.out or Path("runs") / "sweep"
-    configs = [
-        make_config(
-            probe,
-            grid,
-            n=n,
-            seed=seed,
-            model=s.model,
-            base_url=url,
-            api_key_env=s.api_key_env or (api_key_env if url and not is_openai(url) else None),
-            mode=mode,
-            **config_options,
-        )  # fmt: skip
-        for s in specs
-        for url in [s.base_url or default_base_url(s.model)]
-    ]  # every configuration checked before the first model is asked
+    # Every configuration is checked before the first model is asked.
+    configs = [_config(probe, grid, s, n, seed, mode, api_key_env, config_options) for s in specs]
     folders = _folders(specs)
     runs = []
     for spec, config, folder in zip(specs, configs, folders, strict=True):
@@ -132,3 +119,15 @@ def _folders(specs: Sequence[ModelSpec]) -> list[str]:
         seen[s.folder] = seen.get(s.folder, 0) + 1
         folders.append(s.folder if seen[s.folder] == 1 else f"{s.folder}-{seen[s.folder]}")
     return folders
+
+
+def _config(
+    probe: str | Probe, grid: Grid | None, spec: ModelSpec, n: int, seed: int, mode: str,
+    api_key_env: str | None, options: dict[str, Any],
+) -> RunConfig:  # fmt: skip
+    """One model's configuration; `api_key_env` names the key of a model at a URL of its
+    own that names none (OpenAI's API takes OPENAI_API_KEY)."""
+    url = spec.base_url or default_base_url(spec.model)
+    key_env = spec.api_key_env or (api_key_env if url and not is_openai(url) else None)
+    return make_config(probe, grid, n=n, seed=seed, model=spec.model, base_url=url,
+                       api_key_env=key_env, mode=mode, **options)  # fmt: skip

@@ -7,10 +7,26 @@ fork server in one bubblewrap, emulate/sandbox/pool.py) and, as the reference in
 run, through one bubblewrap and one fresh interpreter per program
 (EMULATE_SANDBOX_POOL=0), and checks that both print the same. Goal: >= 100
 programs/s with the pool on 2 cores.
+
+Then, as a user sees it: `emulate cases program -P items=...` as a whole process with
+a cold cache (a fresh EMULATE_CACHE each time), items/s, median of 3. Goal: >= 100.
+It was ~55 when every item ran under both hash seeds (1,600 programs); items now run
+under the second seed only where their code could hang on it (probes/cruxeval.py,
+may_vary: 6 of the 800). On 2 cores shared with another engineer's test runs (load
+3.8-4.9), same runs interleaved, cases' JSONL byte-identical before and after:
+before 51.9, 47.7, 68.5 items/s (median 51.9); after 89.2, 89.2, 89.5 (median 89.2).
+At load ~2: before 83.5, 74.2, 75.3 (median 75.3); after 100.5, 83.2, 83.0 (median
+83.2); this bench after, at load ~3: 143.1. Where the time goes (cProfile, perf): the
+sandbox's programs, in the kernel (fork, copy-on-write faults, exit) more than in
+Python; the command's own start and writing the cache take under a second.
 """
 
 import argparse
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +42,23 @@ def timed(programs: list[sandbox.Program], workers: int) -> tuple[float, list[sa
     start = time.perf_counter()
     results = sandbox.run_many(programs, workers=workers)
     return len(programs) / (time.perf_counter() - start), results
+
+
+def command_rate(items: str, runs: int = 3) -> float:
+    """`emulate cases program -P items=...` with a cold cache: items/s, median of runs."""
+    count = sum(1 for line in Path(items).read_text().splitlines() if line.strip())
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "emulate", "cases", "program", "-P", f"items={items}"],
+                env={**os.environ, "EMULATE_CACHE": cache},
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def main() -> None:
@@ -48,6 +81,9 @@ def main() -> None:
     print(f"  warm pool (fork server)      {warm:6.1f} programs/s  ({ok} ok)")
     print(f"  ratio {warm / cold:.1f}x; same output for {same} of {len(programs)}")
     print(f"  goal >= 100 programs/s: {'met' if warm >= 100 else 'NOT met'}")
+    rate = command_rate(args.items)
+    print(f"  emulate cases program, cold cache {rate:6.1f} items/s (median of 3)")
+    print(f"  goal >= 100 items/s: {'met' if rate >= 100 else 'NOT met'}")
 
 
 if __name__ == "__main__":

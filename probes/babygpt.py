@@ -48,7 +48,8 @@ def states(vocab: int, context: int) -> list[tuple[int, ...]]:
     return list(product(range(vocab), repeat=context))
 
 
-def _model(vocab: int, context: int, s: Settings):  # -> torch.nn.Module
+def _attention_and_mlp(context: int, s: Settings):  # -> (type, type)
+    """The classes of a block's two halves: causal self-attention and the MLP."""
     import torch
     from torch import nn
     from torch.nn import functional as F  # noqa: N812
@@ -79,6 +80,15 @@ def _model(vocab: int, context: int, s: Settings):  # -> torch.nn.Module
 
         def forward(self, x):
             return self.c_proj(self.nonlin(self.c_fc(x)))
+
+    return SelfAttention, MLP
+
+
+def _model(vocab: int, context: int, s: Settings):  # -> torch.nn.Module
+    import torch
+    from torch import nn
+
+    SelfAttention, MLP = _attention_and_mlp(context, s)
 
     class Block(nn.Module):
         def __init__(self) -> None:

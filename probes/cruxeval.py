@@ -2,8 +2,9 @@
 
 An item is `{"code", "input", "output", "id"}`: a function `f` (or the entry point an
 item or `-P entry=NAME` names), the call's arguments, and the published output. The
-truth is the call's return value, executed in the sandbox (under two hash seeds, to
-flag values that depend on set order), kept apart from what the function prints.
+truth is the call's return value, executed in the sandbox, kept apart from what the
+function prints; items whose code could hang on the hash seed run under a second seed
+too, to flag values that depend on set order.
 Answers are literals read with ast.literal_eval (never run) and compared as
 CRUXEval's own evaluation does (emulate/values.py).
 
@@ -13,6 +14,7 @@ Read top to bottom: items, their truth, their cases and prompt, the scorer.
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import json
 import sys
@@ -154,20 +156,20 @@ ItemCase = Case[ItemInputs, ItemTruth]
 
 
 def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: Mode) -> list[Case]:
-    """The cases of an items file, each item's truth executed (twice: two hash seeds)."""
+    """The cases of an items file, each item's truth executed (twice where its output
+    could hang on the hash seed: `may_vary`)."""
     items = load_items(path, entry)
-    # Each item runs under two hash seeds: a value that differs depends on set order.
-    programs = [item_program(it, seed) for seed in (0, 1) for it in items]
-    results = run_cached(programs)
+    truths = [item_truth(r) for r in run_cached([item_program(it) for it in items])]
+    again = [i for i, (it, t) in enumerate(zip(items, truths, strict=True)) if may_vary(it, t)]
+    others = run_cached([item_program(items[i], hash_seed=1) for i in again])
+    other_of = {i: item_truth(r) for i, r in zip(again, others, strict=True)}
     cases = []
-    for item, first, second in zip(items, results[: len(items)], results[len(items) :],
-                                   strict=True):  # fmt: skip
-        truth, other = item_truth(first), item_truth(second)
-        ok = truth.ok
+    for i, (item, truth) in enumerate(zip(items, truths, strict=True)):
         cid = case_id(probe.name, probe.version, {"shots": shots, "digest": item.digest}, 0)
         published = None
-        if ok and item.output is not None and truth.value is not None:
+        if truth.ok and item.output is not None and truth.value is not None:
             published = _same_value(item.output, truth.value)[0]
+        other = other_of.get(i, truth)
         cases.append(
             probe.new_case(
                 cid,
@@ -179,7 +181,7 @@ def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: Mode) -> l
                 covariates={
                     "truth_status": truth.status,
                     "published_agrees": published,
-                    "hash_dependent": ok
+                    "hash_dependent": truth.ok
                     and (truth.value, truth.stdout) != (other.value, other.stdout),
                 },
             )
@@ -188,6 +190,63 @@ def item_cases(probe: Probe, path: str, shots: int, entry: str, mode: Mode) -> l
     if disagree:
         print(f"note: {path}: {disagreement(disagree, len(cases))}", file=sys.stderr)
     return cases
+
+
+# --- which items run twice -------------------------------------------------------------
+#
+# `hash_dependent` says whether an item's output changes with Python's hash seed (set
+# order, hash()): the item runs again under a second seed and the outputs are compared.
+# A second run doubles the cost of a cold cache, and most items cannot depend on the
+# seed, so it runs only where a conservative reading of the code finds a way they
+# could: a set, hash() or id(), any import, any builtin outside a plain list, any
+# dunder or frame attribute, or set operators where dict views are about. An output
+# that shows an address (a default repr: "<function f at 0x...>") differs from run to
+# run whatever the seed, and runs again too, as every item once did.
+
+# Builtins that neither make a set, nor hash, nor reach anything that does.
+PLAIN_BUILTINS = frozenset((
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
+    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
+    "hasattr", "hex", "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max",
+    "min", "next", "object", "oct", "ord", "pow", "print", "property", "range", "repr",
+    "reversed", "round", "slice", "sorted", "staticmethod", "str", "sum", "super", "tuple",
+    "type", "zip",
+))  # fmt: skip
+# The rest, but for exceptions and constants (capitalised), which are plain too.
+_OTHER_BUILTINS = frozenset(n for n in dir(builtins) if not n[0].isupper()) - PLAIN_BUILTINS
+_FRAMES = ("gi_", "cr_", "ag_", "f_", "tb_")  # generators', frames' and tracebacks' insides
+_SET_OPS = (ast.BitAnd, ast.BitOr, ast.BitXor, ast.Sub)  # on dict views, they make sets
+
+
+def may_vary(item: Item, truth: ItemTruth) -> bool:
+    """Whether the item must run under a second hash seed to tell if its output hangs
+    on it: a finished run whose code could reach hashing, or whose output shows an
+    address."""
+    if not truth.ok:
+        return False  # hash_dependent is False for a run that did not finish
+    if "0x" in f"{truth.value}{truth.stdout}":
+        return True
+    return _may_hash(item.code) or _may_hash(f"{item.entry}({item.input})")
+
+
+def _may_hash(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return True
+    views = operators = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom | ast.Set | ast.SetComp):
+            return True
+        if isinstance(node, ast.Name) and node.id in _OTHER_BUILTINS:
+            return True
+        if isinstance(node, ast.Attribute):
+            if node.attr.startswith("__") or node.attr.startswith(_FRAMES):
+                return True
+            views = views or node.attr in ("keys", "items")
+        if isinstance(node, ast.BinOp | ast.AugAssign):
+            operators = operators or isinstance(node.op, _SET_OPS)
+    return views and operators
 
 
 def disagreement(k: int, n: int) -> str:

@@ -8,15 +8,9 @@ from scipy.stats import chisquare
 import emulate
 from emulate.case import Answer, TokenLogprob
 from emulate.errors import EmulateError
-from probes.brackets import (
-    BracketsProbe,
-    Closers,
-    Prefix,
-    classify_token,
-    extract_closers,
-    load_items,
-)
-from probes.dyck import closers, generate, scan
+from probes.bracket_scoring import Closers, Prefix, extract_closers
+from probes.brackets import BracketsProbe, load_items
+from probes.dyck import classify_token, closers, generate, scan
 
 from .conftest import PUBLISHED
 

@@ -14,7 +14,7 @@ from emulate.analysis.compare import Comparison, _with_q
 from emulate.analysis.stats import compare_correct
 from emulate.case import Answer, Case, TokenLogprob
 from emulate.extract import find
-from probes import brackets, conv, markov, shell
+from probes import bracket_scoring, conv, markov, shell
 
 
 def _int(text: str) -> int:
@@ -148,7 +148,9 @@ def test_ending_with_brackets_open_is_illegal_mass():
     case = emulate.cases("brackets", {"task": "next_token", "depth": 2, "length": 8}, n=1)[0]
     closer = case.truth.due
     top = ((closer, math.log(0.5)), ("\n", math.log(0.3)), ("x", math.log(0.2)))
-    m = brackets.score_next_token(case, Answer("", (TokenLogprob(closer, top[0][1], top),)), {})
+    m = bracket_scoring.score_next_token(
+        case, Answer("", (TokenLogprob(closer, top[0][1], top),)), {}
+    )
     assert m.metrics["p_end_open"] == pytest.approx(0.3)
     assert m.metrics["p_illegal"] == pytest.approx(0.3)
     assert m.metrics["p_legal"] == pytest.approx(0.5) and m.metrics["p_other"] == pytest.approx(0.2)

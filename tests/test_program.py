@@ -8,7 +8,7 @@ import emulate
 from emulate.case import Answer
 from emulate.errors import EmulateError
 from emulate.values import equal, literal, read_literal
-from probes.cruxeval import disagreement, load_items
+from probes.cruxeval import Item, ItemTruth, disagreement, load_items, may_vary
 from probes.program import ProgramProbe
 
 from .conftest import PUBLISHED
@@ -238,6 +238,49 @@ def test_truths_do_not_depend_on_the_hash_seed(tmp_path, monkeypatch):
     assert case.covariates["hash_dependent"] is True
     plain = _item_case(tmp_path, "def f(s):\n    return sorted(set(s.split()))", words)
     assert plain.covariates["hash_dependent"] is False
+
+
+def test_printing_a_set_of_strings_is_hash_dependent_and_plain_code_is_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMULATE_CACHE", "")
+    words = "'alpha beta gamma delta epsilon zeta eta theta iota kappa'"
+    printed = _item_case(tmp_path, "def f(s):\n    print(set(s.split()))\n    return 0", words)
+    assert printed.truth.value == "0" and printed.covariates["hash_dependent"] is True
+    plain = _item_case(tmp_path, "def f(s):\n    return s.upper().split()[::-1]", words)
+    assert plain.covariates["hash_dependent"] is False
+
+
+def _varies(code: str, input: str = "'a b'", value: str = "0", stdout: str = "") -> bool:
+    return may_vary(Item("it", code, input, None), ItemTruth(stdout, "ok", "", value))
+
+
+@pytest.mark.parametrize(
+    "code,input",
+    [
+        ("def f(s):\n    return {c for c in s}", "'ab'"),  # a set comprehension
+        ("def f(s):\n    return sorted({'x', s})", "'ab'"),  # a set literal
+        ("def f(s):\n    return list(frozenset(s))", "'ab'"),
+        ("def f(s):\n    return hash(s) % 7", "'ab'"),
+        ("def f(s):\n    return s.__hash__()", "'ab'"),
+        ("def f(a, b):\n    return list(a.keys() - b.keys())", "{'x': 1}, {'y': 2}"),
+        ("def f(a, b):\n    k = a.items()\n    k ^= b.items()\n    return k", "{}, {}"),
+        ("def f(s):\n    return getattr(s, 'upper')()", "'ab'"),
+        ("import random\ndef f(s):\n    return s", "'ab'"),
+        ("def f(s):\n    return sorted(s)", "{'a', 'b'}"),  # the set is in the input
+        ("def f(g):\n    return g.gi_frame.f_builtins", "(x for x in ())"),
+    ],
+)
+def test_code_that_could_reach_hashing_runs_under_a_second_seed(code, input):
+    assert _varies(code, input)
+
+
+def test_only_a_few_cruxeval_items_and_no_plain_code_run_twice():
+    assert not _varies("def f(s):\n    return sorted(s.split(), key=len)[::-1]")
+    assert not _varies("def f(d):\n    return list(d.items())", "{'b': 1, 'a': 2}")
+    # An address (a default repr) differs from run to run, as the hash seed's check sees.
+    assert _varies("def f():\n    return f", "", value="<function f at 0x7f3a2c>")
+    assert not may_vary(Item("it", "def f():\n    return {1}", "", None), ItemTruth("", "cpu"))
+    items = load_items(CRUX)
+    assert sum(_varies(item.code, item.input) for item in items) <= len(items) // 50
 
 
 def test_case_ids_come_from_the_items_content_not_the_files_name(tmp_path):

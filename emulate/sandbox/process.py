@@ -330,26 +330,11 @@ def which_limit(
 def run_cold(program: Program, kind: str) -> Result:
     """Run one program in a fresh sandbox of its own (bubblewrap, unshare's
     namespaces, or none: `kind`), and return what it printed."""
-    files = {"main.py": program.source, **checked_files(program)}
     limits = program.limits
     with tempfile.TemporaryDirectory(prefix="emulate-sandbox-") as tmp:
         work = Path(tmp, "work")
-        work.mkdir()
-        for name, text in files.items():
-            target = work / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        python = [sys.executable, *PYTHON_FLAGS, "main.py"]
-        fds: list[int] = []
-        if kind == "bwrap":
-            home = SANDBOX
-            copy, fds = _copy_in(work)
-            size = str(limits.disk_mb * MB)
-            mounts = ("--size", size, "--tmpfs", SANDBOX, *copy, "--chdir", SANDBOX)
-            argv = [*bwrap_argv(limits.disk_mb, *mounts), "--", *python]
-        else:
-            home = str(work)
-            argv = [*(_UNSHARE if kind == "netns" else ()), *python]
+        _write_files(work, {"main.py": program.source, **checked_files(program)})
+        argv, home, fds = _cold_argv(kind, work, limits)
         group = PidsGroup.make(limits.procs)
         start = time.perf_counter()
         with open(Path(tmp, "stdout"), "wb") as out, open(Path(tmp, "stderr"), "wb") as err:
@@ -363,14 +348,8 @@ def run_cold(program: Program, kind: str) -> Result:
                 pass_fds=fds,
                 preexec_fn=lambda: limit_child(limits, group),
             )
-            timed_out = False
             try:
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                timed_out = wait_or_kill(proc, limits.wall_s)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -381,14 +360,7 @@ def run_cold(program: Program, kind: str) -> Result:
             group.kill_all()  # daemons and strays, whatever isolation held
         stdout = read_output(Path(tmp, "stdout"), limits.output_chars)
         stderr = read_output(Path(tmp, "stderr"), limits.output_chars)
-    code = proc.returncode
-    if kind == "bwrap" and code is not None and code > 128:
-        code = 128 - code  # bwrap reports a child killed by signal N as 128 + N
-    if kind == "netns" and code == 1 and stderr.endswith(_UNSHARE_SIGKILL):
-        # util-linux 2.38's unshare re-raises its child's fatal signal, but cannot for
-        # SIGKILL (signal() refuses it), so it says this and exits 1: a CPU or memory
-        # kill that would otherwise read as an ordinary failure.
-        code, stderr = -signal.SIGKILL, stderr[: -len(_UNSHARE_SIGKILL)]
+    code, stderr = _exit_status(kind, proc.returncode, stderr)
     return Result(
         stdout=stdout,
         stderr=stderr,
@@ -397,3 +369,49 @@ def run_cold(program: Program, kind: str) -> Result:
         duration_s=duration,
         isolation=kind,
     )
+
+
+def _write_files(work: Path, files: Mapping[str, str]) -> None:
+    work.mkdir()
+    for name, text in files.items():
+        target = work / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
+def _cold_argv(kind: str, work: Path, limits: Limits) -> tuple[list[str], str, list[int]]:
+    """The command that runs main.py in `work` under `kind`'s isolation, the program's
+    HOME, and the descriptors to pass it (bubblewrap copies the files in through them)."""
+    python = [sys.executable, *PYTHON_FLAGS, "main.py"]
+    if kind != "bwrap":
+        return [*(_UNSHARE if kind == "netns" else ()), *python], str(work), []
+    copy, fds = _copy_in(work)
+    size = str(limits.disk_mb * MB)
+    mounts = ("--size", size, "--tmpfs", SANDBOX, *copy, "--chdir", SANDBOX)
+    return [*bwrap_argv(limits.disk_mb, *mounts), "--", *python], SANDBOX, fds
+
+
+def wait_or_kill(proc: subprocess.Popen, wall_s: float) -> bool:
+    """Wait for `proc` up to `wall_s`; past that, kill its process group. True if it
+    timed out."""
+    try:
+        proc.wait(timeout=wall_s)
+        return False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def _exit_status(kind: str, code: int | None, stderr: str) -> tuple[int | None, str]:
+    """The program's own exit code (negative: the signal that killed it), read through
+    what bubblewrap or unshare made of it, and its stderr without their words."""
+    if kind == "bwrap" and code is not None and code > 128:
+        code = 128 - code  # bwrap reports a child killed by signal N as 128 + N
+    if kind == "netns" and code == 1 and stderr.endswith(_UNSHARE_SIGKILL):
+        # util-linux 2.38's unshare re-raises its child's fatal signal, but cannot for
+        # SIGKILL (signal() refuses it), so it says this and exits 1: a CPU or memory
+        # kill that would otherwise read as an ordinary failure.
+        code, stderr = -signal.SIGKILL, stderr[: -len(_UNSHARE_SIGKILL)]
+    return code, stderr

@@ -4,9 +4,7 @@ what cut it short."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -21,6 +19,7 @@ from .process import (
     limit_child,
     program_env,
     read_output,
+    wait_or_kill,
 )
 
 SHELL_BUILTINS = ("cd", "export", "umask", "unset", "pushd", "popd")
@@ -67,64 +66,77 @@ def run_session(session: Session) -> list[Turn]:
     limits = session.limits
     with tempfile.TemporaryDirectory(prefix="emulate-session-") as tmp:
         home, ctl = Path(tmp, "home"), Path(tmp, "ctl")
-        home.mkdir()
+        _seed_home(home, session)
         ctl.mkdir()
-        for rel, (text, mtime) in session.files.items():
-            path = home / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            os.utime(path, (mtime, mtime))
-        for rel, mtime in sorted(session.dirs.items(), key=lambda kv: -kv[0].count("/")):
-            (home / rel).mkdir(parents=True, exist_ok=True)
-            os.utime(home / rel, (mtime, mtime))
-        os.chmod(home, 0o755)
         (ctl / "session.sh").write_text(_session_script(session))
-        argv = [
-            *bwrap_argv(
-                limits.disk_mb,
-                "--tmpfs", "/home",
-                "--bind", str(home), "/home/user",
-                "--bind", str(ctl), "/home/.emulate",
-                "--hostname", session.hostname,
-                "--chdir", "/home/user",
-                interpreter=False,  # the session's python3 is the system's
-            ),
-            "bash", "--norc", "--noprofile", "/home/.emulate/session.sh",
-        ]  # fmt: skip
-        env = program_env("/home/user") | {
-            "USER": session.user,
-            "LOGNAME": session.user,
-            "HOSTNAME": session.hostname,
-            "SHELL": "/bin/bash",
-            "TERM": "dumb",
-        }
-        env["TMPDIR"] = "/home/user"
         group = PidsGroup.make(limits.procs)
         proc = subprocess.Popen(
-            argv,
-            env=env,
+            _session_argv(session, home, ctl),
+            env=_session_env(session),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=lambda: limit_child(limits, group),
         )
         try:
-            proc.wait(timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            wait_or_kill(proc, limits.wall_s)
         finally:
             if group is not None:
                 group.kill_all()
-        turns = []
-        for k in range(len(session.commands)):
-            try:
-                code = int((ctl / f"{k}.rc").read_text().strip())
-            except (OSError, ValueError):
-                turns.append(Turn("", -1, "session"))  # never ran: the session was cut
-                continue
-            output = read_output(ctl / f"{k}.out", limits.output_chars)
-            limit = {124: "wall", 137: "wall", 153: "file_size"}.get(code)
-            turns.append(Turn(output, code, limit))
+        return _read_turns(ctl, session)
+
+
+def _seed_home(home: Path, session: Session) -> None:
+    """The session's files and folders under `home`, each with its fixed time."""
+    home.mkdir()
+    for rel, (text, mtime) in session.files.items():
+        path = home / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, (mtime, mtime))
+    for rel, mtime in sorted(session.dirs.items(), key=lambda kv: -kv[0].count("/")):
+        (home / rel).mkdir(parents=True, exist_ok=True)
+        os.utime(home / rel, (mtime, mtime))
+    os.chmod(home, 0o755)
+
+
+def _session_argv(session: Session, home: Path, ctl: Path) -> list[str]:
+    return [
+        *bwrap_argv(
+            session.limits.disk_mb,
+            "--tmpfs", "/home",
+            "--bind", str(home), "/home/user",
+            "--bind", str(ctl), "/home/.emulate",
+            "--hostname", session.hostname,
+            "--chdir", "/home/user",
+            interpreter=False,  # the session's python3 is the system's
+        ),
+        "bash", "--norc", "--noprofile", "/home/.emulate/session.sh",
+    ]  # fmt: skip
+
+
+def _session_env(session: Session) -> dict[str, str]:
+    env = program_env("/home/user") | {
+        "USER": session.user,
+        "LOGNAME": session.user,
+        "HOSTNAME": session.hostname,
+        "SHELL": "/bin/bash",
+        "TERM": "dumb",
+    }
+    env["TMPDIR"] = "/home/user"
+    return env
+
+
+def _read_turns(ctl: Path, session: Session) -> list[Turn]:
+    """Each command's output and exit code, as the session script left them in `ctl`."""
+    turns = []
+    for k in range(len(session.commands)):
+        try:
+            code = int((ctl / f"{k}.rc").read_text().strip())
+        except (OSError, ValueError):
+            turns.append(Turn("", -1, "session"))  # never ran: the session was cut
+            continue
+        output = read_output(ctl / f"{k}.out", session.limits.output_chars)
+        limit = {124: "wall", 137: "wall", 153: "file_size"}.get(code)
+        turns.append(Turn(output, code, limit))
     return turns

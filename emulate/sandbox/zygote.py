@@ -100,34 +100,10 @@ def _program(job: dict, stdout: int, stderr: int) -> None:
     interpreter would. Never returns."""
     code = 1
     try:
-        limits = job["limits"]
-        os.setsid()
-        os.chdir(SANDBOX)
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
-        os.closerange(3, 1 << 16)
-        _drop_capabilities()
-        os.environ.clear()
-        os.environ.update(job["env"])
-        for res, value in (
-            (resource.RLIMIT_CPU, limits["cpu_s"]),
-            (resource.RLIMIT_AS, limits["memory_mb"] * MB),
-            (resource.RLIMIT_FSIZE, limits["file_mb"] * MB),
-            (resource.RLIMIT_NPROC, limits["procs"]),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(res, (value, value))
-        import builtins
-        import types
-
-        main = types.ModuleType("__main__")
-        main.__dict__.update(__file__=f"{SANDBOX}/main.py", __cached__=None)
-        main.__dict__["__builtins__"] = builtins
-        sys.modules["__main__"] = main
-        sys.argv[:] = ["main.py"]
+        _confine(job, stdout, stderr)
+        main = _main_module()
+        # main.py runs in this frame, as deep in the stack as it always has: a program
+        # that recurses to the limit stops where it always stopped.
         here = sys._getframe().f_code
         interrupted = False
         try:
@@ -144,7 +120,8 @@ def _program(job: dict, stdout: int, stderr: int) -> None:
                 tb = tb.tb_next  # the traceback starts at main.py, as it would
             sys.excepthook(type(exc), exc.with_traceback(tb), tb)
             code = 1
-        # Then what the interpreter does on its way out, in its order.
+        # Then what the interpreter does on its way out, in its order (in this frame
+        # too, for exit handlers that go deep).
         try:
             if "threading" in sys.modules:
                 sys.modules["threading"]._shutdown()
@@ -166,6 +143,44 @@ def _program(job: dict, stdout: int, stderr: int) -> None:
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         os._exit(code & 0xFF if code >= 0 else 1)
+
+
+def _confine(job: dict, stdout: int, stderr: int) -> None:
+    """The program's session, folder, standard streams (and no other descriptors),
+    capabilities (none), environment and rlimits."""
+    limits = job["limits"]
+    os.setsid()
+    os.chdir(SANDBOX)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    os.closerange(3, 1 << 16)
+    _drop_capabilities()
+    os.environ.clear()
+    os.environ.update(job["env"])
+    for res, value in (
+        (resource.RLIMIT_CPU, limits["cpu_s"]),
+        (resource.RLIMIT_AS, limits["memory_mb"] * MB),
+        (resource.RLIMIT_FSIZE, limits["file_mb"] * MB),
+        (resource.RLIMIT_NPROC, limits["procs"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(res, (value, value))
+
+
+def _main_module() -> Any:
+    """A fresh __main__ for main.py, as the interpreter makes one."""
+    import builtins
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=f"{SANDBOX}/main.py", __cached__=None)
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    sys.argv[:] = ["main.py"]
+    return main
 
 
 def _init(job: dict, stdout: int, stderr: int, status_w: int) -> None:

@@ -15,8 +15,8 @@ tape: the same run live, recording a cassette, and replaying it with no server, 
   cost flat from the smallest size to the largest (linear, not quadratic).
 memory: peak RSS of a 100,000-case run and of its --dry-run, and the dry run's time.
   Goals: <= 250 MB each, dry run < 10 s.
-batch: the same run live, and as a batch: --batch-file (export), `batch execute`
-  (concurrency 64) and --batch-results (score), each timed, with the scoring's peak
+batch: the same run live, and as a batch: `batch export`, `batch execute`
+  (concurrency 64) and `batch score`, each timed, with the scoring's peak
   RSS. The batch path's three steps together against the live run, which does the
   same work in one process.
 Needs nginx (apt-get install nginx-light).
@@ -126,21 +126,24 @@ def batch(cases: int, rounds: int) -> float:
         for i in range(rounds):
             live.append(timed(emulate_run(url, cases, tmp / f"live{i}"))[0])
             requests, output, run = tmp / f"req{i}.jsonl", tmp / f"out{i}.jsonl", tmp / f"b{i}"
-            export.append(timed(emulate_run(url, cases, run, "--batch-file", str(requests)))[0])
+            argv = emulate_run(url, cases, run, "--file", str(requests))
+            argv[argv.index("run")] = "batch"
+            argv.insert(argv.index("batch") + 1, "export")
+            export.append(timed([a for a in argv if a != "--no-progress"])[0])
             execute.append(timed([*EMULATE, "batch", "execute", str(requests), "--base-url", url,
                                   "--out", str(output), "--concurrency", "64",
                                   "--no-progress"])[0])  # fmt: skip
-            s, mb = timed([*EMULATE, "run", "--config", str(run / "run.json"), "--batch-results",
-                           str(output), "--no-progress"])  # fmt: skip
+            s, mb = timed([*EMULATE, "batch", "score", str(output), "--config",
+                           str(run / "run.json"), "--no-progress"])  # fmt: skip
             score.append(s)
             score_mb.append(mb)
     m = [statistics.median(x) for x in (live, export, execute, score)]
     total = sum(m[1:])
     print(f"batch path, {cases} cases (whole processes, median of {rounds}):")
     print(f"  live run             {m[0]:6.2f} s")
-    print(f"  export (--batch-file) {m[1]:5.2f} s")
+    print(f"  batch export         {m[1]:6.2f} s")
     print(f"  batch execute        {m[2]:6.2f} s   ({m[0] / m[2]:.2f}x the live run's speed)")
-    print(f"  score (--batch-results) {m[3]:4.2f} s  {1000 * m[3] / cases:.3f} ms/case, "
+    print(f"  batch score          {m[3]:6.2f} s  {1000 * m[3] / cases:.3f} ms/case, "
           f"peak {statistics.median(score_mb):.0f} MB")  # fmt: skip
     print(f"  the three steps      {total:6.2f} s   ({m[0] / total:.2f}x the live run's speed)")
     return m[0] / total

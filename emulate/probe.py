@@ -44,7 +44,7 @@ class Column:
 
 
 # Error types any probe's rows can carry, whatever its scorer says: the request failed
-# (`Probe.grade`), or the scorer raised (the runner's `score_case`).
+# (`Probe.grade`), or the scorer raised (`score_case`, below).
 HARNESS_ERRORS = ("api_error", "scorer_error")
 
 

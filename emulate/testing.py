@@ -1,6 +1,6 @@
 """Assertions that speak statistics, for a researcher's own tests (pytest or not).
 
-    from .testing import assert_accuracy, assert_no_regression, assert_breaking_point
+    from emulate.testing import assert_accuracy, assert_no_regression, assert_breaking_point
 
     result = emulate.run("brackets", {"task": "next_token"}, n=10, replay="cassette.json")
     assert_accuracy(result, at_least=0.6)           # the Wilson lower bound, not the point

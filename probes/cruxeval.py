@@ -226,7 +226,8 @@ def may_vary(item: Item, truth: ItemTruth) -> bool:
         return False  # hash_dependent is False for a run that did not finish
     if "0x" in f"{truth.value}{truth.stdout}":
         return True
-    return _may_hash(item.code) or _may_hash(f"{item.entry}({item.input})")
+    # One tree: an operator in the code may meet dict views in the call, or the reverse.
+    return _may_hash(f"{item.code}\n{item.entry}({item.input})")
 
 
 def _may_hash(source: str) -> bool:
@@ -238,7 +239,7 @@ def _may_hash(source: str) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom | ast.Set | ast.SetComp):
             return True
-        if isinstance(node, ast.Name) and node.id in _OTHER_BUILTINS:
+        if isinstance(node, ast.Name) and (node.id in _OTHER_BUILTINS or node.id.startswith("__")):
             return True
         if isinstance(node, ast.Attribute):
             if node.attr.startswith("__") or node.attr.startswith(_FRAMES):

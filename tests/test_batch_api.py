@@ -76,7 +76,10 @@ def test_stopped_while_in_progress_it_resumes_by_the_saved_id(api, tmp_path, cap
     argv = ["batch", "submit", "--config", run_json, "--resume", "--no-progress"]
     assert main([*argv, "--batch-wait", "0"]) == 75
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--out {out} --batch --resume" in err
+    assert (
+        err.count("\n") == 1
+        and f"batch submit --config {out / 'run.json'} --out {out} --resume" in err
+    )
     with pytest.raises(EmulateError, match="holds submitted batches: pass --resume"):
         submit_batch(config, out, progress=False, echo=None)
     api.hold = False
@@ -114,10 +117,12 @@ def test_failed_requests_and_an_expired_batch(api, tmp_path):
     )
     state = json.loads((tmp_path / "b" / "batch.json").read_text())
     assert state["parts"][0]["errors"] == "errors.jsonl"
-    assert (
+    expired = (
         "note: batch batch_1 expired; its unanswered cases are not scored (send them "
-        "again: emulate batch submit --resume --retry-errors)" in said
+        f"again: emulate batch submit --config {tmp_path / 'b' / 'run.json'} --resume "
+        "--retry-errors)"
     )
+    assert expired in said
     # sent again: one new batch of exactly the failed and the unanswered cases
     api.fail, api.expire_after = set(), None
     again = submit_batch(config, tmp_path / "b", resume=True, retry_errors=True, poll_s=0.01,

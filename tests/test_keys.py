@@ -239,3 +239,15 @@ def test_the_command_that_goes_on_names_the_key_variable(tmp_path):
     assert again(config, tmp_path) == (
         f"emulate run --config {tmp_path / 'run.json'} --out {tmp_path} --api-key-env OTHER_KEY"
     )
+
+
+def test_a_missing_key_is_found_before_the_folder_is_touched(tmp_path, monkeypatch, capsys):
+    """An --out that exists (a batch export's, say) keeps nothing of a run that had no
+    key: it can be run again once the key is set, without --resume."""
+    monkeypatch.delenv("OPENAI_API_KEY")
+    out = tmp_path / "run"
+    out.mkdir()
+    argv = ["run", "conv", *CONV, "--n", "1", "--model", "gpt-4o-mini", "--out", str(out)]
+    assert main(argv) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+    assert list(out.iterdir()) == []

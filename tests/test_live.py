@@ -122,8 +122,8 @@ def test_export_execute_score_gives_the_live_runs_answers(tmp_path, no_new_serve
     done = emulate.execute_batch(tmp_path / "requests.jsonl", tmp_path / "output.jsonl",
                                  progress=False)  # fmt: skip
     assert done.errors == 0 and done.asked == done.requests
-    batch = emulate.run_config(config, tmp_path / "batch", progress=False, echo=None,
-                               batch_results=[tmp_path / "output.jsonl"])  # fmt: skip
+    batch = emulate.score_batch(config, [tmp_path / "output.jsonl"], tmp_path / "batch",
+                                progress=False, echo=None)  # fmt: skip
     assert (batch.done, batch.correct, batch.missing) == (live.total, live.correct, ())
     assert results_rows(tmp_path / "batch" / "results.csv") == results_rows(
         tmp_path / "live" / "results.csv"

@@ -267,6 +267,10 @@ def _varies(code: str, input: str = "'a b'", value: str = "0", stdout: str = "")
         ("import random\ndef f(s):\n    return s", "'ab'"),
         ("def f(s):\n    return sorted(s)", "{'a', 'b'}"),  # the set is in the input
         ("def f(g):\n    return g.gi_frame.f_builtins", "(x for x in ())"),
+        # set() reached through __builtins__, no builtin named
+        ("def f(s):\n    b = __builtins__\n    return ''.join(b.set(s))", "'abcdefgh'"),
+        # the operator in the code, the dict views in the call
+        ("def f(a, b):\n    return list(a | b)", "{'ab': 1}.keys(), {'cd': 2}.keys()"),
     ],
 )
 def test_code_that_could_reach_hashing_runs_under_a_second_seed(code, input):

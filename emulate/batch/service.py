@@ -153,7 +153,8 @@ def submit_batch(
                 if p.status != "completed" and p.round == state.parts[-1].round:
                     echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
                          if p.problems else "; its unanswered cases are not scored (send "
-                         "them again: emulate batch submit --resume --retry-errors)"))  # fmt: skip
+                         f"them again: emulate batch submit --config {out / RUN_JSON} "
+                         "--resume --retry-errors)"))  # fmt: skip
         return result
 
     # Before a retry the failures are expected: only the retried run is held to max_errors.
@@ -283,7 +284,7 @@ def _wait(
             if deadline is not None and time.monotonic() >= deadline:
                 raise BatchPending(
                     f"{state.describe()}; it goes on at the server: come back with "
-                    f"emulate run --config {out / RUN_JSON} --out {out} --batch --resume"
+                    f"emulate batch submit --config {out / RUN_JSON} --out {out} --resume"
                 )
             left = poll_s if deadline is None else deadline - time.monotonic()
             time.sleep(max(0.0, min(poll_s, left)))

@@ -12,7 +12,7 @@ from emulate.analysis.summary import run_summary
 from emulate.config import RunConfig
 from emulate.cost import Cost, Prices, Usage, cost, usage
 from emulate.errors import TooManyErrors
-from emulate.journal import JOURNAL, iter_journal
+from emulate.journal import JOURNAL, RUN_JSON, iter_journal
 from emulate.probe import Probe
 
 from .folder import again
@@ -85,7 +85,12 @@ def finish(
             f"(more than --max-errors {options.describe_max_errors()})"
             + (f"; {unasked} were not asked" if unasked else "")
             + f". Retry them: {again(config, out)} --resume --retry-errors"
-            + (" (live; or send a new batch: emulate batch submit)" if ending.source_args else ""),
+            + (
+                f" (live), or as a new batch: emulate batch submit --config {out / RUN_JSON} "
+                "--resume --retry-errors"
+                if ending.source_args
+                else ""
+            ),
             result,
         )
     return result

@@ -67,7 +67,8 @@ class RunOptions:
         known = {f.name for f in fields(cls)}
         for name in given:
             if name not in known:
-                raise TypeError(f"unknown run option {name!r}; the options: {', '.join(known)}")
+                names = ", ".join(f.name for f in fields(cls))
+                raise TypeError(f"unknown run option {name!r}; the options: {names}")
         return cls(**given)
 
     def slots(self, model: ModelConfig) -> int:

@@ -79,8 +79,12 @@ def execute(
         probe, config.grid, config.n, config.seed, config.model.mode, config.skip_impossible
     )
     throttle = Throttle(options.slots(config.model))
+    # A missing key is found before anything is written.
+    api_key = None if source else api_key_for(config.model, replay=bool(options.replay))
     answers: contextlib.AbstractContextManager[Answers, Any] = (
-        contextlib.nullcontext(source.answers) if source else _live(config.model, options, throttle)
+        contextlib.nullcontext(source.answers)
+        if source
+        else _live(config.model, options, throttle, api_key or "")
     )
     server = server_label(config.model) + (source.server_suffix if source else "")
     out = options.out or default_out(config.probe)
@@ -125,10 +129,11 @@ def _in_folder(
 
 
 @contextlib.contextmanager
-def _live(config: ModelConfig, options: RunOptions, throttle: Throttle) -> Iterator[Answers]:
+def _live(
+    config: ModelConfig, options: RunOptions, throttle: Throttle, api_key: str
+) -> Iterator[Answers]:
     """A model on the wire: the server (started if it is the embedded one) and the
     cassette (recording or replaying) for the length of the run."""
-    api_key = api_key_for(config, replay=bool(options.replay))
     with server_for(config, options.replay, throttle.ceiling) as base_url:
         secrets = [api_key, *redact.url_secrets(base_url)]
         tape_path = options.record or options.replay

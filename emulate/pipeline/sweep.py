@@ -18,7 +18,7 @@ from typing import Any
 from emulate.analysis.compare import Compared, compare
 from emulate.analysis.report import Report, report
 from emulate.config import Grid, RunConfig, default_mode, make_config
-from emulate.errors import EmulateError
+from emulate.errors import ArgumentError, EmulateError
 from emulate.journal import write_atomic
 from emulate.model_config import ModelSpec, default_base_url, is_openai, parse_model
 from emulate.probe import Probe
@@ -77,6 +77,12 @@ def sweep(
         )
     mode = mode or _one_mode(probe, specs)
     options, config_options = split_options(options, given)
+    if options.record or options.replay:
+        raise ArgumentError(
+            "a sweep runs each model live: {record} and {replay} are for one model's run",
+            "record",
+            "replay",
+        )
     out = options.out or Path("runs") / "sweep"
     # Every configuration is checked before the first model is asked.
     configs = [_config(probe, grid, s, n, seed, mode, api_key_env, config_options) for s in specs]

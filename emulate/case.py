@@ -176,3 +176,29 @@ class Row:
             "score": {f: getattr(self.score, f) for f in self.score.__dataclass_fields__}
             | {"metrics": dict(self.score.metrics)},
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Row:
+        """A journal line as `to_json` wrote it, whichever version of emulate wrote it:
+        the one place a journal row is read by its keys. The case's inputs and truth
+        stay JSON until `Probe.typed`. ValueError if `data` is no journal row."""
+        try:
+            case, answer, score = data["case"], data["answer"], data["score"]
+            if not isinstance(case["id"], str) or not isinstance(case["params"], Mapping):
+                raise TypeError
+            return cls(
+                run_id=data["run_id"],
+                model=data["model"],
+                server=data["server"],
+                mode=data["mode"],
+                case=Case.from_json(case),
+                answer=Answer.from_json(answer),
+                score=Score(**{k: v for k, v in score.items() if k in Score.__dataclass_fields__}),
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError("not an emulate journal row") from None
+
+    @property
+    def error(self) -> str | None:
+        """The request's error (an API error or timeout), if it failed."""
+        return self.answer.error

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from . import tokens
+from .case import Row
 from .errors import EmulateError
 
 PRICES_FILE = "prices-2026-03.json"
@@ -95,22 +95,22 @@ class Usage:
         return f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} answer tokens ({how})"
 
 
-def usage(rows: Iterable[Mapping[str, Any]]) -> Usage:
+def usage(rows: Iterable[Row]) -> Usage:
     """Token usage of journal rows. A failed request counts nothing."""
     prompt = completion = cases = estimated = 0
     for row in rows:
-        answer, cases = row["answer"], cases + 1
-        if answer.get("error"):
+        answer, cases = row.answer, cases + 1
+        if answer.error:
             continue
-        if answer.get("prompt_tokens") is None or answer.get("completion_tokens") is None:
+        if answer.prompt_tokens is None or answer.completion_tokens is None:
             estimated += 1
             # A multi-turn case resends its history each turn; this counts the first prompt
             # and every reply, so it is a floor.
-            prompt += tokens.count_prompt(row["case"]["prompt"])
-            completion += sum(tokens.count(t) for t in answer.get("turns") or [answer["text"]])
+            prompt += tokens.count_prompt(row.case.prompt)
+            completion += sum(tokens.count(t) for t in answer.turns or [answer.text])
         else:
-            prompt += answer["prompt_tokens"]
-            completion += answer["completion_tokens"]
+            prompt += answer.prompt_tokens
+            completion += answer.completion_tokens
     return Usage(prompt, completion, cases, estimated)
 
 

@@ -15,18 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from .case import Row
 from .errors import EmulateError
 
 JOURNAL = "journal.jsonl"
 RUN_JSON = "run.json"  # the configuration beside it
 
 
-def read_journal(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+def read_journal(path: str | Path, repair: bool = False) -> list[Row]:
     """All complete rows. A truncated last line is skipped (and cut off if `repair`)."""
     return list(iter_journal(path, repair))
 
 
-def iter_journal(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
+def iter_journal(path: str | Path, repair: bool = False) -> Iterator[Row]:
     """The complete rows one at a time, read as they are needed: a journal of 100,000
     cases is never held whole. A truncated last line is skipped with a warning (and
     cut off if `repair`); a bad line anywhere else is an error naming it."""
@@ -55,26 +56,15 @@ def iter_journal(path: str | Path, repair: bool = False) -> Iterator[dict[str, A
                     f"{path}: line {number} is not valid JSON; the journal is damaged "
                     "(move it aside to start over)"
                 ) from None
-            if not is_row(row):
+            try:
+                parsed = Row.from_json(row)
+            except ValueError:
                 raise EmulateError(
                     f"{path}: line {number} is JSON but not an emulate journal row "
                     "(is this a run's journal.jsonl?)"
-                )
+                ) from None
             good_end += len(line)
-            yield row
-
-
-def is_row(row: Any) -> bool:
-    """The shape every journal row has, whichever version of emulate wrote it."""
-    return (
-        isinstance(row, dict)
-        and {"run_id", "model", "server", "mode", "case", "answer", "score"} <= row.keys()
-        and isinstance(row["case"], dict)
-        and isinstance(row["answer"], dict)
-        and isinstance(row["score"], dict)
-        and {"id", "probe", "params"} <= row["case"].keys()
-        and isinstance(row["case"]["id"], str)
-    )
+            yield parsed
 
 
 class JournalWriter:

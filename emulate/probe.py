@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .case import Answer, Case, Mode, Prompt, Score
+from .case import Answer, Case, Mode, Prompt, Row, Score
 from .errors import EmulateError
 from .prompt import MODES as MODES  # the CLI's choices
 from .prompt import Rendered, check_mode, mode_of
@@ -156,9 +156,7 @@ class Probe:
         """Lines a run's summary adds about its finished rows (results.csv rows)."""
         return []
 
-    def figures(
-        self, rows: Sequence[Mapping[str, Any]], per_case: bool = False
-    ) -> dict[str, bytes]:
+    def figures(self, rows: Sequence[Row], per_case: bool = False) -> dict[str, bytes]:
         """Pictures a report shows for a run of this probe (its journal rows), PNG bytes
         by file name: one for the run, or with `per_case` one per case too."""
         return {}

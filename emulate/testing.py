@@ -39,7 +39,7 @@ def _label(run: Run) -> str:
 
 
 def _correct(run: Run) -> dict[str, bool]:
-    return {r["case"]["id"]: bool(r["score"]["correct"]) for r in run.rows}
+    return {r.case.id: bool(r.score.correct) for r in run.rows}
 
 
 def assert_accuracy(run: RunLike, at_least: float, confidence: float = 0.95) -> None:
@@ -99,14 +99,14 @@ def assert_breaking_point(
     it: a logistic curve on every case, with a bootstrap interval."""
     r = _run(run)
     lo, hi = within
-    rows = [x for x in r.rows if _number(x["case"]["params"].get(axis))]
+    rows = [x for x in r.rows if _number(x.case.params.get(axis))]
     if not rows:
-        names = sorted({k for x in r.rows for k in x["case"]["params"]})
+        names = sorted({k for x in r.rows for k in x.case.params})
         raise AssertionError(f"{_label(r)}: no numeric case parameter {axis!r} (it has {names})")
-    chances = [x["case"]["chance"] for x in rows if x["case"].get("chance") is not None]
+    chances = [x.case.chance for x in rows if x.case.chance is not None]
     point = breaking_point(
-        [float(x["case"]["params"][axis]) for x in rows],
-        [bool(x["score"]["correct"]) for x in rows],
+        [float(x.case.params[axis]) for x in rows],
+        [bool(x.score.correct) for x in rows],
         chance=sum(chances) / len(chances) if chances else 0.0,
         confidence=confidence,
     )

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from emulate.case import Answer, Case, Mode, Prompt, Score, TokenLogprob, case_id, case_rng
+from emulate.case import Answer, Case, Mode, Prompt, Row, Score, TokenLogprob, case_id, case_rng
 from emulate.probe import HARNESS_ERRORS, Ask, Param, Probe, covariate, metric
 from emulate.prompt import PerMode, Rendered, render
 from emulate.scoring import is_logprob
@@ -309,20 +309,19 @@ class MarkovProbe(Probe):
     def score(self, case: Case, answer: Answer) -> Score:
         return score(case, answer)
 
-    def figures(
-        self, rows: Sequence[Mapping[str, Any]], per_case: bool = False
-    ) -> dict[str, bytes]:
+    def figures(self, rows: Sequence[Row], per_case: bool = False) -> dict[str, bytes]:
         """The four graphs of the founding case (else the first case drawable), or of
         every drawable case with `per_case`."""
-        drawable = [r for r in rows if len(r["case"]["inputs"]["states"]) <= DRAWN_STATES]
+        cases = [self.typed(r.case) for r in rows]
+        drawable = [(r, c) for r, c in zip(rows, cases, strict=True)
+                    if len(c.inputs.states) <= DRAWN_STATES]  # fmt: skip
         if not per_case:
-            founding = [r for r in drawable if r["case"]["params"]["chain"] == "seed"]
+            founding = [(r, c) for r, c in drawable if c.params["chain"] == "seed"]
             drawable = (founding or drawable)[:1]
         pictures = {}
-        for row in drawable:
-            case = self.typed(Case.from_json(row["case"]))
-            parsed = row["score"].get("parsed") or {}
-            title = f"{row['model']}: case {case.id}, sequence {case.inputs.sequence[:60]}"
+        for row, case in drawable:
+            parsed = row.score.parsed or {}
+            title = f"{row.model}: case {case.id}, sequence {case.inputs.sequence[:60]}"
             pictures[f"markov-{case.id}.png"] = draw(case, parsed, title)
         return pictures
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import emulate
+from emulate.case import Row
 from emulate.cli.main import main
 from emulate.cost import cost, load_prices, usage
 from emulate.errors import EmulateError
@@ -111,7 +112,7 @@ def test_usage_counts_reported_tokens_and_estimates_the_rest():
     missing = journal_row("1" * 16, {}, True, prompt_tokens=None, completion_tokens=None,
                           text="hello world")  # fmt: skip
     failed = journal_row("2" * 16, {}, False, error="APIError: 500")
-    u = usage([reported, missing, failed])
+    u = usage([Row.from_json(r) for r in (reported, missing, failed)])
     # "prompt text" and "hello world" are 2 tokens each in o200k_base.
     assert (u.prompt_tokens, u.completion_tokens) == (102, 9)
     assert (u.cases, u.estimated) == (3, 1)

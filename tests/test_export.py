@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import emulate
 from emulate.analysis.export import nested_rows, unify
+from emulate.case import Row
 from emulate.cli.main import main
 
 CHAT = "conv/chat-logprobs"  # its answers carry logprobs with top alternatives
@@ -105,7 +106,7 @@ def test_unify_gives_arrow_one_type_per_key(rows):
 
 def test_nested_rows_type_every_metric(replayed):
     rows = _journal(replayed("brackets/next_token"))
-    ds = datasets.Dataset.from_list(nested_rows(rows))
+    ds = datasets.Dataset.from_list(nested_rows([Row.from_json(r) for r in rows]))
     assert ds.features["score"]["metrics"]["p_illegal"].dtype == "float64"
     assert ds.features["score"]["metrics"]["top_token"].dtype == "string"
 
@@ -119,10 +120,11 @@ def test_write_results_streams_the_journal_into_case_order(replayed, tmp_path):
     stray = json.loads(json.dumps(journal[0]))
     stray["case"]["id"] = "not-in-order"
     # One pass over a generator; a case outside the order comes last.
-    table = write_results(tmp_path, order[1:], (r for r in [stray, *journal]))
+    rows = [Row.from_json(r) for r in [stray, *journal]]
+    table = write_results(tmp_path, order[1:], (r for r in rows))
     assert isinstance(table, RowTable)
     assert table.column("case_id") == [*order[1:], "not-in-order", order[0]]
-    by_id = {r["case"]["id"]: flat_row(r) for r in journal} | {"not-in-order": flat_row(stray)}
+    by_id = {r.case.id: flat_row(r) for r in rows}
     expected = [by_id[cid] for cid in table.column("case_id")]
     assert list(table) == expected and table[-1] == expected[-1] and table[1:3] == expected[1:3]
     assert (tmp_path / "results.csv").read_text() == to_csv(expected)

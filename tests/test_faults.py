@@ -42,7 +42,7 @@ def _config(server: FaultServer, n: int, timeout_s: float = 30.0, max_retries: i
 
 
 def _ids(out: Path) -> Counter:
-    return Counter(r["case"]["id"] for r in read_journal(out / JOURNAL))
+    return Counter(r.case.id for r in read_journal(out / JOURNAL))
 
 
 def test_every_failure_is_that_cases_error_and_retry_errors_asks_them_again(tmp_path):
@@ -53,7 +53,7 @@ def test_every_failure_is_that_cases_error_and_retry_errors_asks_them_again(tmp_
             _config(server, 40, max_retries=0), out, progress=False, echo=None, max_errors=1.0
         )
         assert result.done == 40 and 0 < result.errors < 40
-        errors = [r["answer"]["error"] for r in read_journal(out / JOURNAL)]
+        errors = [r.answer.error for r in read_journal(out / JOURNAL)]
         reasons = {e.split(":")[0] for e in errors if e}
         assert reasons == {"HTTP 500", "malformed response", "the response had no choices"}
         server.rates, server.prompts = {}, []

@@ -45,7 +45,7 @@ def test_results_csv_has_the_columns_readme_lists_in_its_order(name, replayed):
     probe = get_probe(name.split("/")[0])
     with open(run / "results.csv", newline="") as f:
         header = next(csv.reader(f))
-    params = next(iter_journal(run / "journal.jsonl"))["case"]["params"]
+    params = next(iter_journal(run / "journal.jsonl")).case.params
     documented = _results_columns_as_documented(probe, params)
     if "chance" not in header:  # "where the probe defines it"
         documented.remove("chance")

@@ -36,7 +36,7 @@ def _run_argv(url: str, out: Path, *more: str) -> list[str]:
 
 def _ids(out: Path) -> list[str]:
     """The journal's case ids; a torn last line (a write the disk cut) is no row."""
-    return [r["case"]["id"] for r in journal.iter_journal(out / JOURNAL)]
+    return [r.case.id for r in journal.iter_journal(out / JOURNAL)]
 
 
 def _can_mount() -> bool:

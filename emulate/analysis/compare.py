@@ -120,7 +120,7 @@ def compare(a: str | Path | Run, b: str | Path | Run, *, seed: int = 0) -> Compa
                 "every figure is on the shared cases")  # fmt: skip
     rows: list[Comparison] = []
     if shared:
-        params = list(dict.fromkeys(k for r in ra.rows + rb.rows for k in r["case"]["params"]))
+        params = list(dict.fromkeys(k for r in ra.rows + rb.rows for k in r.case.params))
         axes = [p for p in params if len({repr(fa[c].get(p)) for c in shared}) > 1]
         groups: list[tuple[str, str, list[str]]] = [("all", "all", shared)]
         for axis in axes:

@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from emulate.case import Row
 from emulate.errors import EmulateError
 from emulate.journal import JOURNAL, read_journal, write_atomic
 
@@ -66,63 +68,67 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def nested_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def nested_row(row: Row) -> dict[str, Any]:
     """A journal row with one type per field (see the module note), for Arrow."""
-    case, answer, score = row["case"], row["answer"], row["score"]
-    prompt = case["prompt"]
-    logprobs = answer.get("logprobs")
+    case, answer, score = row.case, row.answer, row.score
+    prompt = case.prompt
     return {
-        "run_id": row["run_id"],
-        "model": row["model"],
-        "server": row["server"],
-        "mode": row["mode"],
+        "run_id": row.run_id,
+        "model": row.model,
+        "server": row.server,
+        "mode": row.mode,
         "case": {
-            "id": case["id"],
-            "probe": case["probe"],
-            "version": case["version"],
-            "seed": case["seed"],
-            "params": case["params"],
-            "covariates": case.get("covariates") or {},
-            "inputs": _json(case["inputs"]),
-            "truth": _json(case["truth"]),
-            "foils": _json(case.get("foils") or {}),
+            "id": case.id,
+            "probe": case.probe,
+            "version": case.version,
+            "seed": case.seed,
+            "params": dict(case.params),
+            "covariates": dict(case.covariates),
+            "inputs": _json(_plain(case.inputs)),
+            "truth": _json(_plain(case.truth)),
+            "foils": _json(dict(case.foils)),
             # A completion prompt is text, a chat prompt a list of messages.
             "prompt_text": prompt if isinstance(prompt, str) else None,
-            "messages": None if isinstance(prompt, str) else list(prompt),
-            "max_tokens": case.get("max_tokens"),
-            "stop": list(case.get("stop") or []),
-            "top_logprobs": case.get("top_logprobs", 0),
+            "messages": None if isinstance(prompt, str) else [dict(m) for m in prompt],
+            "max_tokens": case.max_tokens,
+            "stop": list(case.stop),
+            "top_logprobs": case.top_logprobs,
         },
         "answer": {
-            "text": answer["text"],
+            "text": answer.text,
             "logprobs": None
-            if logprobs is None
+            if answer.logprobs is None
             else [
                 {
-                    "token": t["token"],
-                    "logprob": t["logprob"],
-                    "top": [{"token": a, "logprob": b} for a, b in t.get("top") or []],
+                    "token": t.token,
+                    "logprob": t.logprob,
+                    "top": [{"token": a, "logprob": b} for a, b in t.top],
                 }
-                for t in logprobs
+                for t in answer.logprobs
             ],
-            "prompt_tokens": answer.get("prompt_tokens"),
-            "completion_tokens": answer.get("completion_tokens"),
-            "latency_s": answer.get("latency_s"),
-            "finish_reason": answer.get("finish_reason"),
-            "error": answer.get("error"),
-            "turns": answer.get("turns"),
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "latency_s": answer.latency_s,
+            "finish_reason": answer.finish_reason,
+            "error": answer.error,
+            "turns": list(answer.turns) if answer.turns is not None else None,
         },
         "score": {
-            "correct": score["correct"],
-            "metrics": score["metrics"],
-            "error_type": score.get("error_type"),
-            "reason": score.get("reason"),
-            "parsed": _json(score.get("parsed")),
+            "correct": score.correct,
+            "metrics": dict(score.metrics),
+            "error_type": score.error_type,
+            "reason": score.reason,
+            "parsed": _json(score.parsed),
         },
     }
 
 
-def nested_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _plain(value: Any) -> Any:
+    """A case's inputs or truth as JSON has them (typed or not)."""
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def nested_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
     out = [nested_row(r) for r in rows]
     for part, key in (("case", "params"), ("case", "covariates"), ("score", "metrics")):
         fixed = unify([r[part][key] for r in out])
@@ -159,7 +165,7 @@ def export(
     if format == "csv":
         write_atomic(out, to_csv([flat_row(r) for r in rows]))
     elif format == "jsonl":
-        write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(out, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows))
     else:
         import datasets
 

@@ -106,7 +106,7 @@ def _probe_series(runs: Sequence[Run]) -> dict[str, dict[str, list[dict[str, Any
 def _axes(probe: str, runs: Sequence[Run], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The case parameters (and the probe's summary covariates) that vary across `rows`."""
     mine = [run for run in runs if run.probe == probe]
-    names = list(dict.fromkeys(k for run in mine for r in run.rows for k in r["case"]["params"]))
+    names = list(dict.fromkeys(k for run in mine for r in run.rows for k in r.case.params))
     names += list(get_probe(probe).summary_axes) if known(probe) else []
     return [a for a in names if len({key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
 

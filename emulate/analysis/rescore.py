@@ -14,11 +14,11 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emulate.case import Answer, Case, Score
+from emulate.case import Answer, Case, Row, Score
 from emulate.config import load_config
 from emulate.errors import EmulateError
 from emulate.journal import JOURNAL, RUN_JSON, read_journal, write_atomic
@@ -117,16 +117,17 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     changed_rows = 0
     probes: dict[str, Probe] = {}
     for row in rows:
-        case = Case.from_json(row["case"])
-        probe = probes.get(case.probe) or probes.setdefault(case.probe, get_probe(case.probe))
-        case = probe.typed(case)
-        score = score_case(probe, case, Answer.from_json(row["answer"]))
-        new = {**row, "case": case.to_json(), "score": asdict(score)}
-        old_score = row["score"]
-        if bool(old_score["correct"]) != score.correct:
-            verdicts[(bool(old_score["correct"]), score.correct)] += 1
-        if old_score.get("error_type") != score.error_type:
-            kinds[(old_score.get("error_type"), score.error_type)] += 1
+        probe = probes.get(row.case.probe) or probes.setdefault(
+            row.case.probe, get_probe(row.case.probe)
+        )
+        case = probe.typed(row.case)
+        score = score_case(probe, case, row.answer)
+        new = replace(row, case=case, score=score)
+        old_score = row.score
+        if bool(old_score.correct) != score.correct:
+            verdicts[(bool(old_score.correct), score.correct)] += 1
+        if old_score.error_type != score.error_type:
+            kinds[(old_score.error_type, score.error_type)] += 1
         changed_rows += _flat(row) != _flat(new)
         new_rows.append(new)
     config = load_config(path / RUN_JSON) if (path / RUN_JSON).exists() else None
@@ -139,7 +140,7 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     if check:
         return result
     target = out or path
-    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new_rows)
+    body = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in new_rows)
     if out is not None:
         target.mkdir(parents=True, exist_ok=True)
         if (path / RUN_JSON).exists():
@@ -147,14 +148,14 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
     else:
         shutil.copy(journal, path / PREVIOUS)
     write_atomic(target / JOURNAL, body)
-    order = [r["case"]["id"] for r in rows]
+    order = [r.case.id for r in rows]
     if (path / RESULTS).exists():
         order = _csv_order(path / RESULTS, order)
     write_results(target, order, new_rows)
     return result
 
 
-def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
+def _flat(row: Row) -> dict[str, Any]:
     flat = flat_row(row)
     for column in TIMING_COLUMNS:
         flat.pop(column, None)

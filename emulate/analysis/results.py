@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from emulate.case import Row
 from emulate.journal import atomic_writer
 
 RESULTS = "results.csv"
@@ -27,32 +28,32 @@ _TAIL = (
 TIMING_COLUMNS = ("latency_s",)
 
 
-def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def flat_row(row: Row) -> dict[str, Any]:
     """One journal row as flat columns: each parameter and each metric its own column."""
-    case, answer, score = row["case"], row["answer"], row["score"]
+    case, answer, score = row.case, row.answer, row.score
     flat: dict[str, Any] = {
-        "run_id": row["run_id"],
-        "probe": case["probe"],
-        "case_id": case["id"],
-        "seed": case["seed"],
-        "model": row["model"],
-        "server": row["server"],
-        "mode": row["mode"],
+        "run_id": row.run_id,
+        "probe": case.probe,
+        "case_id": case.id,
+        "seed": case.seed,
+        "model": row.model,
+        "server": row.server,
+        "mode": row.mode,
     }
-    flat.update(case["params"])
-    flat.update(case.get("covariates") or {})
-    if case.get("chance") is not None:
-        flat["chance"] = case["chance"]
-    flat.update(score["metrics"])
+    flat.update(case.params)
+    flat.update(case.covariates)
+    if case.chance is not None:
+        flat["chance"] = case.chance
+    flat.update(score.metrics)
     flat.update(
-        correct=score["correct"],
-        error_type=score["error_type"],
-        reason=score["reason"],
-        prompt_tokens=answer["prompt_tokens"],
-        completion_tokens=answer["completion_tokens"],
-        latency_s=answer["latency_s"],
-        finish_reason=answer["finish_reason"],
-        error=answer["error"],
+        correct=score.correct,
+        error_type=score.error_type,
+        reason=score.reason,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        latency_s=answer.latency_s,
+        finish_reason=answer.finish_reason,
+        error=answer.error,
     )
     return flat
 
@@ -141,9 +142,7 @@ class RowTable(Sequence[dict[str, Any]]):
             yield {k: col[i] for k, col in items if col[i] is not _ABSENT}
 
 
-def write_results(
-    out: str | Path, order: Sequence[str], journal: Iterable[Mapping[str, Any]]
-) -> RowTable:
+def write_results(out: str | Path, order: Sequence[str], journal: Iterable[Row]) -> RowTable:
     """results.csv from the journal's rows, in case order (not finishing order); returns
     its rows. The journal may be a stream (`iter_journal`): it is read once. Rows whose
     case is not in `order` come last, in journal order."""

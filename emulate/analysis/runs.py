@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulate.case import Row
 from emulate.errors import EmulateError
 from emulate.journal import JOURNAL, RUN_JSON, read_journal
 
@@ -20,28 +21,28 @@ class Run:
     """One run folder: its journal rows (nested, as written) and its run.json."""
 
     path: Path
-    rows: tuple[Mapping[str, Any], ...]
+    rows: tuple[Row, ...]
     meta: Mapping[str, Any]  # run.json; empty when the folder has none
 
     @property
     def probe(self) -> str:
-        return self.rows[0]["case"]["probe"]
+        return self.rows[0].case.probe
 
     @property
     def model(self) -> str:
-        return self.rows[0]["model"]
+        return self.rows[0].model
 
     @property
     def mode(self) -> str:
-        return self.rows[0]["mode"]
+        return self.rows[0].mode
 
     @property
     def server(self) -> str:
-        return self.rows[0]["server"]
+        return self.rows[0].server
 
     @property
     def run_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r["run_id"] for r in self.rows))
+        return tuple(dict.fromkeys(r.run_id for r in self.rows))
 
     def flat(self) -> list[dict[str, Any]]:
         return [flat_row(r) for r in self.rows]
@@ -64,7 +65,7 @@ def load_run(path: str | Path) -> Run:
     rows = read_journal(path / JOURNAL)
     if not rows:
         raise EmulateError(f"{path}: the journal holds no finished case yet")
-    probes = sorted({r["case"]["probe"] for r in rows})
+    probes = sorted({r.case.probe for r in rows})
     if len(probes) > 1:
         raise EmulateError(f"{path / JOURNAL}: holds several probes ({', '.join(probes)})")
     meta: Mapping[str, Any] = {}
@@ -80,7 +81,7 @@ def _fixed(run: Run) -> dict[str, Any]:
     """The case parameters that take one value throughout a run."""
     values: dict[str, set[str]] = {}
     for r in run.rows:
-        for k, v in r["case"]["params"].items():
+        for k, v in r.case.params.items():
             values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
     return {k: json.loads(next(iter(v))) for k, v in values.items() if len(v) == 1}
 

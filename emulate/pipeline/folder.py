@@ -108,13 +108,13 @@ def prepare_out(
     if retry_errors:  # the journal is rewritten without its failed rows, in a stream
         with atomic_writer(journal) as f:
             for r in iter_journal(journal, repair=True):
-                if not r["answer"].get("error"):
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-                    done.add(r["case"]["id"])
+                if not r.error:
+                    f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+                    done.add(r.case.id)
         return done, 0
     for r in iter_journal(journal, repair=True):
-        done.add(r["case"]["id"])
-        errors += bool(r["answer"].get("error"))
+        done.add(r.case.id)
+        errors += bool(r.error)
     return done, errors
 
 

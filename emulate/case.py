@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
@@ -59,13 +59,15 @@ class Case(Generic[InputsT, TruthT]):
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # > 0: the probe reads this many alternatives per token
 
-    def to_json(self) -> dict[str, Any]:
-        # Field by field rather than asdict(), which deep-copies everything: a journal
-        # row is written per case, and the probe's typed inputs and truth are the only
-        # nested dataclasses.
+    def to_json(self, typed: bool = False) -> dict[str, Any]:
+        """The case as JSON values; with `typed`, its inputs and truth stay the probe's
+        dataclasses, for json.dumps(default=dataclass_fields) to write without
+        asdict()'s deep copy (a journal row is written per case)."""
+        # Field by field rather than asdict(), which deep-copies everything: the probe's
+        # typed inputs and truth are the only nested dataclasses.
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         for f in ("inputs", "truth"):
-            if is_dataclass(d[f]):
+            if is_dataclass(d[f]) and not typed:
                 d[f] = asdict(d[f])
         d["params"] = dict(self.params)
         d["foils"] = dict(self.foils)
@@ -165,17 +167,22 @@ class Row:
     answer: Answer
     score: Score
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, typed: bool = False) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "model": self.model,
             "server": self.server,
             "mode": self.mode,
-            "case": self.case.to_json(),
+            "case": self.case.to_json(typed),
             "answer": self.answer.to_json(),
             "score": {f: getattr(self.score, f) for f in self.score.__dataclass_fields__}
             | {"metrics": dict(self.score.metrics)},
         }
+
+    def to_line(self) -> str:
+        """The row as its journal line (JSON, no newline): the same text as
+        json.dumps(to_json()), written without copying the case's inputs and truth."""
+        return json.dumps(self.to_json(typed=True), ensure_ascii=False, default=dataclass_fields)
 
     @classmethod
     def from_json(cls, data: Any) -> Row:
@@ -202,3 +209,11 @@ class Row:
     def error(self) -> str | None:
         """The request's error (an API error or timeout), if it failed."""
         return self.answer.error
+
+
+def dataclass_fields(value: Any) -> dict[str, Any]:
+    """json.dumps' `default` for dataclasses: their fields, in order, as asdict()
+    gives them (the encoder goes on into the values)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -81,11 +81,12 @@ class JournalWriter:
         # append or close, where the run sees it and stops.
         self._failed: OSError | None = None
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: Row | dict[str, Any]) -> None:
         if self._failed is not None:
             raise self._failed
+        line = row.to_line() if isinstance(row, Row) else json.dumps(row, ensure_ascii=False)
         try:
-            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._f.write(line + "\n")
         except OSError as err:
             raise self._named(err) from None
         if self._flush_pending:

@@ -180,6 +180,10 @@ class Probe:
     # Whether a case's later requests show the model's earlier answers (a shell
     # session's history): such a case cannot be written as one batch of requests.
     turns_see_answers = False
+    # Whether `build` is arithmetic alone (no sandbox, no network trained, no file
+    # read): such cases may be built in a forked worker process, on another core,
+    # while the run asks.
+    pure_build: ClassVar[bool] = False
 
     async def converse(self, case: Case, ask: Ask) -> Answer:
         """Ask the model about a case. One request; a multi-turn probe (a shell
@@ -438,15 +442,34 @@ class CasePlan:
         if self.items is not None:
             yield self.items
             return
+        for job in self.jobs():
+            yield job.build(self.probe)
+
+    def jobs(self) -> Iterator[ChunkJob]:
+        """What each chunk is built from (generated cases only): small enough to send
+        to a worker process, which builds the same cases."""
         if self.n <= self.chunk:  # whole cells, several to a chunk
             per = self.chunk // self.n
             for j in range(0, len(self.cells), per):
-                yield self.probe.build(list(self.cells[j : j + per]), self.n, self.seed, self.mode)
+                yield ChunkJob(self.cells[j : j + per], self.n, self.seed, self.mode)
             return
         for cell in self.cells:  # a cell in pieces: seeds seed+start .. seed+start+size-1
             for start in range(0, self.n, self.chunk):
                 size = min(self.chunk, self.n - start)
-                yield self.probe.build([cell], size, self.seed + start, self.mode)
+                yield ChunkJob((cell,), size, self.seed + start, self.mode)
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """A chunk of a plan: n cases of each cell, case i with seed `seed + i`."""
+
+    cells: tuple[dict[str, Any], ...]
+    n: int
+    seed: int
+    mode: Mode
+
+    def build(self, probe: Probe) -> list[Case]:
+        return probe.build(list(self.cells), self.n, self.seed, self.mode)
 
 
 def _fmt(probe: Probe, cell: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> str:

@@ -317,6 +317,7 @@ class BracketsProbe(Probe):
     summary_axes = ("closers",)
     summary_means = ("closers_right", "p_illegal", "p_wrong_closer", "top_mass")
     default_mode = "chat"
+    pure_build = True  # generated Dyck words (BBH items are read at once, not here)
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         if cell.get("items"):

@@ -132,6 +132,7 @@ class ConvProbe(Probe):
     )
     default_mode = "chat"
     summary_means = ("cell_acc",)
+    pure_build = True  # numpy alone: built on another core in a large run
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         span = cell["dilation"] * (cell["kernel"] - 1) + 1

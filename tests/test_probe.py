@@ -216,3 +216,24 @@ def test_a_builtin_scorer_giving_an_undeclared_error_type_is_caught(monkeypatch)
     )
     with pytest.raises(TypeError, match="'empty' is not declared"):
         probe.grade(case, Answer(""))
+
+
+@pytest.mark.parametrize(
+    "probe,grid",
+    [("conv", {"dims": 2}), ("brackets", {"task": "next_token"}), ("shell", {}),
+     ("shell", {"task": "persona"}), ("program", {"guard": "trap"})],
+)  # fmt: skip
+def test_a_journal_line_is_the_rows_json_whatever_the_case_holds(probe, grid):
+    """Row.to_line writes the case's typed inputs and truth through json's default hook
+    instead of asdict(): the text must be exactly json.dumps(to_json())."""
+    import json
+
+    from emulate.case import Answer, Row, Score
+
+    if why := get_probe(probe).missing():
+        pytest.skip(why)
+    for case in emulate.cases(probe, grid, n=2):
+        answer = Answer("é [1, 2]", turns=("a", "b"), finish_reason="stop")
+        row = Row("r", "m", "s", case.mode, case, answer, Score(True, {"x": 1.5}, None, "ok", [1]))
+        assert row.to_line() == json.dumps(row.to_json(), ensure_ascii=False)
+        assert Row.from_json(json.loads(row.to_line())).to_json() == row.to_json()

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import multiprocessing
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +20,8 @@ from emulate.case import Answer, Case, Row, Score
 from emulate.config import RunConfig
 from emulate.errors import EmulateError, ReplayMiss
 from emulate.journal import JOURNAL, JournalWriter
-from emulate.probe import Ask, CasePlan, Probe, score_case
+from emulate.probe import Ask, CasePlan, ChunkJob, Probe, score_case
+from emulate.registry import get_probe
 
 from .progress import Progress
 from .throttle import Throttle
@@ -95,7 +100,7 @@ def drive(
         journal.close()
 
 
-def _row(run: Drive, case: Case, answer: Answer, score: Score) -> dict[str, object]:
+def _row(run: Drive, case: Case, answer: Answer, score: Score) -> Row:
     model = run.config.model
     return Row(
         run_id=run.config.run_id,
@@ -105,7 +110,7 @@ def _row(run: Drive, case: Case, answer: Answer, score: Score) -> dict[str, obje
         case=case,
         answer=answer,
         score=score,
-    ).to_json()
+    )
 
 
 @contextlib.contextmanager
@@ -126,12 +131,15 @@ def _fewer_collections() -> Iterator[None]:
 
 class Feed:
     """The run's cases for the workers, each taken once, in order, skipping those
-    already done. Chunks are built on a thread one ahead of need, so building (a
-    sandbox run for programs) never holds up the requests in flight. `order` keeps
-    every id passed, done or not: results.csv's row order."""
+    already done. Chunks are built one ahead of need, so building (a sandbox run for
+    programs) never holds up the requests in flight: on a thread, or with `builder`
+    (a one-process pool, for probes whose cases are arithmetic alone) on another
+    core. `order` keeps every id passed, done or not: results.csv's row order."""
 
-    def __init__(self, plan: CasePlan, done: set[str]):
-        self._chunks, self._done = plan.chunks(), done
+    def __init__(self, plan: CasePlan, done: set[str], builder: Executor | None = None):
+        self._plan, self._done, self._builder = plan, done, builder
+        self._chunks = plan.chunks()
+        self._jobs = plan.jobs() if builder is not None else None
         self._ready: deque[Case] = deque()
         self._ahead: asyncio.Future[list[Case] | None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -139,7 +147,15 @@ class Feed:
         self.order: list[str] = []
 
     def _build_next(self) -> asyncio.Future[list[Case] | None]:
-        return asyncio.ensure_future(asyncio.to_thread(next, self._chunks, None))
+        if self._jobs is None:
+            return asyncio.ensure_future(asyncio.to_thread(next, self._chunks, None))
+        job = next(self._jobs, None)
+        if job is None:
+            done: asyncio.Future[list[Case] | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._builder, _build_chunk, self._plan.probe.name, job)
 
     async def take(self) -> Case | None:
         """The next case to ask, or None when there are none left."""
@@ -159,6 +175,36 @@ class Feed:
                 self.order += (c.id for c in chunk)
                 self._ready.extend(c for c in chunk if c.id not in self._done)
         return self._ready.popleft()
+
+
+def _build_chunk(probe: str, job: ChunkJob) -> list[Case]:
+    """In the builder process: the chunk's cases, as the run's own process builds them."""
+    return job.build(get_probe(probe))
+
+
+@contextlib.contextmanager
+def case_builder(plan: CasePlan) -> Iterator[Executor | None]:
+    """A forked process that builds the plan's cases on another core, where that pays:
+    a probe whose cases are arithmetic alone, a plan of several chunks, a machine with
+    more than one core and fork. Made before the run starts any thread (fork copies
+    only the thread that calls it), and stopped when the run ends."""
+    usable = (
+        plan.probe.pure_build
+        and plan.items is None
+        and len(plan) > 2 * plan.chunk
+        and (os.cpu_count() or 1) > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+    )
+    if not usable:
+        yield None
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(int).result()  # fork now, while this is the only thread
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _work(

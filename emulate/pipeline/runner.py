@@ -23,7 +23,7 @@ from emulate.probe import check_grid, plan_cases
 from emulate.record import cassette
 from emulate.registry import get_probe
 
-from .drive import Answers, Drive, Failures, Feed, drive
+from .drive import Answers, Drive, Failures, Feed, case_builder, drive
 from .finish import Ending, RunResult, finish
 from .folder import again, default_out, has_rows, lock_out, prepare_out, write_run_json
 from .options import RunOptions
@@ -114,10 +114,11 @@ def _in_folder(
         lock = lock_out(out)
         done_ids, kept_errors = prepare_out(out, run.config, options.resume, options.retry_errors)
         write_run_json(out, run.config, run.throttle.ceiling, len(plan))
-        feed = Feed(plan, done_ids)
-        failed = Failures(kept_errors, options.allowed_errors(len(plan)))
-        bar = Progress(len(plan), len(done_ids), enabled=options.progress)
-        drive(run, feed, out, answers, failed, bar)
+        with case_builder(plan) as builder:  # before Progress starts a thread
+            feed = Feed(plan, done_ids, builder)
+            failed = Failures(kept_errors, options.allowed_errors(len(plan)))
+            bar = Progress(len(plan), len(done_ids), enabled=options.progress)
+            drive(run, feed, out, answers, failed, bar)
         return feed.order
     except BaseException:
         if created and not has_rows(out / JOURNAL):

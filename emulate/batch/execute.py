@@ -23,8 +23,7 @@ from typing import Any
 import httpx2
 
 from emulate.case import Answer
-from emulate.config import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY
-from emulate.errors import EmulateError, open_file, storage_errors
+from emulate.errors import ArgumentError, EmulateError, open_file, storage_errors
 from emulate.journal import JournalWriter, atomic_writer
 from emulate.local import server_for
 from emulate.model import Model
@@ -37,6 +36,7 @@ from emulate.model_config import (
     api_key_for,
     default_base_url,
 )
+from emulate.pipeline.options import RunOptions
 from emulate.pipeline.progress import Progress
 from emulate.pipeline.throttle import Throttle
 
@@ -84,40 +84,31 @@ def execute_batch(
     requests, out = Path(requests), Path(out)
     ids, model = _check_requests(requests)
     if out.is_dir():
-        raise EmulateError(f"--out {out} is a folder: name the output .jsonl file")
+        raise ArgumentError("{out} " + f"{out} is a folder: name the output .jsonl file", "out")
     if out.exists() and not resume:
-        raise EmulateError(f"--out {out} exists: pass --resume to finish it, or choose another")
-    local = model == LOCAL_MODEL_NAME and base_url is None
-    if base_url is None and not local:
-        base_url = default_base_url(model)  # as `run` reads it
-    config = ModelConfig(model=LOCAL if local else model, base_url=base_url, timeout_s=timeout_s,
-                         max_retries=max_retries, api_key_env=api_key_env)  # fmt: skip
+        raise ArgumentError(
+            "{out} " + f"{out} exists: pass " + "{resume} to finish it, or choose another",
+            "out",
+            "resume",
+        )
+    config = _model(model, base_url, api_key_env, timeout_s, max_retries)
     api_key = api_key_for(config, replay=False)
-    if concurrency is None:
-        concurrency = DEFAULT_LOCAL_CONCURRENCY if local else DEFAULT_CONCURRENCY
-    if concurrency < 1:
-        raise EmulateError(f"--concurrency {concurrency}: must be at least 1")
+    slots = RunOptions(concurrency=concurrency).slots(config)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The lock is a file of its own: a resume replaces the output file, and a lock on the
-    # replaced one would hold nothing.
-    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EmulateError(f"--out {out} is being written by another emulate") from None
+    with _locked(out):
         created = not out.exists()
         done = set() if created else _answered(out, ids)
         todo = (r for r in _iter_requests(requests) if r.custom_id not in done)
         bar = Progress(len(ids), len(done), enabled=progress, scoring=False)
         writer = JournalWriter(out)
-        throttle = Throttle(concurrency)
+        throttle = Throttle(slots)
         way_back = (
             "every result written is kept: free space, then finish with: emulate batch "
             f"execute {requests} --out {out} --resume"
         )
         with storage_errors(lambda _: way_back, [out]):
             try:
-                with server_for(config, None, concurrency) as url:
+                with server_for(config, None, slots) as url:
                     client = Model(config, url, api_key, on_status=throttle.saw)
                     asked, errors = asyncio.run(_send_all(todo, client, writer, bar, throttle))
             except BaseException:
@@ -131,6 +122,32 @@ def execute_batch(
                 bar.close()
             writer.close()
     return Executed(out, len(ids), asked, errors)
+
+
+def _model(
+    model: str, base_url: str | None, api_key_env: str | None, timeout_s: float, retries: int
+) -> ModelConfig:
+    """Who answers: the embedded model for its requests with no URL given; else the
+    server at `base_url` (by default OPENAI_BASE_URL's or OpenAI's, as `run` reads it)."""
+    local = model == LOCAL_MODEL_NAME and base_url is None
+    if base_url is None and not local:
+        base_url = default_base_url(model)
+    return ModelConfig(model=LOCAL if local else model, base_url=base_url, timeout_s=timeout_s,
+                       max_retries=retries, api_key_env=api_key_env)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """`out` held for this process. The lock is a file of its own: a resume replaces
+    the output file, and a lock on the replaced one would hold nothing."""
+    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArgumentError(
+                "{out} " + f"{out} is being written by another emulate", "out"
+            ) from None
+        yield
 
 
 def _iter_requests(path: Path) -> Iterator[Request]:

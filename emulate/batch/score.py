@@ -10,7 +10,7 @@ from typing import Any
 from emulate.config import RunConfig
 from emulate.cost import BATCH_SUFFIX
 from emulate.errors import EmulateError
-from emulate.pipeline.options import RunOptions
+from emulate.pipeline.options import RunOptions, split_options
 from emulate.pipeline.runner import RunResult, Source, execute
 from emulate.probe import plan_cases
 from emulate.registry import get_probe
@@ -24,12 +24,16 @@ def score_batch(
     out: str | Path | None = None,
     *,
     echo: Callable[[str], None] | None = print,
-    **options: Any,
+    options: RunOptions | None = None,
+    **given: Any,
 ) -> RunResult:
     """Score `results` (a batch's output file, and its error file if any) against the
-    run `config` describes, into `out`. `options` are RunOptions' (resume, max_errors,
-    progress, prices); a cassette and retry_errors have no place here."""
-    run_options = RunOptions.of(out=out, **options)
+    run `config` describes, into `out`. `options` (or its fields as keywords: resume,
+    max_errors, progress, prices) as for a run; a cassette and retry_errors have no
+    place here."""
+    run_options, unknown = split_options(options, given | ({"out": out} if out else {}))
+    if unknown:
+        raise TypeError(f"score_batch() got unexpected keywords: {', '.join(unknown)}")
     if run_options.record or run_options.replay or run_options.retry_errors:
         raise EmulateError(
             "a batch's results are scored as they are: drop record, replay and retry_errors"

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import openai
 
 from emulate import redact
-from emulate.config import DEFAULT_MAX_ERRORS, DEFAULT_POLL_S, RunConfig, load_config
-from emulate.errors import BatchPending, EmulateError
+from emulate.config import DEFAULT_POLL_S, RunConfig, load_config
+from emulate.errors import ArgumentError, BatchPending, EmulateError
 from emulate.journal import JOURNAL, RUN_JSON, atomic_writer, write_atomic
 from emulate.model_config import (
     CHAT_PATH,
@@ -37,6 +38,7 @@ from emulate.model_config import (
     key_advice,
 )
 from emulate.pipeline.folder import default_out, lock_out, prepare_out
+from emulate.pipeline.options import RunOptions, split_options
 from emulate.pipeline.runner import RunResult
 from emulate.probe import plan_cases
 from emulate.registry import get_probe
@@ -93,20 +95,51 @@ def submit_batch(
     config: RunConfig,
     out: str | Path | None = None,
     *,
-    resume: bool = False,
     wait_s: float | None = None,
     poll_s: float = DEFAULT_POLL_S,
-    progress: bool = True,
     echo: Callable[[str], None] | None = print,
-    prices: str | Path | None = None,
-    max_errors: int | float = DEFAULT_MAX_ERRORS,
-    retry_errors: bool = False,
+    options: RunOptions | None = None,
+    **given: Any,
 ) -> RunResult:
     """Run `config` through the Batch API at its base URL (OpenAI's by default): submit,
     wait (at most `wait_s` seconds, then raise BatchPending; None waits until the
-    batches end), download, score. `resume=True` goes on with the batches saved in
-    `out`; with `retry_errors` too, the cases they left failed or unanswered (an
-    expired batch) go as a new round of batches, and are scored from it."""
+    batches end), download, score. `options` (or its fields as keywords: resume,
+    retry_errors, max_errors, progress, prices) as for a run: `resume=True` goes on with
+    the batches saved in `out`; with `retry_errors` too, the cases they left failed or
+    unanswered (an expired batch) go as a new round of batches, scored from it."""
+    options, unknown = split_options(options, given | ({"out": out} if out is not None else {}))
+    if unknown:
+        raise TypeError(f"submit_batch() got unexpected keywords: {', '.join(unknown)}")
+    _check(config, options, wait_s, poll_s)
+    out = options.out or default_out(config.probe)
+    state = _start(config, out, options.resume)
+    service = _Service(config)
+
+    def one_round(state: State, max_errors: int | float) -> RunResult:
+        state = service.through(out, state, wait_s, poll_s, options.progress)
+        failed = [p for p in state.parts if p.status == "failed"]
+        if len(failed) == len(state.parts):
+            raise EmulateError(f"the batch failed: {_problems(failed)}")
+        files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
+        if not files:
+            raise EmulateError(f"{state.describe()}: it wrote no results to score")
+        scoring = replace(options, out=out, resume=True, retry_errors=False, max_errors=max_errors)
+        result = score_batch(config, BatchResults(files, later_wins=True), echo=echo,
+                             options=scoring)  # fmt: skip
+        if echo:
+            _notes(state, out, echo)
+        return result
+
+    # Before a retry the failures are expected: only the retried run is held to max_errors.
+    result = one_round(state, 1.0 if options.retry_errors else options.max_errors)
+    if options.retry_errors:
+        again = _again(config, out, _load(out / BATCH_JSON))
+        if again is not None:
+            result = one_round(again, options.max_errors)
+    return result
+
+
+def _check(config: RunConfig, options: RunOptions, wait_s: float | None, poll_s: float) -> None:
     if config.model.model == LOCAL and config.model.base_url is None:
         raise EmulateError(
             "the embedded model has no batch API: write the requests with `emulate batch "
@@ -114,56 +147,50 @@ def submit_batch(
         )
     if poll_s <= 0 or (wait_s is not None and wait_s < 0):
         raise EmulateError("--batch-wait and the poll interval are seconds, above 0")
-    if retry_errors and not resume:
-        raise EmulateError("--retry-errors sends a run's failed cases again: add --resume")
-    out = Path(out) if out is not None else default_out(config.probe)
-    state = _start(config, out, resume)
-    api_key = api_key_for(config.model, replay=False)
-    client = openai.OpenAI(
-        api_key=api_key,
-        # Never None: the SDK would take OPENAI_BASE_URL, and OPENAI_API_KEY with it.
-        base_url=config.model.base_url or OPENAI_URL,
-        timeout=config.model.timeout_s,
-        max_retries=config.model.max_retries,
-        http_client=openai.DefaultHttpxClient(event_hooks={"request": [drop_placeholder_key]}),
-    )
-    secrets = [api_key, *redact.url_secrets(config.model.base_url)]
-    advice = key_advice(config.model, api_key)
+    if options.record or options.replay:
+        raise ArgumentError(
+            "a batch is not recorded: drop {record} and {replay}", "record", "replay"
+        )
 
-    def one_round(state: State, max_errors: int | float) -> RunResult:
+
+class _Service:
+    """The Batch API at the run's base URL, through the SDK, with the run's key only."""
+
+    def __init__(self, config: RunConfig):
+        api_key = api_key_for(config.model, replay=False)
+        self.client = openai.OpenAI(
+            api_key=api_key,
+            # Never None: the SDK would take OPENAI_BASE_URL, and OPENAI_API_KEY with it.
+            base_url=config.model.base_url or OPENAI_URL,
+            timeout=config.model.timeout_s,
+            max_retries=config.model.max_retries,
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [drop_placeholder_key]}),
+        )
+        self.secrets = [api_key, *redact.url_secrets(config.model.base_url)]
+        self.advice = key_advice(config.model, api_key)
+
+    def through(
+        self, out: Path, state: State, wait_s: float | None, poll_s: float, progress: bool
+    ) -> State:
+        """Submit what is not yet, wait, download what has ended: the state after."""
         lock = lock_out(out)
         try:
-            with _api_errors(secrets, state.server or "api.openai.com", advice):
-                state = _submit(client, out, state)
-                state = _wait(client, out, state, wait_s, poll_s, progress)
-                state = _download(client, out, state)
+            with _api_errors(self.secrets, state.server or "api.openai.com", self.advice):
+                state = _submit(self.client, out, state)
+                state = _wait(self.client, out, state, wait_s, poll_s, progress)
+                return _download(self.client, out, state)
         finally:
             lock.close()
-        failed = [p for p in state.parts if p.status == "failed"]
-        if len(failed) == len(state.parts):
-            raise EmulateError(f"the batch failed: {_problems(failed)}")
-        files = [out / name for p in state.parts for name in (p.output, p.errors) if name]
-        if not files:
-            raise EmulateError(f"{state.describe()}: it wrote no results to score")
-        result = score_batch(config, BatchResults(files, later_wins=True), out, resume=True,
-                             progress=progress, echo=echo, prices=prices,
-                             max_errors=max_errors)  # fmt: skip
-        if echo:
-            for p in state.parts:
-                if p.status != "completed" and p.round == state.parts[-1].round:
-                    echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
-                         if p.problems else "; its unanswered cases are not scored (send "
-                         f"them again: emulate batch submit --config {out / RUN_JSON} "
-                         "--resume --retry-errors)"))  # fmt: skip
-        return result
 
-    # Before a retry the failures are expected: only the retried run is held to max_errors.
-    result = one_round(state, 1.0 if retry_errors else max_errors)
-    if retry_errors:
-        again = _again(config, out, _load(out / BATCH_JSON))
-        if again is not None:
-            result = one_round(again, max_errors)
-    return result
+
+def _notes(state: State, out: Path, echo: Callable[[str], None]) -> None:
+    """What the last round's batches that did not complete left behind."""
+    for p in state.parts:
+        if p.status != "completed" and p.round == state.parts[-1].round:
+            echo(f"note: batch {p.batch_id} {p.status}" + (f": {_problems([p])}"
+                 if p.problems else "; its unanswered cases are not scored (send "
+                 f"them again: emulate batch submit --config {out / RUN_JSON} "
+                 "--resume --retry-errors)"))  # fmt: skip
 
 
 def _again(config: RunConfig, out: Path, state: State) -> State | None:

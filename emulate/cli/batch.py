@@ -4,6 +4,7 @@ function of the same name (export_batch, submit_batch, score_batch, execute_batc
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from emulate.config import load_config
@@ -34,19 +35,17 @@ def _submit(args: argparse.Namespace) -> None:
     from emulate.batch.service import submit_batch
 
     options = run_options(args)
-    submit_batch(run_config_of(args), options.out or _folder_of(args.config), resume=options.resume,
-                 wait_s=args.batch_wait, poll_s=args.batch_poll, progress=options.progress,
-                 prices=options.prices, max_errors=options.max_errors,
-                 retry_errors=options.retry_errors)  # fmt: skip
+    out = options.out or _folder_of(args.config)
+    submit_batch(run_config_of(args), wait_s=args.batch_wait, poll_s=args.batch_poll,
+                 options=replace(options, out=out))  # fmt: skip
 
 
 def _score(args: argparse.Namespace) -> None:
     from emulate.batch.score import score_batch
 
     options = run_options(args)
-    score_batch(load_config(args.config), args.results, options.out or _folder_of(args.config),
-                resume=options.resume, max_errors=options.max_errors,
-                progress=options.progress, prices=options.prices)  # fmt: skip
+    out = options.out or _folder_of(args.config)
+    score_batch(load_config(args.config), args.results, options=replace(options, out=out))
 
 
 def _folder_of(config: str | None) -> Path | None:

@@ -327,6 +327,14 @@ def _add_execute(bsub) -> None:
 
 def _add_analysis(sub) -> None:
     """The commands that read runs back: report, compare, export, rescore, grade."""
+    _add_report(sub)
+    _add_compare(sub)
+    _add_export(sub)
+    _add_rescore(sub)
+    _add_grade(sub)
+
+
+def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
         help="summary.csv, plots and a self-contained report.html from run folders",
@@ -350,6 +358,8 @@ def _add_analysis(sub) -> None:
     )
     _add_prices(p)
 
+
+def _add_compare(sub) -> None:
     p = sub.add_parser(
         "compare",
         help="compare two runs of one probe case by case",
@@ -364,6 +374,8 @@ def _add_analysis(sub) -> None:
     p.add_argument("--out", default=None, metavar="CSV", help="also write the table as CSV")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="write runs as CSV, Parquet, JSONL or a saved HF dataset",
@@ -379,6 +391,8 @@ def _add_analysis(sub) -> None:
         "--out", default=None, help="file (a folder for dataset); default DIR/results.FORMAT"
     )
 
+
+def _add_rescore(sub) -> None:
     p = sub.add_parser(
         "rescore",
         help="score runs' recorded answers again with today's scorers, without asking again",
@@ -394,6 +408,8 @@ def _add_analysis(sub) -> None:
         "--check", action="store_true", help="write nothing; exit 1 if anything would change"
     )
 
+
+def _add_grade(sub) -> None:
     p = sub.add_parser(
         "grade",
         help="score one answer to one case, as a run would",

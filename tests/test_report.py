@@ -207,3 +207,17 @@ def test_random_journals_summarise_consistently(tmp_path_factory, spec):
     for curve in curves(runs):
         p = curve.point
         assert p.reason is not None or (1 <= p.midpoint <= 4 and p.low <= p.high)
+
+
+def test_what_a_run_holds_is_text_on_the_page(tmp_path):
+    """A journal from elsewhere names its model and its kinds of error as it likes:
+    the page escapes them (the template autoescapes), so none becomes markup."""
+    hostile = '<img src=x onerror="alert(1)">'
+    rows = [
+        journal_row(f"{i:016x}", {"size": 3 + i % 3, "note": hostile}, i % 2 == 0, model=hostile)
+        for i in range(6)
+    ]
+    run = write_journal(tmp_path / hostile.replace("/", "_"), rows)
+    page = emulate.report([run], tmp_path / "report").html.read_text()
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page  # the model, as text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -345,6 +344,8 @@ def report(
 
 # ---------------------------------------------------------------- the page
 
+TEMPLATES = "templates"
+
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; }
@@ -357,16 +358,103 @@ img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 """
 
+_RUN_HEAD = (
+    "folder", "probe", "model", "server", "mode", "run id", "seed", "cases", "started",
+    "prompt tokens", "answer tokens", "cost",
+)  # fmt: skip
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
-    def cells(tag: str, values: Sequence[Any]) -> str:
-        return "".join(
-            f"<{tag}{' class=l' if i < left else ''}>{html.escape(str(v))}</{tag}>"
-            for i, v in enumerate(values)
-        )
 
-    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-    return f"<table><tr>{cells('th', head)}</tr>{body}</table>"
+def render_html(
+    summary: Sequence[SummaryRow],
+    fitted: Sequence[Curve],
+    infos: Sequence[RunInfo],
+    images: Mapping[str, bytes],
+    prices: costs.Prices,
+) -> str:
+    """report.html from its template (emulate/analysis/templates), autoescaped: what a
+    run holds is shown as text."""
+    import jinja2  # only `report` draws a page
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("emulate.analysis", TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(
+        css=_CSS,
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_head=_RUN_HEAD,
+        run_rows=[_run_row(i) for i in infos],
+        notes=_notes(infos),
+        prices=prices,
+        probes=[
+            _section(probe, summary, fitted, images)
+            for probe in dict.fromkeys(r.probe for r in summary)
+        ],  # fmt: skip
+    )
+
+
+def _run_row(i: RunInfo) -> list[Any]:
+    return [
+        i.path, i.probe, i.label, i.server, i.mode, ", ".join(i.run_ids), i.seed,
+        f"{i.done}/{i.total}" if i.total != "" else i.done, i.started,
+        _tokens(i.usage.prompt_tokens, i.usage), _tokens(i.usage.completion_tokens, i.usage),
+        "" if i.cost.amount is None else costs.dollars(i.cost.amount),
+    ]  # fmt: skip
+
+
+def _notes(infos: Sequence[RunInfo]) -> list[str]:
+    notes = dict.fromkeys(i.cost.note for i in infos if i.cost.amount is None or i.cost.amount)
+    if any(i.usage.estimated for i in infos):
+        notes["≈: the server reported no usage for some cases; counted with tiktoken"] = None
+    versions = dict.fromkeys(" ".join(f"{k} {v}" for k, v in i.versions.items()) for i in infos)
+    notes.update((f"versions: {v}", None) for v in versions if v)
+    return list(notes)
+
+
+def _section(
+    probe: str, summary: Sequence[SummaryRow], fitted: Sequence[Curve], images: Mapping[str, bytes]
+) -> dict[str, Any]:
+    """One probe's part of the page: its models, breaking points, plots, and each
+    model's accuracy by axis value and grid cell."""
+    rows = [r for r in summary if r.probe == probe]
+    metrics = list(dict.fromkeys(m for r in rows for m in r.means))
+    by_model = []
+    for model in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == model and r.group != "all"]
+        if not mine:
+            continue
+        kinds = next(r.kinds for r in rows if r.model == model and r.group == "all")
+        by_model.append({
+            "name": model,
+            "kinds": ", ".join(f"{k} {v}" for k, v in kinds.items()),
+            "axes": _summary_rows([r for r in mine if r.group == "axis"], False),
+            "cells": _summary_rows([r for r in mine if r.group == "cell"], False),
+        })  # fmt: skip
+    return {
+        "probe": probe,
+        "what": get_probe(probe).summary if known(probe) else "",
+        "head": ["n", "accuracy", "95% interval", "chance", "errors", *metrics],
+        "models": _summary_rows([r for r in rows if r.group == "all"], True),
+        "fits": [
+            [
+                c.model,
+                c.axis,
+                _bp(c.point),
+                _pct(c.point.ceiling) if c.point.reason is None else "",
+                c.point.n,
+            ]
+            for c in fitted
+            if c.probe == probe
+        ],  # fmt: skip
+        "images": [
+            {"name": name, "data": base64.b64encode(png).decode()}
+            for name, png in images.items()
+            if name.startswith(f"{probe}-")
+        ],  # fmt: skip
+        "by_model": by_model,
+    }
 
 
 def _tokens(count: int, usage: costs.Usage) -> str:
@@ -391,120 +479,3 @@ def _summary_rows(rows: Sequence[SummaryRow], label: bool) -> list[list[Any]]:
         + ["" if r.means.get(m) is None else f"{r.means[m]:.3f}" for m in metrics]
         for r in rows
     ]
-
-
-def render_html(
-    summary: Sequence[SummaryRow],
-    fitted: Sequence[Curve],
-    infos: Sequence[RunInfo],
-    images: Mapping[str, bytes],
-    prices: costs.Prices,
-) -> str:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    parts = [f"<h1>emulate report</h1><p class=note>generated {now}</p>", "<h2>Runs</h2>"]
-    parts.append(
-        _table(
-            [
-                "folder",
-                "probe",
-                "model",
-                "server",
-                "mode",
-                "run id",
-                "seed",
-                "cases",
-                "started",
-                "prompt tokens",
-                "answer tokens",
-                "cost",
-            ],  # fmt: skip
-            [
-                [
-                    i.path,
-                    i.probe,
-                    i.label,
-                    i.server,
-                    i.mode,
-                    ", ".join(i.run_ids),
-                    i.seed,
-                    f"{i.done}/{i.total}" if i.total != "" else i.done,
-                    i.started,
-                    _tokens(i.usage.prompt_tokens, i.usage),
-                    _tokens(i.usage.completion_tokens, i.usage),
-                    "" if i.cost.amount is None else costs.dollars(i.cost.amount),
-                ]  # fmt: skip
-                for i in infos
-            ],
-            left=9,
-        )
-    )
-    notes = dict.fromkeys(i.cost.note for i in infos if i.cost.amount is None or i.cost.amount)
-    if any(i.usage.estimated for i in infos):
-        notes["≈: the server reported no usage for some cases; counted with tiktoken"] = None
-    versions = dict.fromkeys(" ".join(f"{k} {v}" for k, v in i.versions.items()) for i in infos)
-    notes.update((f"versions: {v}", None) for v in versions if v)
-    parts += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
-    parts.append(
-        f"<p class=note>Prices: {html.escape(prices.path)}, as of {html.escape(prices.as_of)}. "
-        f"{html.escape(prices.source)}</p>"
-    )
-    for probe in dict.fromkeys(r.probe for r in summary):
-        rows = [r for r in summary if r.probe == probe]
-        metrics = list(dict.fromkeys(m for r in rows for m in r.means))
-        head = ["n", "accuracy", "95% interval", "chance", "errors", *metrics]
-        what = get_probe(probe).summary if known(probe) else ""
-        parts.append(f"<h2>{html.escape(probe)}</h2><p>{html.escape(what)}</p>")
-        parts.append(_table(["model", *head], _summary_rows([r for r in rows if r.group == "all"],
-                                                         True)))  # fmt: skip
-        fits = [c for c in fitted if c.probe == probe]
-        if fits:
-            parts.append("<h3>Breaking points</h3>")
-            parts.append(
-                "<p class=note>Where accuracy falls halfway from its fitted ceiling to chance "
-                "(maximum-likelihood logistic; 95% bootstrap interval over cases).</p>"
-            )
-            parts.append(
-                _table(
-                    ["model", "axis", "breaking point [95%]", "ceiling", "n"],
-                    [
-                        [
-                            c.model,
-                            c.axis,
-                            _bp(c.point),
-                            _pct(c.point.ceiling) if c.point.reason is None else "",
-                            c.point.n,
-                        ]
-                        for c in fits
-                    ],
-                    left=3,
-                )  # fmt: skip
-            )
-        for name, png in images.items():
-            if name.startswith(f"{probe}-"):
-                data = base64.b64encode(png).decode()
-                parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
-        for model in dict.fromkeys(r.model for r in rows):
-            mine = [r for r in rows if r.model == model and r.group != "all"]
-            if not mine:
-                continue
-            parts.append(f"<h3>{html.escape(model)}</h3>")
-            kinds = next(r.kinds for r in rows if r.model == model and r.group == "all")
-            if kinds:
-                listed = ", ".join(f"{k} {v}" for k, v in kinds.items())
-                parts.append(f"<p>Wrong answers by kind: {html.escape(listed)}</p>")
-            parts.append(_table(["", *head], _summary_rows([r for r in mine if r.group == "axis"],
-                                                          False)))  # fmt: skip
-            cells = [r for r in mine if r.group == "cell"]
-            if cells:
-                parts.append(
-                    f"<details><summary>all {len(cells)} grid cells</summary>"
-                    + _table(["cell", *head], _summary_rows(cells, False))
-                    + "</details>"
-                )
-    body = "\n".join(parts)
-    return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>emulate report</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
-        "</body></html>\n"
-    )

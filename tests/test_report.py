@@ -65,8 +65,10 @@ def test_plots_and_a_self_contained_page(conv_report):
     for p in conv_report.plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = conv_report.html.read_text()
-    # Nothing to fetch: every src and href is a data URI or a fragment.
-    links = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]+)""", page)
+    # Nothing to fetch: every src and href in the markup is a data URI or a fragment
+    # (a small report holds its cases: its script loads no part).
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+    links = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]+)""", markup)
     assert links and all(u.startswith(("data:", "#")) for u in links), links
     assert page.count("data:image/png;base64,") == len(conv_report.plots)
     for needed in ("59486ad8b27a", "llama-server (embedded)", "openai 3.", "Breaking points"):
@@ -221,3 +223,17 @@ def test_what_a_run_holds_is_text_on_the_page(tmp_path):
     page = emulate.report([run], tmp_path / "report").html.read_text()
     assert "<img src=x" not in page
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page  # the model, as text
+
+
+def test_the_case_data_cannot_end_its_script_block():
+    """The browser's data sits in a <script type=application/json>: nothing a model
+    wrote may close it or open markup, and the JSON must read back exactly."""
+    import json
+
+    from emulate.analysis.cases import script_json
+
+    said = ["</script><script>alert(1)</script>", "<!-- x -->", "a & b", "\u2028\u2029", "\ud800"]
+    text = script_json({"answers": said})
+    assert not set("<>&") & set(text) and "\u2028" not in text
+    text.encode("utf-8")  # a lone surrogate is escaped, not written raw
+    assert json.loads(text) == {"answers": said}

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from emulate import cost as costs
 from emulate.journal import write_atomic
 from emulate.registry import get_probe, known
 
+from .cases import PARTS, CaseData, case_data, part_script, script_json
 from .runs import Run, load_runs, series_labels
 from .stats import BreakingPoint, breaking_point, natural_order, wilson
 from .summary import SummaryRow, key, numeric_metrics
@@ -329,12 +334,15 @@ def report(
     for run in (r for r in runs if known(r.probe)):
         for name, png in get_probe(run.probe).figures(run.rows, per_case).items():
             images[f"{run.path.name}-{name}"] = png
-    page = render_html(summary, fitted, infos, images, table)
+    labels = series_labels(runs)
+    cases = case_data(runs, [labels[r.path] for r in runs])
+    page = render_html(summary, fitted, infos, images, table, cases)
     # Everything is computed before the first write, so bad input leaves nothing behind.
     (out / PLOTS).mkdir(parents=True, exist_ok=True)
     write_atomic(out / SUMMARY, summary_csv(summary))
     for name, png in images.items():
         write_atomic(out / PLOTS / name, png)
+    _write_parts(out, cases)
     write_atomic(out / HTML, page)
     return Report(
         out, tuple(summary), tuple(fitted), tuple(infos),
@@ -356,6 +364,17 @@ th { background: #f4f4f4; } td { white-space: nowrap; }
 td.l, th.l { text-align: left; white-space: normal; }
 img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 30em; overflow: auto;
+      background: #f8f8f8; padding: .5em; border: 1px solid #eee; font-size: 12px; }
+pre, td, p { unicode-bidi: isolate; }
+#case-filters label { margin-right: 1em; display: inline-block; }
+#case-table table { width: 100%; } #case-table td { white-space: normal; }
+th.sortable { cursor: pointer; } tr.case-row { cursor: pointer; }
+tr.case-row.wrong td:first-child { border-left: 3px solid #c33; }
+tr.case-row.right td:first-child { border-left: 3px solid #3a3; }
+table.grid td { border: 1px solid #ddd; text-align: center; min-width: 2em; }
+td.bad, .diff .del { background: #fdd; } .diff .add { background: #dfd; }
+p.role { font-weight: bold; margin: .6em 0 .2em; } p.wrong { color: #a22; } p.right { color: #282; }
 """
 
 _RUN_HEAD = (
@@ -370,10 +389,14 @@ def render_html(
     infos: Sequence[RunInfo],
     images: Mapping[str, bytes],
     prices: costs.Prices,
+    cases: CaseData | None = None,
 ) -> str:
     """report.html from its template (emulate/analysis/templates), autoescaped: what a
-    run holds is shown as text."""
+    run holds is shown as text. The case browser's data is one JSON block that nothing
+    in it can end, and the page runs only its own script: the Content-Security-Policy
+    allows that script and style by their hashes, and nothing from anywhere."""
     import jinja2  # only `report` draws a page
+    from markupsafe import Markup
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("emulate.analysis", TEMPLATES),
@@ -381,8 +404,15 @@ def render_html(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    script = (files("emulate.analysis") / TEMPLATES / "browser.js").read_text(encoding="utf-8")
+    cases = cases or case_data([], [])
     return env.get_template("report.html.j2").render(
-        css=_CSS,
+        css=Markup(_CSS),
+        style_hash=_csp_hash(_CSS),
+        script=Markup(script),
+        script_hash=_csp_hash(script),
+        index_json=Markup(script_json(cases.index)),
+        inline_parts=[Markup(script_json(p)) for p in (cases.parts if cases.inline else [])],
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         run_head=_RUN_HEAD,
         run_rows=[_run_row(i) for i in infos],
@@ -393,6 +423,38 @@ def render_html(
             for probe in dict.fromkeys(r.probe for r in summary)
         ],  # fmt: skip
     )
+
+
+def _write_parts(out: Path, cases: CaseData) -> None:
+    """A large report's cases beside it, a part a file; none for a small one (and
+    none left from an earlier, larger report in the same folder)."""
+    folder = out / PARTS
+    if folder.exists():
+        shutil.rmtree(folder)
+    if cases.inline:
+        return
+    folder.mkdir()
+    for n, records in enumerate(cases.parts):
+        write_atomic(folder / f"part-{n:04d}.js", part_script(n, records))
+
+
+def _csp_hash(text: str) -> str:
+    """A Content-Security-Policy source for an inline element holding exactly `text`."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def _cases_link(**given: Any) -> str:
+    """The case browser's address for a filter, as its script reads it."""
+    return "#cases?" + urlencode({k: _as_js(v) for k, v in given.items() if v is not None})
+
+
+def _as_js(value: Any) -> str:
+    """A parameter's value as the page's script spells it (String(x) in JavaScript)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "null" if value is None else str(value)
 
 
 def _run_row(i: RunInfo) -> list[Any]:
@@ -428,7 +490,8 @@ def _section(
         kinds = next(r.kinds for r in rows if r.model == model and r.group == "all")
         by_model.append({
             "name": model,
-            "kinds": ", ".join(f"{k} {v}" for k, v in kinds.items()),
+            "kinds": [{"text": f"{k} {v}", "href": _cases_link(run=model, probe=probe, error=k)}
+                      for k, v in kinds.items()],
             "axes": _summary_rows([r for r in mine if r.group == "axis"], False),
             "cells": _summary_rows([r for r in mine if r.group == "cell"], False),
         })  # fmt: skip
@@ -472,9 +535,17 @@ def _bp(p: BreakingPoint) -> str:
 
 
 def _summary_rows(rows: Sequence[SummaryRow], label: bool) -> list[list[Any]]:
+    """Each row's figures, its first cell a link to its cases in the case browser."""
     metrics = list(dict.fromkeys(m for r in rows for m in r.means))
     return [
-        ([r.model] if label else [r.cell])
+        [
+            {
+                "text": r.model if label else r.cell,
+                "href": _cases_link(
+                    run=r.model, probe=r.probe, **{f"p.{k}": v for k, v in r.params.items()}
+                ),
+            }
+        ]
         + [r.n, _pct(r.accuracy), f"[{_pct(r.low)}, {_pct(r.high)}]", _pct(r.chance), r.errors]
         + ["" if r.means.get(m) is None else f"{r.means[m]:.3f}" for m in metrics]
         for r in rows

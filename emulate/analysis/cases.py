@@ -1,0 +1,115 @@
+"""The report's cases: every finished case of every run, as the case browser shows
+it (report.html). The page holds an index of every case (what the table filters
+and sorts on, a few dozen bytes each) and the cases in parts of PART cases: what a
+reader checks one case by (the prompt as sent, the raw answer, the truth, what was
+parsed, the metrics). A report of up to INLINE cases holds its parts too, one file;
+a larger one writes them beside it (cases/part-NNNN.js), and the page loads a part
+when one of its cases is opened or searched: report.html stays a few megabytes
+however large the runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from emulate.case import Row
+
+from .runs import Run
+
+PART = 500  # cases a part
+INLINE = 2_000  # cases a report holds in its one file
+PARTS = "cases"  # the folder beside report.html for larger reports
+# Past this many characters a prompt or an answer is cut for the page (a model can
+# answer a megabyte of one character); the record says how much was left out.
+SHOWN_CHARS = 20_000
+REASON_CHARS = 120  # of the reason, in the table
+
+
+@dataclass(frozen=True)
+class CaseData:
+    """The browser's data: the index (inline) and the parts (inline, or side files)."""
+
+    index: dict[str, Any]
+    parts: list[list[dict[str, Any]]]
+
+    @property
+    def inline(self) -> bool:
+        return len(self.index["id"]) <= INLINE
+
+
+def case_data(runs: Sequence[Run], labels: Sequence[str]) -> CaseData:
+    """Every finished case of `runs` (`labels` name the runs as the report's tables
+    do), in run order."""
+    rows = [(i, row) for i, run in enumerate(runs) for row in run.rows]
+    params = list(dict.fromkeys(k for _, r in rows for k in r.case.params))
+    errors = list(dict.fromkeys(str(r.score.error_type) for _, r in rows))
+    index = {
+        "runs": [
+            {"label": label, "probe": run.probe, "model": run.model}
+            for run, label in zip(runs, labels, strict=True)
+        ],  # fmt: skip
+        "params": params,
+        "errors": errors,
+        "part": PART,
+        "run": [i for i, _ in rows],
+        "id": [r.case.id for _, r in rows],
+        "values": [[r.case.params.get(p) for p in params] for _, r in rows],
+        "correct": [int(bool(r.score.correct)) for _, r in rows],
+        "error": [errors.index(str(r.score.error_type)) for _, r in rows],
+        "reason": [(r.score.reason or "")[:REASON_CHARS] for _, r in rows],
+    }
+    records = [_record(row) for _, row in rows]
+    return CaseData(index, [records[i : i + PART] for i in range(0, len(records), PART)])
+
+
+def _record(row: Row) -> dict[str, Any]:
+    case, answer, score = row.case, row.answer, row.score
+    prompt: Any = case.prompt if isinstance(case.prompt, str) else [dict(m) for m in case.prompt]
+    return {
+        "prompt": _cut(prompt),
+        "answer": _cut(answer.text),
+        "turns": [_cut(t) for t in answer.turns] if answer.turns else None,
+        "error": answer.error,
+        "truth": _plain(case.truth),
+        "parsed": score.parsed,
+        "foils": _plain(dict(case.foils)),
+        "metrics": dict(score.metrics),
+        "reason": score.reason,
+    }
+
+
+def _cut(value: Any) -> Any:
+    """Text past SHOWN_CHARS cut, with a note of how much; chat turns each."""
+    if isinstance(value, list):
+        return [{**m, "content": _cut(m.get("content", ""))} for m in value]
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return value[:SHOWN_CHARS] + f"\n… ({len(value) - SHOWN_CHARS:,} more characters)"
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def script_json(data: Any) -> str:
+    """JSON to put inside a <script type="application/json"> element, or a script of
+    its own: nothing in it can end the element or open markup (<, >, & escaped), and
+    it stays one valid JSON text, and JavaScript, whatever a model wrote (lone
+    surrogates and JavaScript's line separators escaped too)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return (
+        text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        .encode("utf-8", "backslashreplace").decode("utf-8")
+    )  # fmt: skip
+
+
+def part_script(number: int, records: Sequence[Mapping[str, Any]]) -> str:
+    """A side file: one part of a large report's cases, handed to the page's script."""
+    return f"emulateCasePart({number},{script_json(list(records))});\n"

@@ -1,0 +1,320 @@
+// The case browser: a table of every case in the report, filtered and sorted, its
+// state in the URL fragment (a view can be linked), and one case in full below it.
+// Everything a run holds is set as text (textContent), never as markup.
+"use strict";
+(function () {
+  const ix = JSON.parse(document.getElementById("cases-index").textContent);
+  const runs = ix.runs, params = ix.params, N = ix.id.length;
+  const SHOWN = 200;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, text, cls) => {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  };
+  const label = (i) => runs[ix.run[i]].label;
+  const errorOf = (i) => ix.errors[ix.error[i]];
+  const param = (i, p) => ix.values[i][params.indexOf(p)];
+
+  // A case's details come in parts: inline (a <script type=application/json>), or a
+  // side file beside the page (cases/part-NNNN.js) loaded when first needed.
+  const parts = {};
+  const waiting = {};
+  window.emulateCasePart = (n, records) => {
+    parts[n] = records;
+    for (const done of waiting[n] || []) done();
+    delete waiting[n];
+  };
+  function part(n) {
+    if (parts[n]) return Promise.resolve(parts[n]);
+    const inline = document.getElementById("part-" + n);
+    if (inline) {
+      parts[n] = JSON.parse(inline.textContent);
+      return Promise.resolve(parts[n]);
+    }
+    return new Promise((resolve, reject) => {
+      const first = !waiting[n];
+      (waiting[n] = waiting[n] || []).push(() => resolve(parts[n]));
+      if (!first) return;
+      const s = document.createElement("script");
+      s.src = "cases/part-" + String(n).padStart(4, "0") + ".js";
+      s.onerror = () => reject(new Error("cannot load " + s.src + " (keep the cases folder beside the page)"));
+      document.head.appendChild(s);
+    });
+  }
+  const record = (i) => part(Math.floor(i / ix.part)).then((p) => p[i % ix.part]);
+  const promptText = (p) => (typeof p === "string" ? p : p.map((m) => m.content).join("\n"));
+  let haystack = null; // prompt and answer of every case, once a search needs them
+  async function loadHaystack() {
+    const texts = [];
+    for (let n = 0; n * ix.part < N; n++) {
+      const p = await part(n);
+      for (const r of p) texts.push((promptText(r.prompt) + "\n" + (r.turns ? r.turns.join("\n") : r.answer || "")).toLowerCase());
+    }
+    haystack = texts;
+  }
+
+  function readState() {
+    // #cases?run=...&correct=wrong&p.size=5&q=text&case=12: a view can be linked.
+    const frag = location.hash;
+    if (!frag.startsWith("#cases")) return {};
+    return Object.fromEntries(new URLSearchParams(frag.slice(frag.indexOf("?") + 1)));
+  }
+  function writeState(s) {
+    const kept = Object.entries(s).filter(([, v]) => v !== "" && v !== undefined && v !== null);
+    history.replaceState(null, "", "#cases?" + new URLSearchParams(kept).toString());
+  }
+
+  let state = readState();
+
+  function matches(i) {
+    if (state.run && label(i) !== state.run) return false;
+    if (state.probe && runs[ix.run[i]].probe !== state.probe) return false;
+    if (state.correct === "right" && !ix.correct[i]) return false;
+    if (state.correct === "wrong" && ix.correct[i]) return false;
+    if (state.error && errorOf(i) !== state.error) return false;
+    for (let k = 0; k < params.length; k++) {
+      const want = state["p." + params[k]];
+      if (want !== undefined && want !== "" && String(ix.values[i][k]) !== want) return false;
+    }
+    if (state.q && haystack && !haystack[i].includes(state.q.toLowerCase())) return false;
+    return true;
+  }
+
+  function sortKey(i) {
+    const k = state.sort;
+    if (k === "run") return label(i);
+    if (k === "correct") return ix.correct[i];
+    if (k === "error") return errorOf(i);
+    if (k === "reason") return ix.reason[i];
+    if (k === "id") return ix.id[i];
+    if (k && k.startsWith("p.")) return param(i, k.slice(2));
+    return i;
+  }
+
+  function options(select, values, current) {
+    select.replaceChildren(el("option", "all"));
+    select.firstChild.value = "";
+    for (const v of values) {
+      const o = el("option", v);
+      o.value = v;
+      select.appendChild(o);
+    }
+    select.value = current || "";
+  }
+
+  function controls() {
+    const box = $("case-filters");
+    box.replaceChildren();
+    const add = (name, node) => {
+      const l = el("label", name + " ");
+      l.appendChild(node);
+      box.appendChild(l);
+    };
+    const uniq = (xs) => [...new Set(xs)].sort();
+    const selects = {
+      run: uniq(runs.map((r) => r.label)),
+      probe: uniq(runs.map((r) => r.probe)),
+      correct: ["right", "wrong"],
+      error: uniq(ix.errors),
+    };
+    for (const [key, values] of Object.entries(selects)) {
+      const s = el("select");
+      s.id = "filter-" + key;
+      options(s, values, state[key]);
+      s.onchange = () => { state[key] = s.value; delete state.case; update(); };
+      add(key === "run" ? "model" : key === "error" ? "error type" : key, s);
+    }
+    for (const p of params) {
+      const s = el("select");
+      s.id = "filter-p-" + p;
+      const k = params.indexOf(p);
+      options(s, [...new Set(ix.values.map((v) => String(v[k])))].sort(natural), state["p." + p]);
+      s.onchange = () => { state["p." + p] = s.value; delete state.case; update(); };
+      add(p, s);
+    }
+    const q = el("input");
+    q.id = "filter-q";
+    q.type = "search";
+    q.placeholder = "text in prompt or answer";
+    q.value = state.q || "";
+    q.oninput = () => { state.q = q.value; delete state.case; update(); };
+    add("search", q);
+  }
+
+  function table(shown, total) {
+    const head = ["run", "id", ...params.map((p) => "p." + p), "correct", "error", "reason"];
+    const names = { run: "model", "id": "case", correct: "correct", error: "error type", reason: "reason" };
+    const t = el("table");
+    const tr = el("tr");
+    for (const h of head) {
+      const th = el("th", names[h] || h.slice(2));
+      th.className = "l sortable";
+      th.onclick = () => {
+        state.desc = state.sort === h && !state.desc ? "1" : "";
+        state.sort = h;
+        update();
+      };
+      if (state.sort === h) th.textContent += state.desc ? " ▼" : " ▲";
+      tr.appendChild(th);
+    }
+    t.appendChild(tr);
+    for (const i of shown) {
+      const row = el("tr");
+      row.className = "case-row" + (ix.correct[i] ? " right" : " wrong");
+      row.dataset.index = String(i);
+      const cells = [label(i), ix.id[i], ...ix.values[i], ix.correct[i] ? "yes" : "no",
+                     ix.correct[i] ? "" : errorOf(i), ix.reason[i]];
+      for (const v of cells) row.appendChild(el("td", v === undefined || v === null ? "" : v, "l"));
+      row.onclick = () => { state.case = String(i); update(); };
+      t.appendChild(row);
+    }
+    const count = el("p", `${total} of ${N} cases` +
+      (total > shown.length ? ` (the first ${shown.length} shown; filter or sort to see others)` : ""));
+    count.id = "case-count";
+    $("case-table").replaceChildren(count, t);
+  }
+
+  function pre(text, cls) {
+    return el("pre", text, cls);
+  }
+
+  function isGrid(x) {
+    return Array.isArray(x) && x.every((v) => typeof v === "number" || isGrid(v));
+  }
+  function truthValue(t) {
+    if (t && typeof t === "object" && !Array.isArray(t)) {
+      const keys = Object.keys(t);
+      if (keys.length === 1) return t[keys[0]];
+      if (typeof t.stdout === "string") return t.stdout;
+      if ("value" in t) return t.value;
+    }
+    return t;
+  }
+
+  function gridDiff(parsed, truth) {
+    // Rows of cells, the wrong ones marked; 1-D arrays are one row, deeper ones flattened per row.
+    const rows = (a) => (Array.isArray(a[0]) ? a.map((r) => r.flat(Infinity)) : [a]);
+    const p = rows(parsed), t = rows(truth);
+    const table = el("table", undefined, "grid");
+    let wrong = 0;
+    for (let i = 0; i < Math.max(p.length, t.length); i++) {
+      const tr = el("tr");
+      const pr = p[i] || [], tru = t[i] || [];
+      for (let j = 0; j < Math.max(pr.length, tru.length); j++) {
+        const ok = pr[j] === tru[j];
+        wrong += !ok;
+        const td = el("td", pr[j] === undefined ? "·" : pr[j], ok ? "ok" : "bad");
+        if (!ok) td.title = "truth: " + (tru[j] === undefined ? "none" : tru[j]);
+        tr.appendChild(td);
+      }
+      table.appendChild(tr);
+    }
+    const box = el("div");
+    box.append(el("p", `${wrong} cell(s) differ from the truth (marked; hover for the true value)`), table);
+    return box;
+  }
+
+  function lineDiff(answer, truth) {
+    // The longest common subsequence of lines: "-" truth only, "+" answer only.
+    const a = truth.split("\n"), b = answer.split("\n");
+    if (a.length * b.length > 4e6) return pre("(too long to diff line by line)");
+    const n = a.length, m = b.length;
+    const L = Array.from({ length: n + 1 }, () => new Int32Array(m + 1));
+    for (let i = n - 1; i >= 0; i--)
+      for (let j = m - 1; j >= 0; j--)
+        L[i][j] = a[i] === b[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+    const out = el("pre", undefined, "diff");
+    let i = 0, j = 0;
+    const line = (prefix, text, cls) => out.appendChild(el("span", prefix + text + "\n", cls));
+    while (i < n || j < m) {
+      if (i < n && j < m && a[i] === b[j]) { line("  ", a[i], ""); i++; j++; }
+      else if (j < m && (i === n || L[i][j + 1] >= L[i + 1][j])) { line("+ ", b[j], "add"); j++; }
+      else { line("- ", a[i], "del"); i++; }
+    }
+    return out;
+  }
+
+  function diffOf(c) {
+    const truth = truthValue(c.truth);
+    if (isGrid(c.parsed) && isGrid(truth)) return gridDiff(c.parsed, truth);
+    const truthText = typeof truth === "string" ? truth : JSON.stringify(truth, null, 1);
+    const said = c.turns ? c.turns.join("\n") : c.answer || "";
+    return lineDiff(said, truthText);
+  }
+
+  function view(i) {
+    const box = $("case-view");
+    if (i === undefined || !(i >= 0 && i < N)) { box.replaceChildren(); return; }
+    box.replaceChildren(el("p", "loading the case…", "note"));
+    record(i).then((c) => show(i, c), (err) => box.replaceChildren(el("p", String(err), "wrong")));
+  }
+
+  function show(i, c) {
+    const box = $("case-view");
+    const part = (title, node) => { box.appendChild(el("h3", title)); box.appendChild(node); };
+    box.replaceChildren(el("h2", `case ${ix.id[i]} — ${label(i)}`));
+    const verdict = ix.correct[i] ? "right" : `wrong: ${errorOf(i)}`;
+    part("verdict", el("p", verdict + (c.reason ? ` — ${c.reason}` : ""), ix.correct[i] ? "right" : "wrong"));
+    if (Array.isArray(c.prompt)) {
+      const turns = el("div");
+      for (const m of c.prompt) {
+        turns.appendChild(el("p", m.role, "role"));
+        turns.appendChild(pre(m.content));
+      }
+      part("prompt (chat turns, as sent)", turns);
+    } else {
+      part("prompt (completion text, as sent)", pre(c.prompt));
+    }
+    if (c.error) part("request error", pre(c.error));
+    if (c.turns) {
+      const turns = el("div");
+      c.turns.forEach((t, k) => { turns.appendChild(el("p", `turn ${k + 1}`, "role")); turns.appendChild(pre(t)); });
+      part("answer (each turn, raw)", turns);
+    } else {
+      part("answer (raw)", pre(c.answer));
+    }
+    part("truth", pre(JSON.stringify(c.truth, null, 1)));
+    part("parsed", pre(c.parsed === null || c.parsed === undefined ? "(nothing parsed)" : JSON.stringify(c.parsed)));
+    part("answer against truth", diffOf(c));
+    const foils = Object.keys(c.foils || {});
+    if (foils.length) part("known wrong operations", pre(foils.map((k) => k + ": " + JSON.stringify(c.foils[k])).join("\n")));
+    const m = el("table");
+    for (const [k, v] of Object.entries(c.metrics)) {
+      const tr = el("tr");
+      tr.append(el("td", k, "l"), el("td", v === null ? "" : v));
+      m.appendChild(tr);
+    }
+    part("metrics", m);
+  }
+
+  function natural(a, b) {
+    const x = Number(a), y = Number(b);
+    return isNaN(x) || isNaN(y) ? (a < b ? -1 : a > b ? 1 : 0) : x - y;
+  }
+
+  function update() {
+    if (state.q && !haystack) {
+      $("case-table").replaceChildren(el("p", "reading every case's prompt and answer for the search…", "note"));
+      loadHaystack().then(update, (err) => $("case-table").replaceChildren(el("p", String(err), "wrong")));
+      return;
+    }
+    const order = [];
+    for (let i = 0; i < N; i++) if (matches(i)) order.push(i);
+    if (state.sort) {
+      const dir = state.desc ? -1 : 1;
+      order.sort((x, y) => {
+        const a = sortKey(x), b = sortKey(y);
+        return a === b ? x - y : (a > b ? dir : -dir);
+      });
+    }
+    table(order.slice(0, SHOWN), order.length);
+    view(state.case === undefined ? undefined : Number(state.case));
+    writeState(state);
+  }
+
+  window.addEventListener("hashchange", () => { state = readState(); controls(); update(); });
+  controls();
+  update();
+})();

@@ -1,0 +1,165 @@
+"""The report's case browser in a real browser: Playwright drives Debian's chromium
+(no browser download). Run with -m browser; CI does."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import emulate
+
+from .conftest import journal_row, write_journal
+
+pytestmark = pytest.mark.browser
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("needs Debian's chromium (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser(conv_report):
+    # Playwright's sync API holds an event loop for its whole life: the replayed run
+    # (asyncio.run) is made before it starts.
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page, and everything it did that a report must never do."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page()
+        self.dialogs: list[str] = []
+        self.console: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.console.append(f"error: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.url = url
+        self.page.goto(url)
+
+    def count(self) -> int:
+        return int(self.page.locator("#case-count").inner_text().split(" of ")[0])
+
+    def went_nowhere(self) -> bool:
+        return all(u.split("#")[0] == self.url.split("#")[0] for u in self.requests)
+
+
+@pytest.fixture(scope="module")
+def conv_report(replayed, tmp_path_factory):
+    run = replayed("conv/chat-logprobs")
+    out = tmp_path_factory.mktemp("browser") / "report"
+    return run, emulate.report([run], out)
+
+
+def _results(run: Path) -> list[dict]:
+    with open(run / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_filter_to_wrong_answers_of_a_kind_open_one_and_see_its_diff(browser, conv_report):
+    run, rep = conv_report
+    rows = _results(run)
+    w = Watched(browser, rep.html.as_uri())
+    assert w.count() == len(rows)
+    w.page.select_option("#filter-correct", "wrong")
+    assert w.count() == sum(r["correct"] == "False" for r in rows)
+    kinds = {r["error_type"] for r in rows if r["correct"] == "False"}
+    kind = sorted(kinds)[0]
+    w.page.select_option("#filter-error", kind)
+    assert w.count() == sum(r["error_type"] == kind for r in rows)
+    assert f"error={kind}" in w.page.url  # the view is in the address
+    w.page.locator("tr.case-row").first.click()
+    view = w.page.locator("#case-view")
+    assert "answer against truth" in view.inner_text()
+    first = next(r for r in rows if r["error_type"] == kind)
+    assert first["case_id"] in view.inner_text()
+    assert not w.dialogs and not w.console and w.went_nowhere()
+
+
+def test_a_grid_diff_marks_exactly_the_wrong_cells(browser, conv_report):
+    run, rep = conv_report
+    journal = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()]
+    pick = next(r for r in journal if r["score"]["error_type"] == "wrong_values")
+    truth, parsed = pick["case"]["truth"]["output"], pick["score"]["parsed"]
+    flat = lambda a: [x for row in a for x in flat(row)] if isinstance(a, list) else [a]  # noqa: E731
+    wrong = sum(a != b for a, b in zip(flat(parsed), flat(truth), strict=True))
+    w = Watched(browser, rep.html.as_uri() + f"#cases?case={journal.index(pick)}")
+    w.page.reload()
+    assert w.page.locator("table.grid td.bad").count() == wrong
+    assert f"{wrong} cell(s) differ" in w.page.locator("#case-view").inner_text()
+
+
+def test_a_summary_link_opens_its_cases(browser, conv_report):
+    run, rep = conv_report
+    w = Watched(browser, rep.html.as_uri())
+    link = w.page.locator("a[href^='#cases?']").first
+    link.click()
+    assert w.page.url.split("#")[1].startswith("cases?")
+    assert 0 < w.count() <= len(_results(run))
+
+
+HOSTILE = [
+    "</script><script>alert('script')</script>",
+    "<img src=x onerror=\"alert('img')\">",
+    "[click](javascript:alert('url')) javascript:alert(1)",
+    "\u202eRTL override\u202c then text",
+    "a lone surrogate: \ud800 here",
+    "A" * 1_000_000,
+]
+
+
+def test_hostile_answers_are_text_and_run_nothing(browser, tmp_path):
+    rows = []
+    for i, text in enumerate(HOSTILE):
+        row = journal_row(f"{i:016x}", {"size": 3}, False, text=text, model=HOSTILE[1])
+        row["case"]["prompt"] = HOSTILE[0]
+        rows.append(row)
+    rep = emulate.report([write_journal(tmp_path / "run", rows)], tmp_path / "report")
+    w = Watched(browser, rep.html.as_uri())
+    assert w.count() == len(HOSTILE)
+    for i in range(len(HOSTILE)):
+        w.page.goto(rep.html.as_uri() + f"#cases?case={i}")
+        w.page.reload()
+        shown = w.page.locator("#case-view").inner_text()
+        assert HOSTILE[i][:40] in shown
+    w.page.fill("#filter-q", "javascript:")
+    assert w.count() == 1  # the page still works
+    assert w.dialogs == [] and w.console == [] and w.went_nowhere()
+    assert w.page.locator("img[src=x]").count() == 0
+
+
+def test_a_large_report_keeps_its_cases_beside_it_and_loads_them(
+    browser, conv_report, tmp_path, monkeypatch
+):
+    """Past INLINE cases the parts go to cases/part-NNNN.js: report.html holds the index
+    alone, and the page loads a part when a case is opened or searched."""
+    import emulate.analysis.cases as cases
+
+    run, _ = conv_report
+    monkeypatch.setattr(cases, "INLINE", 5)
+    monkeypatch.setattr(cases, "PART", 4)
+    rep = emulate.report([run], tmp_path / "report")
+    rows = _results(run)
+    side = sorted((tmp_path / "report" / "cases").iterdir())
+    assert [p.name for p in side][:2] == ["part-0000.js", "part-0001.js"]
+    assert len(side) == -(-len(rows) // 4)
+    assert 'id="part-0"' not in rep.html.read_text()
+    last = len(rows) - 1
+    w = Watched(browser, rep.html.as_uri() + f"#cases?case={last}")
+    w.page.reload()
+    w.page.wait_for_selector("text=answer against truth")
+    assert rows[last]["case_id"] in w.page.locator("#case-view").inner_text()
+    w.page.fill("#filter-q", "kernel")  # every prompt names the kernel: all parts read
+    w.page.wait_for_selector("#case-count")
+    assert w.count() == len(rows)
+    assert not w.dialogs and not w.console
+    assert {u.split("/")[-1] for u in w.requests} >= {p.name for p in side}

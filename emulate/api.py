@@ -52,7 +52,7 @@ def cases(
     probe: str | Probe,
     grid: Grid | None = None,
     *,
-    n: int = 3,
+    n: int | None = None,
     seed: int = 0,
     mode: str | None = None,
     model: str = LOCAL,
@@ -65,6 +65,7 @@ def cases(
     probe = probe_name(probe)
     p = get_probe(probe)
     mode = mode or default_mode(probe, model)
+    n = p.default_n if n is None else n
     return build_cases(p, check_grid(p, grid or {}), n, seed, mode, skip_impossible)
 
 

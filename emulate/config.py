@@ -150,7 +150,7 @@ def make_config(
     probe: str | Probe,
     grid: Grid | None = None,
     *,
-    n: int = 3,
+    n: int | None = None,
     seed: int = 0,
     model: str = LOCAL,
     base_url: str | None = None,
@@ -167,9 +167,11 @@ def make_config(
     Probe object (a script's own probe, registered under its name for the process).
     `base_url` defaults to OPENAI_BASE_URL where it is set (for any model but the
     embedded one); `api_key_env` names the variable holding that server's key (OpenAI's
-    API takes OPENAI_API_KEY, and no other server gets it)."""
+    API takes OPENAI_API_KEY, and no other server gets it). `n` defaults to the
+    probe's `default_n`."""
     probe = probe_name(probe)
     p = get_probe(probe)
+    n = p.default_n if n is None else n
     if base_url is None:
         base_url = default_base_url(model)
     extra_body = dict(extra_body or {})

@@ -143,6 +143,8 @@ class Probe:
     # any other. None: undeclared (a probe written before the declaration), unchecked.
     error_types: ClassVar[tuple[str, ...] | None] = None
     default_mode: ClassVar[Mode] = "chat"
+    # Cases per grid cell when a run does not say (--n).
+    default_n: ClassVar[int] = 3
     # Covariate columns the printed summary also breaks accuracy down by.
     summary_axes: ClassVar[tuple[str, ...]] = ()
     # Metrics whose mean the printed summary shows beside accuracy.

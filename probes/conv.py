@@ -88,15 +88,18 @@ class Truth:
 
 
 PARAMS = (
-    Param("dims", (1, 2), "1 for a sequence, 2 for a matrix", lo=1, hi=2),
-    Param("size", (3, 5), "input length (1-D) or side (2-D)", lo=2, hi=16),
-    Param("kernel", (1, 2, 3), "kernel length or side", lo=1, hi=7),
+    # The default sweep is the embedded model's first run (README's first command):
+    # one axis, size, with enough values for a breaking point with an interval, on
+    # the entries (0/1) and kernels (1, 2) where a small model answers some right.
+    Param("dims", (1,), "1 for a sequence, 2 for a matrix", lo=1, hi=2),
+    Param("size", (2, 3, 4, 5, 6, 7, 8, 9), "input length (1-D) or side (2-D)", lo=2, hi=16),
+    Param("kernel", (1, 2), "kernel length or side", lo=1, hi=7),
     Param("stride", (1,), "step between windows", lo=1, hi=4),
     Param("padding", (0,), "zeros added on every side", lo=0, hi=3),
     Param("dilation", (1,), "gap between kernel taps (1 = none)", lo=1, hi=3),
     Param("cin", (1,), "input channels", lo=1, hi=4),
     Param("cout", (1,), "output channels", lo=1, hi=4),
-    Param("values", (1, 9), "entries drawn from 0..values (or -values..values)", lo=1, hi=99),
+    Param("values", (1,), "entries drawn from 0..values (or -values..values)", lo=1, hi=99),
     Param("signed", (0,), "1 draws negative entries too", lo=0, hi=1),
     Param("shots", (2,), "worked examples before the question", lo=0, hi=4),
 )
@@ -133,6 +136,7 @@ class ConvProbe(Probe):
     default_mode = "chat"
     summary_means = ("cell_acc",)
     pure_build = True  # numpy alone: built on another core in a large run
+    default_n = 4  # 64 cases: the default sweep's breaking point has an interval
 
     def check_cell(self, cell: Mapping[str, Any]) -> str | None:
         span = cell["dilation"] * (cell["kernel"] - 1) + 1

@@ -187,7 +187,7 @@ def test_ctrl_c_while_waiting_leaves_a_batch_that_resumes(api, tmp_path):
     argv = [sys.executable, "-m", "emulate", "batch", "submit", "conv", "-P", "size=4,5",
             "-P", "dims=1", "-P", "kernel=2", "-P", "values=9", "--model", "gpt-4o-mini",
             "--base-url", api.url,
-            "--batch-poll", "0.05", "--out", str(out), "--no-progress"]  # fmt: skip
+            "--n", "3", "--batch-poll", "0.05", "--out", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _calls(api, "GET", "/v1/batches/") < 2 and time.monotonic() < deadline:

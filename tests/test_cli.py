@@ -32,11 +32,15 @@ def test_probes_lists_parameters_with_ranges(capsys):
     assert all(name in out for name in PROBES)
     assert out.count("\n") == len(PROBES) and "size=2..16" in out
     assert main(["probes", "-v"]) == 0
-    assert "-P size=2..16 (default 3,5)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "-P size=2..16 (default 2,3,4,5,6,7,8,9)" in out
+    conv = out.split("\nbrackets")[0]
+    assert "--n 4 cases per grid cell by default" in conv
 
 
 def test_cases_writes_one_json_case_per_line(capsys):
-    assert main(["cases", "conv", "-P", "size=4", "-P", "kernel=2,3", "--n", "2"]) == 0
+    assert main(["cases", "conv", "-P", "size=4", "-P", "kernel=2,3", "-P", "dims=1,2",
+                 "-P", "values=1,9", "--n", "2"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 2 * 2 * 2  # kernel x dims x values x n
     case = json.loads(lines[0])
@@ -47,7 +51,9 @@ def test_cases_writes_one_json_case_per_line(capsys):
 def test_dry_run_counts_cases_and_tokens_offline(capsys):
     assert main(["run", "conv", "-P", "dims=1", "--n", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "conv: 24 cases" in out and "prompt tokens" in out
+    assert "conv: 32 cases" in out and "prompt tokens" in out  # 8 sizes x 2 kernels x 2
+    assert main(["run", "conv", "--dry-run"]) == 0
+    assert "conv: 64 cases" in capsys.readouterr().out  # conv's own n: 4 a cell
 
 
 @pytest.mark.parametrize(
@@ -59,7 +65,7 @@ def test_dry_run_counts_cases_and_tokens_offline(capsys):
         (["run", "conv", "-P", "size"], "write key=value"),
         (
             ["run", "conv", "-P", "size=3,8", "-P", "kernel=5", "-P", "dims=1", "-P", "values=9"],
-            "1 of 2 grid cells cannot exist: dims=1 size=3 kernel=5 values=9 (the kernel spans 5 "
+            "1 of 2 grid cells cannot exist: size=3 kernel=5 values=9 (the kernel spans 5 "
             "cells but the padded input has 3) (add --skip-impossible to run the others)",
         ),
         (["run", "conv", "--n", "0"], "--n 0: must be a whole number of at least 1"),

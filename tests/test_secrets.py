@@ -26,7 +26,8 @@ def test_planted_secrets_are_in_no_file_and_no_message(tmp_path, monkeypatch, ca
         url = server.url.replace("127.0.0.1", f"user:{MARKERS[1]}@127.0.0.1")
         url += f"?api-key={MARKERS[2]}"
         code = main(
-            ["run", "conv", "-P", "size=4", "--n", "6", "--model", "fake", "--base-url", url,
+            ["run", "conv", "-P", "size=4", "-P", "dims=1,2", "-P", "kernel=1,2,3", "-P",
+             "values=1,9", "--n", "6", "--model", "fake", "--base-url", url,
              "--out", str(runs / "a"), "--record", str(tmp_path / "cassette.json"),
              "--max-errors", "100%", "--no-progress"]
         )  # fmt: skip

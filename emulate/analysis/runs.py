@@ -79,11 +79,14 @@ def load_run(path: str | Path) -> Run:
 
 def _fixed(run: Run) -> dict[str, Any]:
     """The case parameters that take one value throughout a run."""
-    values: dict[str, set[str]] = {}
+    values: dict[str, dict[Any, Any]] = {}
     for r in run.rows:
         for k, v in r.case.params.items():
-            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
-    return {k: json.loads(next(iter(v))) for k, v in values.items() if len(v) == 1}
+            # Parameters are scalars but for the odd list: those compare as JSON. (The
+            # type is in the key: 1 and True and 1.0 are three values here.)
+            same = (type(v), v) if isinstance(v, int | float | str | None) else json.dumps(v)
+            values.setdefault(k, {}).setdefault(same, v)
+    return {k: next(iter(v.values())) for k, v in values.items() if len(v) == 1}
 
 
 def load_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Run]:

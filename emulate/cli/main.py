@@ -52,13 +52,14 @@ def cmd_probes(args: argparse.Namespace) -> None:
         print(f"{probe.name}{origin}: {probe.summary}")
         for p in probe.params:
             print(f"  -P {p.describe()}")
+        print(f"  --n {probe.default_n} cases per grid cell by default")
 
 
 def cmd_cases(args: argparse.Namespace) -> None:
     cs = api.cases(
         args.probe,
         grid_of(args.probe, args.params),
-        n=args.n if args.n is not None else 3,
+        n=args.n,
         seed=args.seed or 0,
         mode=args.mode,
         model=args.model or LOCAL,
@@ -86,7 +87,7 @@ def cmd_sweep(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
         args.probe,
         grid_of(args.probe, args.params),
         models=specs,
-        n=args.n if args.n is not None else 3,
+        n=args.n,
         seed=args.seed or 0,
         mode=args.mode,
         options=replace(options, out=options.out or Path("runs") / "sweep"),

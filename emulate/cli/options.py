@@ -62,7 +62,7 @@ def run_config_of(args: argparse.Namespace) -> RunConfig:
     return api.make_config(
         args.probe,
         grid_of(args.probe, args.params),
-        n=args.n if args.n is not None else 3,
+        n=args.n,
         seed=args.seed or 0,
         model=name,
         base_url=args.base_url,

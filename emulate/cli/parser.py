@@ -48,7 +48,12 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
         help="set a parameter; several values (and several -P) form a grid. "
         "See `emulate probes` for names and ranges",
     )
-    p.add_argument("--n", type=int, default=None, help="cases per grid cell (default 3)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="cases per grid cell (default: the probe's, 3 for most; see `emulate probes -v`)",
+    )
     p.add_argument("--seed", type=int, default=None, help="first case seed (default 0)")
     p.add_argument(
         "--mode",

@@ -49,7 +49,7 @@ def sweep(
     grid: Grid | None = None,
     *,
     models: Sequence[str | ModelSpec],
-    n: int = 3,
+    n: int | None = None,
     seed: int = 0,
     mode: str | None = None,
     options: RunOptions | None = None,
@@ -128,7 +128,7 @@ def _folders(specs: Sequence[ModelSpec]) -> list[str]:
 
 
 def _config(
-    probe: str | Probe, grid: Grid | None, spec: ModelSpec, n: int, seed: int, mode: str,
+    probe: str | Probe, grid: Grid | None, spec: ModelSpec, n: int | None, seed: int, mode: str,
     api_key_env: str | None, options: dict[str, Any],
 ) -> RunConfig:  # fmt: skip
     """One model's configuration; `api_key_env` names the key of a model at a URL of its

@@ -16,6 +16,8 @@
   const label = (i) => runs[ix.run[i]].label;
   const errorOf = (i) => ix.errors[ix.error[i]];
   const param = (i, p) => ix.values[i][params.indexOf(p)];
+  // The table shows the parameters that vary; those fixed throughout are in each case.
+  const shownParams = params.filter((p, k) => new Set(ix.values.map((v) => String(v[k]))).size > 1);
 
   // A case's details come in parts: inline (a <script type=application/json>), or a
   // side file beside the page (cases/part-NNNN.js) loaded when first needed.
@@ -126,7 +128,7 @@
       s.onchange = () => { state[key] = s.value; delete state.case; update(); };
       add(key === "run" ? "model" : key === "error" ? "error type" : key, s);
     }
-    for (const p of params) {
+    for (const p of shownParams) {
       const s = el("select");
       s.id = "filter-p-" + p;
       const k = params.indexOf(p);
@@ -144,7 +146,7 @@
   }
 
   function table(shown, total) {
-    const head = ["run", "id", ...params.map((p) => "p." + p), "correct", "error", "reason"];
+    const head = ["run", "id", ...shownParams.map((p) => "p." + p), "correct", "error", "reason"];
     const names = { run: "model", "id": "case", correct: "correct", error: "error type", reason: "reason" };
     const t = el("table");
     const tr = el("tr");
@@ -164,7 +166,7 @@
       const row = el("tr");
       row.className = "case-row" + (ix.correct[i] ? " right" : " wrong");
       row.dataset.index = String(i);
-      const cells = [label(i), ix.id[i], ...ix.values[i], ix.correct[i] ? "yes" : "no",
+      const cells = [label(i), ix.id[i], ...shownParams.map((p) => param(i, p)), ix.correct[i] ? "yes" : "no",
                      ix.correct[i] ? "" : errorOf(i), ix.reason[i]];
       for (const v of cells) row.appendChild(el("td", v === undefined || v === null ? "" : v, "l"));
       row.onclick = () => { state.case = String(i); update(); };
@@ -255,6 +257,7 @@
     const box = $("case-view");
     const part = (title, node) => { box.appendChild(el("h3", title)); box.appendChild(node); };
     box.replaceChildren(el("h2", `case ${ix.id[i]} — ${label(i)}`));
+    box.appendChild(el("p", params.map((p) => `${p}=${param(i, p)}`).join(" "), "note"));
     const verdict = ix.correct[i] ? "right" : `wrong: ${errorOf(i)}`;
     part("verdict", el("p", verdict + (c.reason ? ` — ${c.reason}` : ""), ix.correct[i] ? "right" : "wrong"));
     if (Array.isArray(c.prompt)) {

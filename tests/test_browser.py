@@ -163,3 +163,39 @@ def test_a_large_report_keeps_its_cases_beside_it_and_loads_them(
     assert w.count() == len(rows)
     assert not w.dialogs and not w.console
     assert {u.split("/")[-1] for u in w.requests} >= {p.name for p in side}
+
+
+def test_model_beside_model_counts_discordant_pairs_as_scipy_does(browser, tmp_path):
+    """Two runs of the same cases: the page pairs them by case id, counts the cases
+    right only in A and only in B, and gives McNemar's exact p-value (scipy's
+    binomial test on the discordant pairs); each filter shows its cases, side by side."""
+    from scipy.stats import binomtest
+
+    rng = __import__("random").Random(3)
+    a_right = [rng.random() < 0.7 for _ in range(60)]
+    b_right = [rng.random() < 0.4 for _ in range(60)]
+    runs = []
+    for name, rights in (("model-a", a_right), ("model-b", b_right)):
+        rows = [journal_row(f"{i:016x}", {"size": 3 + i % 4}, ok, model=name, run_id=name,
+                            text=f"[{i}]" if name == "model-a" or i % 3 else "[0]")
+                for i, ok in enumerate(rights)]  # fmt: skip
+        runs.append(write_journal(tmp_path / name, rows))
+    rep = emulate.report(runs, tmp_path / "report")
+    only_a = sum(a and not b for a, b in zip(a_right, b_right, strict=True))
+    only_b = sum(b and not a for a, b in zip(a_right, b_right, strict=True))
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue
+    w = Watched(browser, rep.html.as_uri() + "#cases?a=model-a&b=model-b")
+    w.page.reload()
+    said = w.page.locator("#pair-summary").inner_text()
+    assert f"right only in A {only_a}, right only in B {only_b}" in said
+    assert f"p = {p:.3g}" in said or f"p = {p:.3}" in said
+    w.page.select_option("#filter-pair", "onlyA")
+    assert w.count() == only_a
+    w.page.select_option("#filter-pair", "onlyB")
+    assert w.count() == only_b
+    w.page.select_option("#filter-pair", "differ")
+    assert w.count() == sum(1 for i in range(60) if i % 3 == 0 and i != 0)
+    w.page.locator("tr.case-row").first.click()
+    assert w.page.locator("#case-view-a h2").inner_text().endswith("model-a")
+    assert w.page.locator("#case-view-b h2").inner_text().endswith("model-b")
+    assert not w.dialogs and not w.console and w.went_nowhere()

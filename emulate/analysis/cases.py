@@ -10,6 +10,7 @@ however large the runs."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
@@ -59,9 +60,17 @@ def case_data(runs: Sequence[Run], labels: Sequence[str]) -> CaseData:
         "correct": [int(bool(r.score.correct)) for _, r in rows],
         "error": [errors.index(str(r.score.error_type)) for _, r in rows],
         "reason": [(r.score.reason or "")[:REASON_CHARS] for _, r in rows],
+        # Model beside model: whether two runs answered a case alike, without the text.
+        "said": [zlib.crc32(_said(r).encode("utf-8", "surrogatepass")) for _, r in rows],
     }
     records = [_record(row) for _, row in rows]
     return CaseData(index, [records[i : i + PART] for i in range(0, len(records), PART)])
+
+
+def _said(row: Row) -> str:
+    """What the model answered, every turn, as compared between runs."""
+    answer = row.answer
+    return "\n".join(t.strip() for t in answer.turns) if answer.turns else answer.text.strip()
 
 
 def _record(row: Row) -> dict[str, Any]:

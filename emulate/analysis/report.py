@@ -375,6 +375,7 @@ tr.case-row.right td:first-child { border-left: 3px solid #3a3; }
 table.grid td { border: 1px solid #ddd; text-align: center; min-width: 2em; }
 td.bad, .diff .del { background: #fdd; } .diff .add { background: #dfd; }
 p.role { font-weight: bold; margin: .6em 0 .2em; } p.wrong { color: #a22; } p.right { color: #282; }
+div.side { display: flex; gap: 1em; } div.side > div.col { flex: 1; min-width: 0; }
 """
 
 _RUN_HEAD = (

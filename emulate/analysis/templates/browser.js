@@ -70,8 +70,8 @@
 
   let state = readState();
 
-  function matches(i) {
-    if (state.run && label(i) !== state.run) return false;
+  function matches(i, paired) {
+    if (!paired && state.run && label(i) !== state.run) return false;
     if (state.probe && runs[ix.run[i]].probe !== state.probe) return false;
     if (state.correct === "right" && !ix.correct[i]) return false;
     if (state.correct === "wrong" && ix.correct[i]) return false;
@@ -136,6 +136,20 @@
       s.onchange = () => { state["p." + p] = s.value; delete state.case; update(); };
       add(p, s);
     }
+    const labels = runs.map((r) => r.label);
+    for (const [key, name, values] of [["a", "beside: A", labels], ["b", "B", labels],
+        ["pair", "show", ["onlyA", "onlyB", "differ"]]]) {
+      const s = el("select");
+      s.id = "filter-" + key;
+      options(s, values, state[key]);
+      if (key === "pair") {
+        const names = { onlyA: "right only in A", onlyB: "right only in B", differ: "answers differ" };
+        for (const o of s.options) if (names[o.value]) o.textContent = names[o.value];
+        s.firstChild.textContent = "every shared case";
+      }
+      s.onchange = () => { state[key] = s.value; delete state.case; update(); };
+      add(name, s);
+    }
     const q = el("input");
     q.id = "filter-q";
     q.type = "search";
@@ -147,7 +161,9 @@
 
   function table(shown, total) {
     const head = ["run", "id", ...shownParams.map((p) => "p." + p), "correct", "error", "reason"];
-    const names = { run: "model", "id": "case", correct: "correct", error: "error type", reason: "reason" };
+    const names = pairMode()
+      ? { run: "right in A · B", "id": "case", correct: "answers", error: "error types", reason: "reason (A)" }
+      : { run: "model", "id": "case", correct: "correct", error: "error type", reason: "reason" };
     const t = el("table");
     const tr = el("tr");
     for (const h of head) {
@@ -166,8 +182,15 @@
       const row = el("tr");
       row.className = "case-row" + (ix.correct[i] ? " right" : " wrong");
       row.dataset.index = String(i);
-      const cells = [label(i), ix.id[i], ...shownParams.map((p) => param(i, p)), ix.correct[i] ? "yes" : "no",
-                     ix.correct[i] ? "" : errorOf(i), ix.reason[i]];
+      const o = pairMode() ? partner(i) : undefined;
+      const verdict = (k) => (ix.correct[k] ? "yes" : "no");
+      const cells = o === undefined
+        ? [label(i), ix.id[i], ...shownParams.map((p) => param(i, p)), verdict(i),
+           ix.correct[i] ? "" : errorOf(i), ix.reason[i]]
+        : [`A ${verdict(i)} · B ${verdict(o)}`, ix.id[i], ...shownParams.map((p) => param(i, p)),
+           ix.said[i] === ix.said[o] ? "same answer" : "answers differ",
+           [ix.correct[i] ? "" : "A " + errorOf(i), ix.correct[o] ? "" : "B " + errorOf(o)].filter(Boolean).join(", "),
+           ix.reason[i]];
       for (const v of cells) row.appendChild(el("td", v === undefined || v === null ? "" : v, "l"));
       row.onclick = () => { state.case = String(i); update(); };
       t.appendChild(row);
@@ -249,14 +272,25 @@
   function view(i) {
     const box = $("case-view");
     if (i === undefined || !(i >= 0 && i < N)) { box.replaceChildren(); return; }
+    const other = pairMode() ? partner(i) : undefined;
+    const shown = other === undefined ? [i] : [i, other];
     box.replaceChildren(el("p", "loading the case…", "note"));
-    record(i).then((c) => show(i, c), (err) => box.replaceChildren(el("p", String(err), "wrong")));
+    Promise.all(shown.map(record)).then((recs) => {
+      box.replaceChildren();
+      const row = el("div", undefined, shown.length > 1 ? "side" : "");
+      shown.forEach((k, n) => {
+        const col = el("div", undefined, "col");
+        col.id = "case-view-" + "ab"[n];
+        show(k, recs[n], col);
+        row.appendChild(col);
+      });
+      box.appendChild(row);
+    }, (err) => box.replaceChildren(el("p", String(err), "wrong")));
   }
 
-  function show(i, c) {
-    const box = $("case-view");
+  function show(i, c, box) {
     const part = (title, node) => { box.appendChild(el("h3", title)); box.appendChild(node); };
-    box.replaceChildren(el("h2", `case ${ix.id[i]} — ${label(i)}`));
+    box.appendChild(el("h2", `case ${ix.id[i]} — ${label(i)}`));
     box.appendChild(el("p", params.map((p) => `${p}=${param(i, p)}`).join(" "), "note"));
     const verdict = ix.correct[i] ? "right" : `wrong: ${errorOf(i)}`;
     part("verdict", el("p", verdict + (c.reason ? ` — ${c.reason}` : ""), ix.correct[i] ? "right" : "wrong"));
@@ -297,6 +331,60 @@
     return isNaN(x) || isNaN(y) ? (a < b ? -1 : a > b ? 1 : 0) : x - y;
   }
 
+  // Model beside model: two runs that share case ids (a sweep, or two runs of one
+  // grid), the same case side by side, and where they part: McNemar's discordant
+  // pairs with their exact p-value.
+  const runOf = (lbl) => runs.findIndex((r) => r.label === lbl);
+  const pairMode = () => state.a && state.b && state.a !== state.b && runOf(state.a) >= 0 && runOf(state.b) >= 0;
+  let pairIndex = null, pairKey = "";
+  function pairsOf() {
+    const key = state.a + "\u0000" + state.b;
+    if (pairIndex && pairKey === key) return pairIndex;
+    const ra = runOf(state.a), rb = runOf(state.b), byId = new Map();
+    for (let i = 0; i < N; i++) {
+      const side = ix.run[i] === ra ? 0 : ix.run[i] === rb ? 1 : -1;
+      if (side < 0) continue;
+      const pair = byId.get(ix.id[i]) || [-1, -1];
+      pair[side] = i;
+      byId.set(ix.id[i], pair);
+    }
+    pairIndex = new Map([...byId.values()].filter((p) => p[0] >= 0 && p[1] >= 0).map((p) => [p[0], p[1]]));
+    pairKey = key;
+    return pairIndex;
+  }
+  const partner = (i) => pairsOf().get(i);
+  function pairMatches(a, b) {
+    if (state.pair === "onlyA") return ix.correct[a] && !ix.correct[b];
+    if (state.pair === "onlyB") return !ix.correct[a] && ix.correct[b];
+    if (state.pair === "differ") return ix.said[a] !== ix.said[b];
+    return true;
+  }
+  function mcnemar(b, c) {
+    // Exact two-sided: twice the smaller tail of Binomial(b + c, 1/2), at most 1.
+    const n = b + c;
+    if (n === 0) return 1;
+    let logC = 0, tail = -Infinity;
+    for (let k = 0; k <= Math.min(b, c); k++) {
+      const term = logC - n * Math.LN2;
+      tail = Math.max(tail, term) + Math.log1p(Math.exp(-Math.abs(tail - term)));
+      logC += Math.log(n - k) - Math.log(k + 1);
+    }
+    return Math.min(1, 2 * Math.exp(tail));
+  }
+  function pairSummary(order) {
+    let b = 0, c = 0, same = 0;
+    for (const a of order) {
+      const o = partner(a);
+      b += ix.correct[a] && !ix.correct[o];
+      c += !ix.correct[a] && ix.correct[o];
+      same += ix.said[a] === ix.said[o];
+    }
+    const p = el("p", `${order.length} cases shared: right only in A ${b}, right only in B ${c} ` +
+      `(McNemar's exact p = ${mcnemar(b, c).toPrecision(3)}); the same answer in ${same}`);
+    p.id = "pair-summary";
+    return p;
+  }
+
   function update() {
     if (state.q && !haystack) {
       $("case-table").replaceChildren(el("p", "reading every case's prompt and answer for the search…", "note"));
@@ -304,7 +392,15 @@
       return;
     }
     const order = [];
-    for (let i = 0; i < N; i++) if (matches(i)) order.push(i);
+    let summary = null;
+    if (pairMode()) {
+      const shared = [];
+      for (const [a] of pairsOf()) if (matches(a, true)) shared.push(a);
+      summary = pairSummary(shared);
+      for (const a of shared) if (pairMatches(a, partner(a))) order.push(a);
+    } else {
+      for (let i = 0; i < N; i++) if (matches(i)) order.push(i);
+    }
     if (state.sort) {
       const dir = state.desc ? -1 : 1;
       order.sort((x, y) => {
@@ -313,6 +409,7 @@
       });
     }
     table(order.slice(0, SHOWN), order.length);
+    if (summary) $("case-table").prepend(summary);
     view(state.case === undefined ? undefined : Number(state.case));
     writeState(state);
   }

@@ -154,6 +154,13 @@ class Probe:
         """What this machine lacks to build this probe's truth (and how to get it), or None."""
         return None
 
+    def explain(self, case: Case, answer: Answer, score: Score) -> dict[str, Any] | None:
+        """What the report's case browser shows beside an answer, in the probe's own
+        terms, as JSON (None: the browser's generic view, a grid or a line diff). The
+        browser draws `{"tokens": [{"token", "p", "kind"}, ...]}` as the alternatives
+        for the next token, each kind "legal" or what makes it illegal."""
+        return None
+
     def notes(self, rows: Sequence[dict[str, Any]]) -> list[str]:
         """Lines a run's summary adds about its finished rows (results.csv rows)."""
         return []

@@ -24,6 +24,7 @@ bottom: the tasks and their cases, the probe, the prompts.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ from .dyck import (
     EDITS,
     OPENERS,
     TOKEN_KINDS,
+    classify_token,
     closers,
     generate,
     scan,
@@ -104,6 +106,9 @@ class Task:
     def answer(self, truth: Any) -> str:
         """The right answer as a model would write it (for token estimates)."""
         raise NotImplementedError
+
+    def explain(self, case: Case, answer: Answer) -> dict[str, Any] | None:
+        return None
 
 
 class Complete(Task):
@@ -263,6 +268,18 @@ class NextToken(Task):
     def score(self, case: Case, answer: Answer, metrics: dict[str, Any]) -> Score:
         return score_next_token(case, answer, metrics)
 
+    def explain(self, case: Case, answer: Answer) -> dict[str, Any] | None:
+        """The first token's alternatives, each with what it would do next."""
+        if not answer.logprobs:
+            return None
+        first = answer.logprobs[0]
+        top = first.top or ((first.token, first.logprob),)
+        open_ = case.inputs.open
+        return {"tokens": [
+            {"token": tok, "p": math.exp(min(lp, 0.0)), "kind": classify_token(tok, open_)}
+            for tok, lp in sorted(top, key=lambda t: -t[1])
+        ]}  # fmt: skip
+
     def answer(self, truth: NextSymbol) -> str:
         return truth.due
 
@@ -382,6 +399,9 @@ class BracketsProbe(Probe):
 
     def score(self, case: Case, answer: Answer) -> Score:
         return TASKS[case.params["task"]].score(case, answer, self.blank_metrics(case))
+
+    def explain(self, case: Case, answer: Answer, score: Score) -> dict[str, Any] | None:
+        return TASKS[case.params["task"]].explain(case, answer)
 
 
 def _cut(seq: str, rng: np.random.Generator) -> int:

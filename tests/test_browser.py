@@ -22,7 +22,22 @@ if CHROMIUM is None:
 
 
 @pytest.fixture(scope="module")
-def browser(conv_report):
+def probe_reports(replayed, tmp_path_factory):
+    """Reports of the recorded runs whose answers the browser shows in their probe's
+    terms: next-token alternatives, a session's turns, a chain's rows."""
+    from emulate.registry import get_probe
+
+    made = {}
+    for name in ("brackets/next_token", "shell/completion", "markov/completion"):
+        if get_probe(name.split("/")[0]).missing():
+            continue
+        run = replayed(name)
+        made[name] = (run, emulate.report([run], tmp_path_factory.mktemp("r") / "report"))
+    return made
+
+
+@pytest.fixture(scope="module")
+def browser(conv_report, probe_reports):
     # Playwright's sync API holds an event loop for its whole life: the replayed run
     # (asyncio.run) is made before it starts.
     with playwright.sync_playwright() as p:
@@ -198,4 +213,29 @@ def test_model_beside_model_counts_discordant_pairs_as_scipy_does(browser, tmp_p
     w.page.locator("tr.case-row").first.click()
     assert w.page.locator("#case-view-a h2").inner_text().endswith("model-a")
     assert w.page.locator("#case-view-b h2").inner_text().endswith("model-b")
+    assert not w.dialogs and not w.console and w.went_nowhere()
+
+
+@pytest.mark.parametrize(
+    "name,shown",
+    [("brackets/next_token", "table.tokens"), ("shell/completion", "text=turn 1"),
+     ("markov/completion", "table.rows")],
+)  # fmt: skip
+def test_a_case_is_shown_in_its_probes_terms(browser, probe_reports, name, shown):
+    if name not in probe_reports:
+        pytest.skip(f"{name} needs what this machine lacks (emulate probes says what)")
+    run, rep = probe_reports[name]
+    journal = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()]
+    w = Watched(browser, rep.html.as_uri() + "#cases?case=0")
+    w.page.reload()
+    w.page.wait_for_selector(shown)
+    if name == "brackets/next_token":  # each alternative the server gave, legal or not
+        top = journal[0]["answer"]["logprobs"][0]["top"]
+        assert w.page.locator("table.tokens tr.legal, table.tokens tr.illegal").count() == len(top)
+        kind = journal[0]["score"]["error_type"]
+        legal = w.page.locator("table.tokens tr").nth(1).get_attribute("class")
+        assert legal == ("legal" if kind is None else "illegal")
+    if name == "markov/completion":  # a row per state
+        states = journal[0]["case"]["inputs"]["states"]
+        assert w.page.locator("table.rows tr").count() == len(states) + 1
     assert not w.dialogs and not w.console and w.went_nowhere()

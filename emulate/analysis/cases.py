@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from emulate.case import Row
+from emulate.probe import Probe
+from emulate.registry import get_probe, known
 
 from .runs import Run
 
@@ -63,7 +65,8 @@ def case_data(runs: Sequence[Run], labels: Sequence[str]) -> CaseData:
         # Model beside model: whether two runs answered a case alike, without the text.
         "said": [zlib.crc32(_said(r).encode("utf-8", "surrogatepass")) for _, r in rows],
     }
-    records = [_record(row) for _, row in rows]
+    probes = {run.probe: get_probe(run.probe) for run in runs if known(run.probe)}
+    records = [_record(row, probes.get(row.case.probe)) for _, row in rows]
     return CaseData(index, [records[i : i + PART] for i in range(0, len(records), PART)])
 
 
@@ -73,10 +76,12 @@ def _said(row: Row) -> str:
     return "\n".join(t.strip() for t in answer.turns) if answer.turns else answer.text.strip()
 
 
-def _record(row: Row) -> dict[str, Any]:
+def _record(row: Row, probe: Probe | None) -> dict[str, Any]:
     case, answer, score = row.case, row.answer, row.score
     prompt: Any = case.prompt if isinstance(case.prompt, str) else [dict(m) for m in case.prompt]
     return {
+        "inputs": _plain(case.inputs),
+        "explain": _explained(probe, row),
         "prompt": _cut(prompt),
         "answer": _cut(answer.text),
         "turns": [_cut(t) for t in answer.turns] if answer.turns else None,
@@ -87,6 +92,17 @@ def _record(row: Row) -> dict[str, Any]:
         "metrics": dict(score.metrics),
         "reason": score.reason,
     }
+
+
+def _explained(probe: Probe | None, row: Row) -> Any:
+    """The probe's own view of the answer; none where it has none, or fails (a report
+    shows every case even where a probe's explanation has a bug)."""
+    if probe is None or row.answer.error:
+        return None
+    try:
+        return probe.explain(probe.typed(row.case), row.answer, row.score)
+    except Exception:  # noqa: BLE001 - the generic view stands in
+        return None
 
 
 def _cut(value: Any) -> Any:

@@ -376,6 +376,7 @@ table.grid td { border: 1px solid #ddd; text-align: center; min-width: 2em; }
 td.bad, .diff .del { background: #fdd; } .diff .add { background: #dfd; }
 p.role { font-weight: bold; margin: .6em 0 .2em; } p.wrong { color: #a22; } p.right { color: #282; }
 div.side { display: flex; gap: 1em; } div.side > div.col { flex: 1; min-width: 0; }
+tr.legal td { background: #efe; } tr.illegal td { background: #fee; }
 """
 
 _RUN_HEAD = (

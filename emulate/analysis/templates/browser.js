@@ -261,8 +261,67 @@
     return out;
   }
 
+  function tokenTable(tokens) {
+    // The next token's alternatives as the model weighed them, each legal or not.
+    const t = el("table", undefined, "tokens");
+    const head = el("tr");
+    for (const h of ["token", "probability", "if it came next"]) head.appendChild(el("th", h, "l"));
+    t.appendChild(head);
+    for (const a of tokens) {
+      const tr = el("tr", undefined, a.kind === "legal" ? "legal" : "illegal");
+      tr.append(el("td", JSON.stringify(a.token), "l"), el("td", a.p.toFixed(4)),
+                el("td", a.kind.replace(/_/g, " "), "l"));
+      t.appendChild(tr);
+    }
+    return t;
+  }
+
+  function turnDiff(said, truths, commands) {
+    // A session turn by turn: each reply beside the true output, the first that
+    // differs marked (later turns may follow from it).
+    const box = el("div");
+    let first = -1;
+    truths.forEach((truth, k) => {
+      const reply = (said[k] === undefined ? "(no reply)" : said[k]).replace(/\s+$/, "");
+      const same = reply === String(truth).replace(/\s+$/, "");
+      if (!same && first < 0) first = k;
+      const head = el("p", `turn ${k + 1}` + (commands && commands[k] ? `: $ ${commands[k]}` : "") +
+        (same ? " — right" : k === first ? " — the first divergence" : " — differs"),
+        same ? "role right" : "role wrong");
+      box.appendChild(head);
+      if (!same) box.appendChild(lineDiff(reply, String(truth)));
+    });
+    box.prepend(el("p", first < 0 ? "every turn as the real terminal printed it"
+      : `turns right before the first divergence: ${first}`, "note"));
+    return box;
+  }
+
+  function rowsTable(model, truth) {
+    // Each state's next-symbol row: the model's, the chain's, the counts in the
+    // sequence shown (normalised), and the baby GPT's.
+    const norm = (r) => { const s = r.reduce((a, b) => a + b, 0); return s ? r.map((x) => x / s) : r; };
+    const fmt = (r) => (r ? r.map((x) => x.toFixed(2)).join(" ") : "(none)");
+    const t = el("table", undefined, "rows");
+    const head = el("tr");
+    for (const h of ["state", "model", "chain", "counts", "baby GPT"]) head.appendChild(el("th", h, "l"));
+    t.appendChild(head);
+    for (const s of Object.keys(truth.chain)) {
+      const tr = el("tr");
+      tr.append(el("td", s, "l"), el("td", fmt(model[s]), "l"), el("td", fmt(truth.chain[s]), "l"),
+                el("td", fmt(truth.counts && truth.counts[s] ? norm(truth.counts[s]) : null), "l"),
+                el("td", fmt(truth.baby_gpt && truth.baby_gpt[s]), "l"));
+      t.appendChild(tr);
+    }
+    return t;
+  }
+
   function diffOf(c) {
     const truth = truthValue(c.truth);
+    if (c.explain && Array.isArray(c.explain.tokens)) return tokenTable(c.explain.tokens);
+    if (c.truth && Array.isArray(c.truth.outputs) && c.turns)
+      return turnDiff(c.turns, c.truth.outputs, c.inputs && c.inputs.commands);
+    if (c.truth && c.truth.chain && c.parsed && typeof c.parsed === "object" && !Array.isArray(c.parsed))
+      return rowsTable(c.parsed, c.truth);
     if (isGrid(c.parsed) && isGrid(truth)) return gridDiff(c.parsed, truth);
     const truthText = typeof truth === "string" ? truth : JSON.stringify(truth, null, 1);
     const said = c.turns ? c.turns.join("\n") : c.answer || "";

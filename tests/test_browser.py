@@ -239,3 +239,25 @@ def test_a_case_is_shown_in_its_probes_terms(browser, probe_reports, name, shown
         states = journal[0]["case"]["inputs"]["states"]
         assert w.page.locator("table.rows tr").count() == len(states) + 1
     assert not w.dialogs and not w.console and w.went_nowhere()
+
+
+def test_a_plotted_point_opens_its_cases(browser, conv_report):
+    """Each point of an accuracy plot is a link, placed over the point, to the cases
+    it stands for."""
+    from urllib.parse import parse_qsl
+
+    run, rep = conv_report
+    rows = _results(run)
+    w = Watched(browser, rep.html.as_uri())
+    point = w.page.locator("div.plot a.pt").first
+    box, plot = point.bounding_box(), w.page.locator("div.plot img").first.bounding_box()
+    assert box and plot
+    # Centred on the point's place in the picture itself (not in a box taller than it).
+    x, y = float(point.get_attribute("data-x")), float(point.get_attribute("data-y"))
+    assert abs(box["x"] + box["width"] / 2 - (plot["x"] + x * plot["width"])) < 1
+    assert abs(box["y"] + box["height"] / 2 - (plot["y"] + y * plot["height"])) < 1
+    query = dict(parse_qsl(point.get_attribute("href").split("?", 1)[1]))
+    (axis,) = [k[2:] for k in query if k.startswith("p.")]
+    point.click()
+    assert w.count() == sum(r[axis] == query[f"p.{axis}"] for r in rows)
+    assert not w.dialogs and not w.console and w.went_nowhere()

@@ -241,9 +241,12 @@ def plot(
     axis: str,
     series: Mapping[str, Sequence[Mapping[str, Any]]],
     fits: Mapping[str, BreakingPoint],
+    points: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """Accuracy against one axis, one line per model with its Wilson band, its chance
-    dashed, and each breaking point as a dotted line over its interval. PNG bytes."""
+    dashed, and each breaking point as a dotted line over its interval. PNG bytes;
+    with `points`, each plotted point's model, value and place in the picture
+    (fractions of its width and height, from the top left) are added to it."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
@@ -253,6 +256,7 @@ def plot(
     where = {v: (v if numeric else i) for i, v in enumerate(xs)}
     fig = Figure(figsize=(6.4, 3.9), dpi=100, layout="constrained")
     ax = fig.subplots()
+    drawn: list[tuple[str, list[Any], list[Any], list[float]]] = []
     for i, (model, rows) in enumerate(series.items()):
         color = f"C{i % 10}"
         at = [v for v in xs if any(r.get(axis) == v for r in rows)]
@@ -261,6 +265,7 @@ def plot(
         ax.fill_between(pos, [s[1] for s in stats], [s[2] for s in stats], color=color,
                         alpha=0.18, linewidth=0)  # fmt: skip
         ax.plot(pos, [s[0] for s in stats], marker="o", color=color, label=model)
+        drawn.append((model, at, pos, [s[0] for s in stats]))
     xlim = ax.get_xlim()  # the data's range: an interval running past it is cut off
     for i, model in enumerate(series):
         fit = fits.get(model)
@@ -292,6 +297,12 @@ def plot(
     ax.legend(fontsize=8, loc="best")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
+    if points is not None:  # where the layout put each point, known once it is drawn
+        width, height = fig.get_size_inches() * fig.dpi
+        for model, at, pos, ys in drawn:
+            for v, x, y in zip(at, pos, ys, strict=True):
+                px, py = ax.transData.transform((x, y))
+                points.append({"model": model, "value": v, "x": px / width, "y": 1 - py / height})
     return buf.getvalue()
 
 
@@ -327,16 +338,24 @@ def report(
     fitted = _curves(grouped, seed)
     infos = run_info(runs, table)
     images: dict[str, bytes] = {}
+    links: dict[str, list[dict[str, str]]] = {}  # each plotted point's cases
     for probe, series, axes in grouped:
         for axis in axes:
             fits = {c.model: c.point for c in fitted if c.probe == probe and c.axis == axis}
-            images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits)
+            spots: list[dict[str, Any]] = []
+            images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits, spots)
+            links[f"{probe}-{axis}.png"] = [
+                {"href": _cases_link(run=s["model"], probe=probe, **{f"p.{axis}": s["value"]}),
+                 "title": f"{s['model']}, {axis}={s['value']}: its cases",
+                 "x": f"{s['x']:.4f}", "y": f"{s['y']:.4f}"}
+                for s in spots
+            ]  # fmt: skip
     for run in (r for r in runs if known(r.probe)):
         for name, png in get_probe(run.probe).figures(run.rows, per_case).items():
             images[f"{run.path.name}-{name}"] = png
     labels = series_labels(runs)
     cases = case_data(runs, [labels[r.path] for r in runs])
-    page = render_html(summary, fitted, infos, images, table, cases)
+    page = render_html(summary, fitted, infos, images, table, cases, links)
     # Everything is computed before the first write, so bad input leaves nothing behind.
     (out / PLOTS).mkdir(parents=True, exist_ok=True)
     write_atomic(out / SUMMARY, summary_csv(summary))
@@ -363,6 +382,10 @@ th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: righ
 th { background: #f4f4f4; } td { white-space: nowrap; }
 td.l, th.l { text-align: left; white-space: normal; }
 img { width: 49%; border: 1px solid #eee; margin: .4em 0; }
+div.plot { position: relative; display: inline-block; width: 49%; margin: .4em 0; }
+div.plot img { width: 100%; margin: 0; display: block; }
+a.pt { position: absolute; width: 16px; height: 16px; margin: -8px 0 0 -8px; border-radius: 50%; }
+a.pt:hover, a.pt:focus { outline: 2px solid #333; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 30em; overflow: auto;
       background: #f8f8f8; padding: .5em; border: 1px solid #eee; font-size: 12px; }
@@ -392,6 +415,7 @@ def render_html(
     images: Mapping[str, bytes],
     prices: costs.Prices,
     cases: CaseData | None = None,
+    links: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> str:
     """report.html from its template (emulate/analysis/templates), autoescaped: what a
     run holds is shown as text. The case browser's data is one JSON block that nothing
@@ -421,7 +445,7 @@ def render_html(
         notes=_notes(infos),
         prices=prices,
         probes=[
-            _section(probe, summary, fitted, images)
+            _section(probe, summary, fitted, images, links or {})
             for probe in dict.fromkeys(r.probe for r in summary)
         ],  # fmt: skip
     )
@@ -478,7 +502,11 @@ def _notes(infos: Sequence[RunInfo]) -> list[str]:
 
 
 def _section(
-    probe: str, summary: Sequence[SummaryRow], fitted: Sequence[Curve], images: Mapping[str, bytes]
+    probe: str,
+    summary: Sequence[SummaryRow],
+    fitted: Sequence[Curve],
+    images: Mapping[str, bytes],
+    links: Mapping[str, Sequence[Mapping[str, str]]],
 ) -> dict[str, Any]:
     """One probe's part of the page: its models, breaking points, plots, and each
     model's accuracy by axis value and grid cell."""
@@ -514,7 +542,7 @@ def _section(
             if c.probe == probe
         ],  # fmt: skip
         "images": [
-            {"name": name, "data": base64.b64encode(png).decode()}
+            {"name": name, "data": base64.b64encode(png).decode(), "points": links.get(name, [])}
             for name, png in images.items()
             if name.startswith(f"{probe}-")
         ],  # fmt: skip

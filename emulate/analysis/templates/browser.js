@@ -473,6 +473,13 @@
     writeState(state);
   }
 
+  // Each plotted point links to its cases: placed over the picture, as a fraction
+  // of its size (set here: the page's policy allows no inline styles).
+  for (const a of document.querySelectorAll("a.pt")) {
+    a.style.left = 100 * Number(a.dataset.x) + "%";
+    a.style.top = 100 * Number(a.dataset.y) + "%";
+  }
+
   window.addEventListener("hashchange", () => { state = readState(); controls(); update(); });
   controls();
   update();

@@ -35,6 +35,8 @@ and reasoning that ends with a bare answer, are both read.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -380,7 +382,26 @@ def find(text: str, parse: Callable[[str], T], policy: Policy = VALUE) -> Found[
     """The first candidate `parse` accepts (it raises ValueError to refuse), or None."""
     for c in _candidates(text, policy):
         try:
-            return Found(parse(c), c)
+            found = Found(parse(c), c)
         except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError, MemoryError):
             continue
+        if (seen := _SEEN.get()) is not None:
+            seen.append(c)
+        return found
     return None
+
+
+# What `find` read its values from, while a report asks (recording()): the region of
+# the raw answer the case browser highlights.
+_SEEN: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("seen", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[str]]:
+    """The text of each candidate `find` accepts inside the block, in order."""
+    seen: list[str] = []
+    token = _SEEN.set(seen)
+    try:
+        yield seen
+    finally:
+        _SEEN.reset(token)

@@ -261,3 +261,22 @@ def test_a_plotted_point_opens_its_cases(browser, conv_report):
     point.click()
     assert w.count() == sum(r[axis] == query[f"p.{axis}"] for r in rows)
     assert not w.dialogs and not w.console and w.went_nowhere()
+
+
+def test_the_region_read_is_marked_in_the_raw_answer(browser, tmp_path):
+    """The page marks where the extraction found the value: after a non-BMP character
+    (two code units in JavaScript), inside prose, after a fence."""
+    from emulate.case import Answer, Row
+    from emulate.probe import score_case
+    from emulate.registry import get_probe
+
+    said = "Let me think 🤔 step by step.\n\nThe output is:\n```\n[3, 5]\n```\nDone."
+    case = emulate.cases("conv", {"size": 3, "kernel": 2}, n=1, mode="chat", model="m")[0]
+    answer = Answer(said, finish_reason="stop")
+    row = Row("r", "m", "s", "chat", case, answer, score_case(get_probe("conv"), case, answer))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "journal.jsonl").write_text(row.to_line() + "\n")
+    rep = emulate.report([tmp_path / "run"], tmp_path / "report")
+    w = Watched(browser, rep.html.as_uri() + "#cases?case=0")
+    w.page.reload()
+    assert w.page.locator("#case-view mark").inner_text() == "[3, 5]"

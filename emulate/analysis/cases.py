@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from emulate.case import Row
-from emulate.probe import Probe
+from emulate.extract import recording
+from emulate.probe import Probe, score_case
 from emulate.registry import get_probe, known
 
 from .runs import Run
@@ -82,6 +83,7 @@ def _record(row: Row, probe: Probe | None) -> dict[str, Any]:
     return {
         "inputs": _plain(case.inputs),
         "explain": _explained(probe, row),
+        "region": _region(probe, row),
         "prompt": _cut(prompt),
         "answer": _cut(answer.text),
         "turns": [_cut(t) for t in answer.turns] if answer.turns else None,
@@ -92,6 +94,27 @@ def _record(row: Row, probe: Probe | None) -> dict[str, Any]:
         "metrics": dict(score.metrics),
         "reason": score.reason,
     }
+
+
+def _region(probe: Probe | None, row: Row) -> list[int] | None:
+    """Where in the raw answer the probe read its value ([start, end)): the scorer is
+    run again with the shared extraction recording what it accepted. None for a
+    session's turns, a failed request, or text the extraction rewrote (LaTeX)."""
+    answer = row.answer
+    if probe is None or answer.error or answer.turns:
+        return None
+    try:
+        with recording() as seen:
+            score_case(probe, probe.typed(row.case), answer)
+    except Exception:  # noqa: BLE001 - a case that no longer types: no mark, still shown
+        return None
+    for said in seen:
+        said = said.strip()
+        at = answer.text.find(said) if said else -1
+        if at >= 0:  # in UTF-16 code units, as the page's script counts
+            start = len(answer.text[:at].encode("utf-16-le", "surrogatepass")) // 2
+            return [start, start + len(said.encode("utf-16-le", "surrogatepass")) // 2]
+    return None
 
 
 def _explained(probe: Probe | None, row: Row) -> Any:

@@ -361,13 +361,32 @@
       }
       part("prompt (chat turns, as sent)", turns);
     } else {
-      part("prompt (completion text, as sent)", pre(c.prompt));
+      // The instructions and worked examples folded; the question last, as sent.
+      const blocks = c.prompt.split("\n\n");
+      const doc = el("div");
+      if (blocks.length > 2) {
+        const fold = el("details");
+        fold.appendChild(el("summary", `the ${blocks.length - 1} blocks before the question ` +
+          "(instructions, worked examples)"));
+        fold.appendChild(pre(blocks.slice(0, -1).join("\n\n")));
+        doc.append(fold, pre(blocks[blocks.length - 1]));
+      } else {
+        doc.appendChild(pre(c.prompt));
+      }
+      part("prompt (completion text, as sent)", doc);
     }
     if (c.error) part("request error", pre(c.error));
     if (c.turns) {
       const turns = el("div");
       c.turns.forEach((t, k) => { turns.appendChild(el("p", `turn ${k + 1}`, "role")); turns.appendChild(pre(t)); });
       part("answer (each turn, raw)", turns);
+    } else if (c.region && c.answer) {
+      // The region the shared extraction read the value from, marked.
+      const [a, b] = c.region;
+      const p = pre(c.answer.slice(0, a));
+      p.appendChild(el("mark", c.answer.slice(a, b)));
+      p.appendChild(document.createTextNode(c.answer.slice(b)));
+      part("answer (raw; marked: what was read)", p);
     } else {
       part("answer (raw)", pre(c.answer));
     }

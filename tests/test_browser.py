@@ -204,6 +204,12 @@ def test_model_beside_model_counts_discordant_pairs_as_scipy_does(browser, tmp_p
     said = w.page.locator("#pair-summary").inner_text()
     assert f"right only in A {only_a}, right only in B {only_b}" in said
     assert f"p = {p:.3g}" in said or f"p = {p:.3}" in said
+    w.page.select_option("#filter-correct", "wrong")  # A's verdict: not McNemar's counts
+    assert (
+        f"right only in A {only_a}, right only in B {only_b}"
+        in w.page.locator("#pair-summary").inner_text()
+    )
+    w.page.select_option("#filter-correct", "")
     w.page.select_option("#filter-pair", "onlyA")
     assert w.count() == only_a
     w.page.select_option("#filter-pair", "onlyB")

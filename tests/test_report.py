@@ -237,3 +237,32 @@ def test_the_case_data_cannot_end_its_script_block():
     assert not set("<>&") & set(text) and "\u2028" not in text
     text.encode("utf-8")  # a lone surrogate is escaped, not written raw
     assert json.loads(text) == {"answers": said}
+
+
+def test_a_report_leaves_a_folder_of_the_users_alone(tmp_path):
+    """--out may hold a cases/ folder of the user's: only the report's own part files
+    are ever removed from it."""
+    rows = [journal_row(f"{i:016x}", {"size": 3 + i % 3}, i % 2 == 0) for i in range(6)]
+    run = write_journal(tmp_path / "run", rows)
+    mine = tmp_path / "out" / "cases" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own")
+    (mine.parent / "part-0007.js").write_text("an old report's part")
+    emulate.report([run], tmp_path / "out")
+    assert mine.read_text() == "my own"
+    assert not (mine.parent / "part-0007.js").exists()
+
+
+def test_case_data_with_nan_is_still_json_and_a_run_json_cannot_make_a_link(tmp_path):
+    import json
+
+    from emulate.analysis.cases import script_json
+
+    text = script_json({"p": float("nan"), "q": [float("inf"), 1.5]})
+    assert json.loads(text) == {"p": "nan", "q": ["inf", 1.5]}
+    rows = [journal_row(f"{i:016x}", {"size": 3 + i % 3}, True) for i in range(3)]
+    run = write_journal(tmp_path / "run", rows)
+    meta = {"config": {"seed": {"href": "https://example.com/x", "text": "0"}}}
+    (run / "run.json").write_text(json.dumps(meta))
+    page = emulate.report([run], tmp_path / "report").html.read_text()
+    assert 'href="https://example.com' not in page

@@ -10,6 +10,7 @@ however large the runs."""
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -47,7 +48,12 @@ def case_data(runs: Sequence[Run], labels: Sequence[str]) -> CaseData:
     """Every finished case of `runs` (`labels` name the runs as the report's tables
     do), in run order."""
     rows = [(i, row) for i, run in enumerate(runs) for row in run.rows]
+    probes = {run.probe: get_probe(run.probe) for run in runs if known(run.probe)}
+    # The parameters, then the covariates the summaries break accuracy down by (their
+    # rows and plot points link here with a filter on them).
+    axes = list(dict.fromkeys(a for p in probes.values() for a in p.summary_axes))
     params = list(dict.fromkeys(k for _, r in rows for k in r.case.params))
+    params += [a for a in axes if a not in params]
     errors = list(dict.fromkeys(str(r.score.error_type) for _, r in rows))
     index = {
         "runs": [
@@ -59,16 +65,20 @@ def case_data(runs: Sequence[Run], labels: Sequence[str]) -> CaseData:
         "part": PART,
         "run": [i for i, _ in rows],
         "id": [r.case.id for _, r in rows],
-        "values": [[r.case.params.get(p) for p in params] for _, r in rows],
+        "values": [[_value(r, p) for p in params] for _, r in rows],
         "correct": [int(bool(r.score.correct)) for _, r in rows],
         "error": [errors.index(str(r.score.error_type)) for _, r in rows],
         "reason": [(r.score.reason or "")[:REASON_CHARS] for _, r in rows],
         # Model beside model: whether two runs answered a case alike, without the text.
         "said": [zlib.crc32(_said(r).encode("utf-8", "surrogatepass")) for _, r in rows],
     }
-    probes = {run.probe: get_probe(run.probe) for run in runs if known(run.probe)}
     records = [_record(row, probes.get(row.case.probe)) for _, row in rows]
     return CaseData(index, [records[i : i + PART] for i in range(0, len(records), PART)])
+
+
+def _value(row: Row, name: str) -> Any:
+    params = row.case.params
+    return params[name] if name in params else row.case.covariates.get(name)
 
 
 def _said(row: Row) -> str:
@@ -103,14 +113,20 @@ def _region(probe: Probe | None, row: Row) -> list[int] | None:
     answer = row.answer
     if probe is None or answer.error or answer.turns:
         return None
+    if len(answer.text) > SHOWN_CHARS:
+        return None  # the page shows it cut: offsets into the whole would mislead
     try:
         with recording() as seen:
-            score_case(probe, probe.typed(row.case), answer)
+            again = score_case(probe, probe.typed(row.case), answer)
     except Exception:  # noqa: BLE001 - a case that no longer types: no mark, still shown
         return None
-    for said in seen:
+    if json.loads(json.dumps(again.parsed, default=str)) != row.score.parsed:
+        return None  # scored otherwise when it ran: what this rule reads is not that
+    for said in seen[-1:]:
         said = said.strip()
-        at = answer.text.find(said) if said else -1
+        # The extraction reads the last region (after reasoning, the last fence): the
+        # last place the text it read stands is the likeliest to be that region.
+        at = answer.text.rfind(said) if said else -1
         if at >= 0:  # in UTF-16 code units, as the page's script counts
             start = len(answer.text[:at].encode("utf-16-le", "surrogatepass")) // 2
             return [start, start + len(said.encode("utf-16-le", "surrogatepass")) // 2]
@@ -133,7 +149,11 @@ def _cut(value: Any) -> Any:
     if isinstance(value, list):
         return [{**m, "content": _cut(m.get("content", ""))} for m in value]
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        return value[:SHOWN_CHARS] + f"\n… ({len(value) - SHOWN_CHARS:,} more characters)"
+        # Head and tail: an answer's last lines (where a reasoning model answers) and a
+        # prompt's last block (the question) stay.
+        half = SHOWN_CHARS // 2
+        left = len(value) - 2 * half
+        return f"{value[:half]}\n… ({left:,} characters left out) …\n{value[-half:]}"
     return value
 
 
@@ -150,12 +170,27 @@ def script_json(data: Any) -> str:
     its own: nothing in it can end the element or open markup (<, >, & escaped), and
     it stays one valid JSON text, and JavaScript, whatever a model wrote (lone
     surrogates and JavaScript's line separators escaped too)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str,
+                          allow_nan=False)  # fmt: skip
+    except ValueError:  # NaN or infinity (a broken server's logprob): no JSON has them
+        text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), default=str)
     return (
         text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
         .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         .encode("utf-8", "backslashreplace").decode("utf-8")
     )  # fmt: skip
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity a string ("nan", "inf"), which JSON can hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def part_script(number: int, records: Sequence[Mapping[str, Any]]) -> str:

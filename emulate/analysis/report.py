@@ -8,10 +8,10 @@ URIs and loads nothing, so it opens offline and can be mailed as one file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -362,7 +362,8 @@ def report(
     for name, png in images.items():
         write_atomic(out / PLOTS / name, png)
     _write_parts(out, cases)
-    write_atomic(out / HTML, page)
+    # A journal's lone surrogates (JSON allows them) cannot be UTF-8: shown as U+FFFD.
+    write_atomic(out / HTML, page.encode("utf-8", "replace").decode("utf-8"))
     return Report(
         out, tuple(summary), tuple(fitted), tuple(infos),
         tuple(out / PLOTS / n for n in images), out / HTML,
@@ -455,11 +456,13 @@ def _write_parts(out: Path, cases: CaseData) -> None:
     """A large report's cases beside it, a part a file; none for a small one (and
     none left from an earlier, larger report in the same folder)."""
     folder = out / PARTS
-    if folder.exists():
-        shutil.rmtree(folder)
+    for old in folder.glob("part-[0-9][0-9][0-9][0-9].js") if folder.is_dir() else ():
+        old.unlink()  # an earlier report's parts; nothing else in the folder is touched
     if cases.inline:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if that left it empty
         return
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for n, records in enumerate(cases.parts):
         write_atomic(folder / f"part-{n:04d}.js", part_script(n, records))
 
@@ -471,7 +474,9 @@ def _csp_hash(text: str) -> str:
 
 def _cases_link(**given: Any) -> str:
     """The case browser's address for a filter, as its script reads it."""
-    return "#cases?" + urlencode({k: _as_js(v) for k, v in given.items() if v is not None})
+    return "#cases?" + urlencode(
+        {k: _as_js(v) for k, v in given.items() if v is not None}, errors="replace"
+    )
 
 
 def _as_js(value: Any) -> str:
@@ -483,13 +488,15 @@ def _as_js(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def _run_row(i: RunInfo) -> list[Any]:
-    return [
+def _run_row(i: RunInfo) -> list[str]:
+    """A run's line of the Runs table, every value text (run.json's are not checked:
+    none may pass for a link)."""
+    return [str(v) for v in [
         i.path, i.probe, i.label, i.server, i.mode, ", ".join(i.run_ids), i.seed,
         f"{i.done}/{i.total}" if i.total != "" else i.done, i.started,
         _tokens(i.usage.prompt_tokens, i.usage), _tokens(i.usage.completion_tokens, i.usage),
         "" if i.cost.amount is None else costs.dollars(i.cost.amount),
-    ]  # fmt: skip
+    ]]  # fmt: skip
 
 
 def _notes(infos: Sequence[RunInfo]) -> list[str]:

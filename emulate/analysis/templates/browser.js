@@ -21,34 +21,45 @@
 
   // A case's details come in parts: inline (a <script type=application/json>), or a
   // side file beside the page (cases/part-NNNN.js) loaded when first needed.
-  const parts = {};
-  const waiting = {};
-  window.emulateCasePart = (n, records) => {
-    parts[n] = records;
-    for (const done of waiting[n] || []) done();
-    delete waiting[n];
-  };
+  const parts = {};   // part number -> its records
+  const loading = {}; // part number -> the promise of them, while a side file loads
+  window.emulateCasePart = (n, records) => { parts[n] = records; };
   function part(n) {
     if (parts[n]) return Promise.resolve(parts[n]);
     const inline = document.getElementById("part-" + n);
     if (inline) {
-      parts[n] = JSON.parse(inline.textContent);
+      try {
+        parts[n] = JSON.parse(inline.textContent);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return Promise.resolve(parts[n]);
     }
-    return new Promise((resolve, reject) => {
-      const first = !waiting[n];
-      (waiting[n] = waiting[n] || []).push(() => resolve(parts[n]));
-      if (!first) return;
-      const s = document.createElement("script");
-      s.src = "cases/part-" + String(n).padStart(4, "0") + ".js";
-      s.onerror = () => reject(new Error("cannot load " + s.src + " (keep the cases folder beside the page)"));
-      document.head.appendChild(s);
-    });
+    if (!loading[n]) {
+      loading[n] = new Promise((resolve, reject) => {
+        const s = document.createElement("script");
+        s.src = "cases/part-" + String(n).padStart(4, "0") + ".js";
+        const fail = (why) => {
+          delete loading[n]; // a later try loads it again
+          s.remove();
+          reject(new Error(`${why} ${s.src} (keep the cases folder beside the page)`));
+        };
+        s.onload = () => (parts[n] ? (delete loading[n], resolve(parts[n])) : fail("no cases in"));
+        s.onerror = () => fail("cannot load");
+        document.head.appendChild(s);
+      });
+    }
+    return loading[n];
   }
   const record = (i) => part(Math.floor(i / ix.part)).then((p) => p[i % ix.part]);
   const promptText = (p) => (typeof p === "string" ? p : p.map((m) => m.content).join("\n"));
   let haystack = null; // prompt and answer of every case, once a search needs them
-  async function loadHaystack() {
+  let haystackLoad = null;
+  const loadHaystack = () => (haystackLoad = haystackLoad || readHaystack().catch((err) => {
+    haystackLoad = null;
+    throw err;
+  }));
+  async function readHaystack() {
     const texts = [];
     for (let n = 0; n * ix.part < N; n++) {
       const p = await part(n);
@@ -70,16 +81,17 @@
 
   let state = readState();
 
-  function matches(i, paired) {
+  function matches(i, paired, cellsOnly) {
     if (!paired && state.run && label(i) !== state.run) return false;
     if (state.probe && runs[ix.run[i]].probe !== state.probe) return false;
-    if (state.correct === "right" && !ix.correct[i]) return false;
-    if (state.correct === "wrong" && ix.correct[i]) return false;
-    if (state.error && errorOf(i) !== state.error) return false;
     for (let k = 0; k < params.length; k++) {
       const want = state["p." + params[k]];
       if (want !== undefined && want !== "" && String(ix.values[i][k]) !== want) return false;
     }
+    if (cellsOnly) return true;
+    if (state.correct === "right" && !ix.correct[i]) return false;
+    if (state.correct === "wrong" && ix.correct[i]) return false;
+    if (state.error && errorOf(i) !== state.error) return false;
     if (state.q && haystack && !haystack[i].includes(state.q.toLowerCase())) return false;
     return true;
   }
@@ -333,8 +345,10 @@
     if (i === undefined || !(i >= 0 && i < N)) { box.replaceChildren(); return; }
     const other = pairMode() ? partner(i) : undefined;
     const shown = other === undefined ? [i] : [i, other];
+    const mine = ++viewing; // a slower load of a case opened before must not win
     box.replaceChildren(el("p", "loading the case…", "note"));
     Promise.all(shown.map(record)).then((recs) => {
+      if (mine !== viewing) return;
       box.replaceChildren();
       const row = el("div", undefined, shown.length > 1 ? "side" : "");
       shown.forEach((k, n) => {
@@ -344,8 +358,9 @@
         row.appendChild(col);
       });
       box.appendChild(row);
-    }, (err) => box.replaceChildren(el("p", String(err), "wrong")));
+    }).catch((err) => { if (mine === viewing) box.replaceChildren(el("p", String(err), "wrong")); });
   }
+  let viewing = 0;
 
   function show(i, c, box) {
     const part = (title, node) => { box.appendChild(el("h3", title)); box.appendChild(node); };
@@ -398,7 +413,7 @@
     const m = el("table");
     for (const [k, v] of Object.entries(c.metrics)) {
       const tr = el("tr");
-      tr.append(el("td", k, "l"), el("td", v === null ? "" : v));
+      tr.append(el("td", k, "l"), el("td", v === null ? "" : typeof v === "object" ? JSON.stringify(v) : v));
       m.appendChild(tr);
     }
     part("metrics", m);
@@ -412,15 +427,18 @@
   // Model beside model: two runs that share case ids (a sweep, or two runs of one
   // grid), the same case side by side, and where they part: McNemar's discordant
   // pairs with their exact p-value.
-  const runOf = (lbl) => runs.findIndex((r) => r.label === lbl);
-  const pairMode = () => state.a && state.b && state.a !== state.b && runOf(state.a) >= 0 && runOf(state.b) >= 0;
+  // A label may name a run of each probe (a model's conv run and its brackets run):
+  // every run with the label is that side. Case ids already differ between probes.
+  const runsOf = (lbl) => new Set(runs.map((r, k) => (r.label === lbl ? k : -1)).filter((k) => k >= 0));
+  const pairMode = () => state.a && state.b && state.a !== state.b &&
+    runsOf(state.a).size > 0 && runsOf(state.b).size > 0;
   let pairIndex = null, pairKey = "";
   function pairsOf() {
     const key = state.a + "\u0000" + state.b;
     if (pairIndex && pairKey === key) return pairIndex;
-    const ra = runOf(state.a), rb = runOf(state.b), byId = new Map();
+    const ra = runsOf(state.a), rb = runsOf(state.b), byId = new Map();
     for (let i = 0; i < N; i++) {
-      const side = ix.run[i] === ra ? 0 : ix.run[i] === rb ? 1 : -1;
+      const side = ra.has(ix.run[i]) ? 0 : rb.has(ix.run[i]) ? 1 : -1;
       if (side < 0) continue;
       const pair = byId.get(ix.id[i]) || [-1, -1];
       pair[side] = i;
@@ -472,10 +490,15 @@
     const order = [];
     let summary = null;
     if (pairMode()) {
-      const shared = [];
-      for (const [a] of pairsOf()) if (matches(a, true)) shared.push(a);
-      summary = pairSummary(shared);
-      for (const a of shared) if (pairMatches(a, partner(a))) order.push(a);
+      // McNemar's counts over the shared cases of the chosen probe and cells, before
+      // any filter on A's verdict or text (a filter on it would bias them).
+      const cells = [], shown = [];
+      for (const [a] of pairsOf()) {
+        if (matches(a, true, true)) cells.push(a);
+        if (matches(a, true) && pairMatches(a, partner(a))) shown.push(a);
+      }
+      summary = pairSummary(cells);
+      order.push(...shown);
     } else {
       for (let i = 0; i < N; i++) if (matches(i)) order.push(i);
     }
@@ -499,7 +522,12 @@
     a.style.top = 100 * Number(a.dataset.y) + "%";
   }
 
-  window.addEventListener("hashchange", () => { state = readState(); controls(); update(); });
+  window.addEventListener("hashchange", () => {
+    state = readState();
+    controls();
+    update();
+    $("cases").scrollIntoView(); // a link from a summary row or a plot point lands here
+  });
   controls();
   update();
 })();

@@ -9,15 +9,19 @@ however large the runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from emulate.case import Row
 from emulate.extract import recording
+from emulate.journal import write_atomic
 from emulate.probe import Probe, score_case
 from emulate.registry import get_probe, known
 
@@ -196,3 +200,34 @@ def _finite(value: Any) -> Any:
 def part_script(number: int, records: Sequence[Mapping[str, Any]]) -> str:
     """A side file: one part of a large report's cases, handed to the page's script."""
     return f"emulateCasePart({number},{script_json(list(records))});\n"
+
+
+def cases_link(**given: Any) -> str:
+    """The case browser's address for a filter, as its script reads it."""
+    return "#cases?" + urlencode(
+        {k: _as_js(v) for k, v in given.items() if v is not None}, errors="replace"
+    )
+
+
+def _as_js(value: Any) -> str:
+    """A parameter's value as the page's script spells it (String(x) in JavaScript)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "null" if value is None else str(value)
+
+
+def write_parts(out: Path, cases: CaseData) -> None:
+    """A large report's cases beside it, a part a file; none for a small one (and
+    none left from an earlier, larger report in the same folder)."""
+    folder = out / PARTS
+    for old in folder.glob("part-[0-9][0-9][0-9][0-9].js") if folder.is_dir() else ():
+        old.unlink()  # an earlier report's parts; nothing else in the folder is touched
+    if cases.inline:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if that left it empty
+        return
+    folder.mkdir(exist_ok=True)
+    for n, records in enumerate(cases.parts):
+        write_atomic(folder / f"part-{n:04d}.js", part_script(n, records))

@@ -8,7 +8,6 @@ URIs and loads nothing, so it opens offline and can be mailed as one file.
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import hashlib
 import io
@@ -18,15 +17,15 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from emulate import cost as costs
 from emulate.journal import write_atomic
 from emulate.registry import get_probe, known
 
-from .cases import PARTS, CaseData, case_data, part_script, script_json
+from .cases import CaseData, case_data, cases_link, script_json, write_parts
+from .plots import _bp, _chance, _numeric, _pct, _values, plot
 from .runs import Run, load_runs, series_labels
-from .stats import BreakingPoint, breaking_point, natural_order, wilson
+from .stats import BreakingPoint, breaking_point
 from .summary import SummaryRow, key, numeric_metrics
 from .summary import summarise as summarise_rows
 
@@ -113,22 +112,6 @@ def _axes(probe: str, runs: Sequence[Run], rows: Sequence[Mapping[str, Any]]) ->
     names = list(dict.fromkeys(k for run in mine for r in run.rows for k in r.case.params))
     names += list(get_probe(probe).summary_axes) if known(probe) else []
     return [a for a in names if len({key(r.get(a)) for r in rows if r.get(a) is not None}) > 1]
-
-
-def _values(rows: Sequence[Mapping[str, Any]], axis: str) -> list[Any]:
-    return sorted({r[axis] for r in rows if r.get(axis) is not None}, key=natural_order)
-
-
-def _numeric(values: Sequence[Any]) -> bool:
-    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _chance(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    return _mean([float(r["chance"]) for r in rows if r.get("chance") is not None])
 
 
 Grouped = list[tuple[str, dict[str, list[dict[str, Any]]], list[str]]]
@@ -236,83 +219,6 @@ def _num(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
 
-def plot(
-    probe: str,
-    axis: str,
-    series: Mapping[str, Sequence[Mapping[str, Any]]],
-    fits: Mapping[str, BreakingPoint],
-    points: list[dict[str, Any]] | None = None,
-) -> bytes:
-    """Accuracy against one axis, one line per model with its Wilson band, its chance
-    dashed, and each breaking point as a dotted line over its interval. PNG bytes;
-    with `points`, each plotted point's model, value and place in the picture
-    (fractions of its width and height, from the top left) are added to it."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
-
-    every = [r for rows in series.values() for r in rows]
-    xs = _values(every, axis)
-    numeric = _numeric(xs)
-    where = {v: (v if numeric else i) for i, v in enumerate(xs)}
-    fig = Figure(figsize=(6.4, 3.9), dpi=100, layout="constrained")
-    ax = fig.subplots()
-    drawn: list[tuple[str, list[Any], list[Any], list[float]]] = []
-    for i, (model, rows) in enumerate(series.items()):
-        color = f"C{i % 10}"
-        at = [v for v in xs if any(r.get(axis) == v for r in rows)]
-        stats = [_xstat(rows, axis, v) for v in at]
-        pos = [where[v] for v in at]
-        ax.fill_between(pos, [s[1] for s in stats], [s[2] for s in stats], color=color,
-                        alpha=0.18, linewidth=0)  # fmt: skip
-        ax.plot(pos, [s[0] for s in stats], marker="o", color=color, label=model)
-        drawn.append((model, at, pos, [s[0] for s in stats]))
-    xlim = ax.get_xlim()  # the data's range: an interval running past it is cut off
-    for i, model in enumerate(series):
-        fit = fits.get(model)
-        if fit is not None and fit.reason is None:
-            color = f"C{i % 10}"
-            ax.axvspan(fit.low, fit.high, color=color, alpha=0.08, linewidth=0)
-            ax.axvline(fit.midpoint, color=color, linestyle=":", linewidth=1.5,
-                       label=f"breaking point {_bp(fit)}")  # fmt: skip
-    ax.set_xlim(xlim)
-    with_chance = [m for m, rows in series.items() if _chance(rows) is not None]
-    for i, (model, rows) in enumerate(series.items()):
-        if model not in with_chance:
-            continue
-        chance = [(where[v], _chance([r for r in rows if r.get(axis) == v])) for v in xs]
-        chance = [(x, c) for x, c in chance if c is not None]
-        label = "chance" if len(with_chance) == 1 else f"chance, {model}"
-        ax.plot(*zip(*chance, strict=True), linestyle="--", color=f"C{i % 10}", alpha=0.6,
-                linewidth=1.2, label=label)  # fmt: skip
-    if not numeric:
-        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
-    elif all(isinstance(v, int) for v in xs):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(-0.03, 1.03)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(axis)
-    ax.set_ylabel("accuracy, 95% Wilson band")
-    ax.set_title(f"{probe}: accuracy by {axis} (other parameters pooled)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    if points is not None:  # where the layout put each point, known once it is drawn
-        width, height = fig.get_size_inches() * fig.dpi
-        for model, at, pos, ys in drawn:
-            for v, x, y in zip(at, pos, ys, strict=True):
-                px, py = ax.transData.transform((x, y))
-                points.append({"model": model, "value": v, "x": px / width, "y": 1 - py / height})
-    return buf.getvalue()
-
-
-def _xstat(rows, axis, v) -> tuple[float, float, float]:
-    group = [r for r in rows if r.get(axis) == v]
-    k = sum(bool(r["correct"]) for r in group)
-    low, high = wilson(k, len(group))
-    return k / len(group), low, high
-
-
 def report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
@@ -345,7 +251,7 @@ def report(
             spots: list[dict[str, Any]] = []
             images[f"{probe}-{axis}.png"] = plot(probe, axis, series, fits, spots)
             links[f"{probe}-{axis}.png"] = [
-                {"href": _cases_link(run=s["model"], probe=probe, **{f"p.{axis}": s["value"]}),
+                {"href": cases_link(run=s["model"], probe=probe, **{f"p.{axis}": s["value"]}),
                  "title": f"{s['model']}, {axis}={s['value']}: its cases",
                  "x": f"{s['x']:.4f}", "y": f"{s['y']:.4f}"}
                 for s in spots
@@ -361,7 +267,7 @@ def report(
     write_atomic(out / SUMMARY, summary_csv(summary))
     for name, png in images.items():
         write_atomic(out / PLOTS / name, png)
-    _write_parts(out, cases)
+    write_parts(out, cases)
     # A journal's lone surrogates (JSON allows them) cannot be UTF-8: shown as U+FFFD.
     write_atomic(out / HTML, page.encode("utf-8", "replace").decode("utf-8"))
     return Report(
@@ -452,40 +358,9 @@ def render_html(
     )
 
 
-def _write_parts(out: Path, cases: CaseData) -> None:
-    """A large report's cases beside it, a part a file; none for a small one (and
-    none left from an earlier, larger report in the same folder)."""
-    folder = out / PARTS
-    for old in folder.glob("part-[0-9][0-9][0-9][0-9].js") if folder.is_dir() else ():
-        old.unlink()  # an earlier report's parts; nothing else in the folder is touched
-    if cases.inline:
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only if that left it empty
-        return
-    folder.mkdir(exist_ok=True)
-    for n, records in enumerate(cases.parts):
-        write_atomic(folder / f"part-{n:04d}.js", part_script(n, records))
-
-
 def _csp_hash(text: str) -> str:
     """A Content-Security-Policy source for an inline element holding exactly `text`."""
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
-
-
-def _cases_link(**given: Any) -> str:
-    """The case browser's address for a filter, as its script reads it."""
-    return "#cases?" + urlencode(
-        {k: _as_js(v) for k, v in given.items() if v is not None}, errors="replace"
-    )
-
-
-def _as_js(value: Any) -> str:
-    """A parameter's value as the page's script spells it (String(x) in JavaScript)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return "null" if value is None else str(value)
 
 
 def _run_row(i: RunInfo) -> list[str]:
@@ -527,7 +402,7 @@ def _section(
         kinds = next(r.kinds for r in rows if r.model == model and r.group == "all")
         by_model.append({
             "name": model,
-            "kinds": [{"text": f"{k} {v}", "href": _cases_link(run=model, probe=probe, error=k)}
+            "kinds": [{"text": f"{k} {v}", "href": cases_link(run=model, probe=probe, error=k)}
                       for k, v in kinds.items()],
             "axes": _summary_rows([r for r in mine if r.group == "axis"], False),
             "cells": _summary_rows([r for r in mine if r.group == "cell"], False),
@@ -561,16 +436,6 @@ def _tokens(count: int, usage: costs.Usage) -> str:
     return f"≈{count:,}" if usage.estimated else f"{count:,}"
 
 
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:.1%}"
-
-
-def _bp(p: BreakingPoint) -> str:
-    if p.reason:
-        return f"no fit: {p.reason}"
-    return f"{p.midpoint:.3g} [{p.low:.3g}, {p.high:.3g}]"
-
-
 def _summary_rows(rows: Sequence[SummaryRow], label: bool) -> list[list[Any]]:
     """Each row's figures, its first cell a link to its cases in the case browser."""
     metrics = list(dict.fromkeys(m for r in rows for m in r.means))
@@ -578,7 +443,7 @@ def _summary_rows(rows: Sequence[SummaryRow], label: bool) -> list[list[Any]]:
         [
             {
                 "text": r.model if label else r.cell,
-                "href": _cases_link(
+                "href": cases_link(
                     run=r.model, probe=r.probe, **{f"p.{k}": v for k, v in r.params.items()}
                 ),
             }

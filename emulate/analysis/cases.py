@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from emulate.case import Row
+from emulate.case import Case, Row
 from emulate.extract import recording
 from emulate.journal import write_atomic
 from emulate.probe import Probe, score_case
@@ -94,10 +94,11 @@ def _said(row: Row) -> str:
 def _record(row: Row, probe: Probe | None) -> dict[str, Any]:
     case, answer, score = row.case, row.answer, row.score
     prompt: Any = case.prompt if isinstance(case.prompt, str) else [dict(m) for m in case.prompt]
+    typed = _typed(probe, case) if probe is not None and not answer.error else None
     return {
         "inputs": _plain(case.inputs),
-        "explain": _explained(probe, row),
-        "region": _region(probe, row),
+        "explain": _explained(probe, typed, row) if probe and typed else None,
+        "region": _region(probe, typed, row) if probe and typed else None,
         "prompt": _cut(prompt),
         "answer": _cut(answer.text),
         "turns": [_cut(t) for t in answer.turns] if answer.turns else None,
@@ -110,20 +111,24 @@ def _record(row: Row, probe: Probe | None) -> dict[str, Any]:
     }
 
 
-def _region(probe: Probe | None, row: Row) -> list[int] | None:
+def _typed(probe: Probe, case: Case) -> Case | None:
+    """The case with its probe's types, once for both views; None where it no longer
+    types (the case is still shown, without them)."""
+    try:
+        return probe.typed(case)
+    except Exception:  # noqa: BLE001 - an old or foreign journal's case
+        return None
+
+
+def _region(probe: Probe, typed: Case, row: Row) -> list[int] | None:
     """Where in the raw answer the probe read its value ([start, end)): the scorer is
     run again with the shared extraction recording what it accepted. None for a
-    session's turns, a failed request, or text the extraction rewrote (LaTeX)."""
+    session's turns, or text the extraction rewrote (LaTeX)."""
     answer = row.answer
-    if probe is None or answer.error or answer.turns:
-        return None
-    if len(answer.text) > SHOWN_CHARS:
-        return None  # the page shows it cut: offsets into the whole would mislead
-    try:
-        with recording() as seen:
-            again = score_case(probe, probe.typed(row.case), answer)
-    except Exception:  # noqa: BLE001 - a case that no longer types: no mark, still shown
-        return None
+    if answer.turns or len(answer.text) > SHOWN_CHARS:
+        return None  # (a cut answer: offsets into the whole would mislead)
+    with recording() as seen:
+        again = score_case(probe, typed, answer)  # a scorer's bug is a scorer_error
     if json.loads(json.dumps(again.parsed, default=str)) != row.score.parsed:
         return None  # scored otherwise when it ran: what this rule reads is not that
     for said in seen[-1:]:
@@ -137,13 +142,11 @@ def _region(probe: Probe | None, row: Row) -> list[int] | None:
     return None
 
 
-def _explained(probe: Probe | None, row: Row) -> Any:
+def _explained(probe: Probe, typed: Case, row: Row) -> Any:
     """The probe's own view of the answer; none where it has none, or fails (a report
     shows every case even where a probe's explanation has a bug)."""
-    if probe is None or row.answer.error:
-        return None
     try:
-        return probe.explain(probe.typed(row.case), row.answer, row.score)
+        return probe.explain(typed, row.answer, row.score)
     except Exception:  # noqa: BLE001 - the generic view stands in
         return None
 

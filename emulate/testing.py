@@ -158,7 +158,10 @@ def results_differences(
     (`latency_s`) aside, except columns whose probe declares a tolerance (values from
     training a network, whose floats differ in the last digits from one CPU to another:
     markov's baby GPT, the training probe's loss errors), which agree within it,
-    relatively or absolutely. Each arg is a run folder, a results.csv or a RunResult."""
+    relatively or absolutely. A column that one run has and the other lacks counts only
+    where it holds a value: a probe may declare a metric after a run was recorded, and
+    that run's cases have no value for it. Each arg is a run folder, a results.csv or a
+    RunResult."""
     tables = []
     for run in (current, recorded):
         with open(_results_csv(run), newline="", encoding="utf-8") as f:
@@ -168,10 +171,12 @@ def results_differences(
         return [f"{len(now)} rows, recorded {len(then)}"]
     said = []
     for i, (a, b) in enumerate(zip(now, then, strict=True)):
-        if a.keys() != b.keys():  # (their order is presentation; older runs had another)
-            return [f"columns {sorted(a.keys() ^ b.keys())} in one run only"]
+        # (their order is presentation; older runs had another)
+        only = sorted(c for c in a.keys() ^ b.keys() if (a.get(c) or b.get(c)))
+        if only:
+            return [f"columns {only} in one run only"]
         tolerance = _tolerances(b.get("probe", ""))
-        for col in (c for c in a if c not in TIMING_COLUMNS):
+        for col in (c for c in a if c not in TIMING_COLUMNS and c in b):
             if not _agree(a[col], b[col], tolerance.get(col)):
                 said.append(f"row {i + 1} ({b.get('case_id')}): {col} {a[col]!r}, "
                             f"recorded {b[col]!r}")  # fmt: skip

@@ -135,3 +135,25 @@ def test_trained_columns_reproduce_within_their_tolerance_and_no_others(tmp_path
     assert len(said) == _filled(MARKOV, "tv_chain_seen") > 0
     assert all(": tv_chain_seen " in s for s in said)
     assert results_differences(tmp_path / "a.csv", tmp_path / "a.csv") == []
+
+
+def test_a_column_one_run_lacks_counts_only_where_it_holds_a_value(tmp_path):
+    """A probe may declare a metric after a run was recorded: the new, empty column is
+    no difference; the same column with a value in any row is."""
+    import csv
+
+    with open(MARKOV, newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def with_column(name, values):
+        out = tmp_path / f"{name}-{len(values)}.csv"
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*rows[0], "new_metric"])
+            writer.writeheader()
+            writer.writerows({**r, "new_metric": v} for r, v in zip(rows, values, strict=True))
+        return out
+
+    assert results_differences(with_column("empty", [""] * len(rows)), MARKOV) == []
+    filled = with_column("one", ["0.5"] + [""] * (len(rows) - 1))
+    assert results_differences(filled, MARKOV) == ["columns ['new_metric'] in one run only"]
+    assert results_differences(MARKOV, filled) == ["columns ['new_metric'] in one run only"]

@@ -128,7 +128,7 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
             verdicts[(bool(old_score.correct), score.correct)] += 1
         if old_score.error_type != score.error_type:
             kinds[(old_score.error_type, score.error_type)] += 1
-        changed_rows += _flat(row) != _flat(new)
+        changed_rows += _changed(_flat(row), _flat(new))
         new_rows.append(new)
     config = load_config(path / RUN_JSON) if (path / RUN_JSON).exists() else None
     flat = [flat_row(r) for r in new_rows]
@@ -153,6 +153,12 @@ def _rescore(path: Path, out: Path | None, check: bool) -> Rescored:
         order = _csv_order(path / RESULTS, order)
     write_results(target, order, new_rows)
     return result
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a row's columns changed; a metric declared since the row was written,
+    which has no value for it, is no change."""
+    return any(old.get(k) != new.get(k) for k in old.keys() | new.keys())
 
 
 def _flat(row: Row) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Truth:
 
 
 PARAMS = (
-    # The default sweep is the embedded model's first run (README's first command):
+    # The default sweep (`emulate run conv` on the embedded model):
     # one axis, size, with enough values for a breaking point with an interval, on
     # the entries (0/1) and kernels (1, 2) where a small model answers some right.
     Param("dims", (1,), "1 for a sequence, 2 for a matrix", lo=1, hi=2),

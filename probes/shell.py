@@ -29,9 +29,9 @@ from emulate.probe import HARNESS_ERRORS, Ask, Param, Probe, covariate, metric
 from emulate.sandbox import Session, isolation, run_session
 from emulate.scoring import line_f1, lines
 
-from . import terminal
 from .persona import MACHINES, Persona
-from .terminal import Commands, Task, first_turn, terminal_output
+from .rebuild import Rebuild
+from .terminal import Commands, Outputs, Task, first_turn, terminal_output
 
 # --- the seeded home ---------------------------------------------------------------------
 
@@ -282,15 +282,6 @@ def generate_session(
 # --- the truth and the cases ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """task=session: each command's output in a real bash, and what cut it short."""
-
-    outputs: list[str]
-    limits: list[str | None]
-    exit_codes: list[int]
-
-
 MACHINE = (
     "{The machine is an Ubuntu 18.04 server named ubuntu. You are logged in as user in "
     "/home/user, which holds README.md and the folders data, docs, logs and src.}"
@@ -338,13 +329,18 @@ class SessionTask(Task):
         return score_session(case, replies, metrics)
 
 
-TASKS: dict[str, Task] = {"session": SessionTask(), "persona": Persona()}
+TASKS: dict[str, Task] = {
+    "session": SessionTask(),
+    "persona": Persona(),
+    "rebuild": Rebuild(SessionTask()),
+}
 
 PARAMS = (
     Param(
         "task",
         ("session",),
-        "session: commands checked against a real bash; persona: the stated machine",
+        "session: commands checked against a real bash; persona: the stated machine; "
+        "rebuild: a session, then all its commands again in one request",
         choices=tuple(TASKS),
     ),
     Param("family", ("mixed",), "command family", choices=(*FAMILIES, "mixed")),
@@ -383,8 +379,14 @@ class ShellProbe(Probe):
         metric("facts_absent", int),
         metric("fact_acc"),
         metric("gpu_count_ok", bool),
+        metric("rebuilt_true"),
+        metric("rebuilt_own"),
+        metric("first_true"),
+        metric("rebuilt_consistent"),
     )
-    error_types = (*HARNESS_ERRORS, *SessionTask.error_types, *Persona.error_types)
+    error_types = tuple(
+        dict.fromkeys([*HARNESS_ERRORS, *(e for t in TASKS.values() for e in t.error_types)])
+    )
     summary_means = ("turn_exact", "line_f1", "state_acc", "fact_acc")
     default_mode = "chat"
 
@@ -400,11 +402,10 @@ class ShellProbe(Probe):
     turns_see_answers = True  # each turn sends the session so far, answers included
 
     async def converse(self, case: Case, ask: Ask) -> Answer:
-        show_truth = TASKS[case.params["task"]].shows_truth(case)
-        return await terminal.converse(case, ask, show_truth)
+        return await TASKS[case.params["task"]].converse(case, ask)
 
     def requests(self, case: Case) -> list[tuple[Prompt, str]]:
-        return terminal.requests(case)
+        return TASKS[case.params["task"]].requests(case)
 
     def types(self, params: Mapping[str, Any]) -> tuple[type, type]:
         task = TASKS[params["task"]]

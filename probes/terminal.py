@@ -35,6 +35,15 @@ class Commands:
     files: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """task=session: each command's output in a real bash, and what cut it short."""
+
+    outputs: list[str]
+    limits: list[str | None]
+    exit_codes: list[int]
+
+
 class Task:
     """One of the shell probe's tasks (its `task` parameter): its case types, how its
     case is drawn, whether a turn's history shows the true outputs, and its scorer."""
@@ -55,6 +64,14 @@ class Task:
 
     def score(self, case: Case, replies: tuple[str, ...], metrics: dict[str, Any]) -> Score:
         raise NotImplementedError
+
+    async def converse(self, case: Case, ask: Ask) -> Answer:
+        """The session turn by turn (`converse`, below)."""
+        return await converse(case, ask, self.shows_truth(case))
+
+    def requests(self, case: Case) -> list[tuple[Prompt, str]]:
+        """Each request a case sends, for estimates (`requests`, below)."""
+        return requests(case)
 
 
 PS1_HOST = "user@ubuntu:"

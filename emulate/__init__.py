@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .pipeline.runner import RunResult, run_config
     from .pipeline.sweep import sweep
     from .registry import get_probe
+    from .studies.api import estimate_study, report_study, study
 
 # Each public name and the module that holds it.
 _WHERE = {
@@ -57,6 +58,9 @@ _WHERE = {
     "rescore": "analysis.rescore",
     "run": "api",
     "score_batch": "batch.score",
+    "estimate_study": "studies.api",
+    "report_study": "studies.api",
+    "study": "studies.api",
     "submit_batch": "batch.service",
     "run_config": "pipeline.runner",
     "sweep": "pipeline.sweep",
@@ -93,6 +97,9 @@ __all__ = [
     "submit_batch",
     "run_config",
     "sweep",
+    "estimate_study",
+    "report_study",
+    "study",
 ]
 
 

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import EmulateError
@@ -182,7 +183,26 @@ def server_for(config: ModelConfig, replay: str | Path | None, slots: int) -> It
     elif replay:
         # A replay never reaches a server; this address is only matched, never dialled.
         yield "http://127.0.0.1:8080/v1"
+    elif shared := _SHARED.get():
+        yield shared
     else:
         print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
         with local_server(slots=slots, seed=config.seed) as url:
             yield url
+
+
+# The embedded server a study shares across its runs (shared_server), if one is up.
+_SHARED: ContextVar[str | None] = ContextVar("emulate_shared_server", default=None)
+
+
+@contextlib.contextmanager
+def shared_server(slots: int) -> Iterator[str]:
+    """One embedded server for several runs: each run's server_for uses it rather than
+    starting its own (a study's runs would otherwise wait for a start each)."""
+    print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
+    with local_server(slots=slots) as url:
+        token = _SHARED.set(url)
+        try:
+            yield url
+        finally:
+            _SHARED.reset(token)

@@ -75,6 +75,7 @@ LAYERS = {
     "emulate.analysis": 1,
     "emulate.pipeline": 2,
     "emulate.batch": 3,
+    "emulate.studies": 4,
     "emulate.api": 4,
     "emulate.testing": 4,
     "emulate.cli": 5,

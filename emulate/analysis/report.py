@@ -341,9 +341,9 @@ def render_html(
     cases = cases or case_data([], [])
     return env.get_template("report.html.j2").render(
         css=Markup(_CSS),
-        style_hash=_csp_hash(_CSS),
+        style_hash=csp_hash(_CSS),
         script=Markup(script),
-        script_hash=_csp_hash(script),
+        script_hash=csp_hash(script),
         index_json=Markup(script_json(cases.index)),
         inline_parts=[Markup(script_json(p)) for p in (cases.parts if cases.inline else [])],
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -358,7 +358,7 @@ def render_html(
     )
 
 
-def _csp_hash(text: str) -> str:
+def csp_hash(text: str) -> str:
     """A Content-Security-Policy source for an inline element holding exactly `text`."""
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 

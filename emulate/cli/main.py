@@ -131,8 +131,25 @@ def _dry_run(args: argparse.Namespace, config: RunConfig) -> None:
         print(f"through a batch API (emulate batch submit): ≈ {dollars(est.batch_cost.amount)}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from emulate.studies.api import estimate_study, study
+
+    models = args.model or ["local"]
+    if args.dry_run:
+        print(estimate_study(args.file, models=models, budget=args.budget,
+                             prices=args.prices).describe())  # fmt: skip
+        return
+    study(args.file, models=models, budget=args.budget, options=run_options(args),
+          echo=True, api_key_env=args.api_key_env, reports=not args.no_reports)  # fmt: skip
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from emulate.analysis.report import report
+    from emulate.studies.api import is_study, report_study
+
+    if len(args.dirs) == 1 and is_study(args.dirs[0]):
+        report_study(args.dirs[0], echo=True)
+        return
 
     rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed, per_case=args.per_case)
     print(rep.describe())
@@ -212,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "probes": cmd_probes,
             "cases": cmd_cases,
             "run": cmd_run,
+            "study": cmd_study,
             "report": cmd_report,
             "compare": cmd_compare,
             "export": cmd_export,
@@ -231,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulate: error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)  # TooManyErrors: 3
     except KeyboardInterrupt:
-        if args.command in ("run", "batch"):
+        if args.command in ("run", "batch", "study"):
             print(
                 "\ninterrupted: what is finished is written; run again with --resume "
                 "and the same --out to finish",

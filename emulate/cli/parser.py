@@ -30,6 +30,7 @@ examples:
   emulate batch score output.jsonl --config runs/b/run.json     score a batch's results
   emulate batch submit conv --model gpt-4o-mini --out runs/b   OpenAI's Batch API, at half price
   emulate run conv --model gpt-4o-mini --model qwen@http://127.0.0.1:8000/v1 --out runs/sweep
+  emulate study                                   computes or imitates? claim by claim (seeds)
 """
 
 # Flags that define a run; with --config they come from run.json instead.
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_run(sub)
+    _add_study(sub)
 
     _add_analysis(sub)
     _add_batch(sub)
@@ -163,6 +165,86 @@ def _add_run(sub) -> None:
     g.add_argument(
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
     )
+
+
+def _add_study(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="answer 'does it compute, or imitate?' claim by claim (the built-in seeds study)",
+        description="Run a study: each claim's runs on each --model into OUT/runs/MODEL/, "
+        "then each claim's statistics with 95% intervals and its verdict (computes, "
+        "imitates, or inconclusive with the cases that would likely decide it) in "
+        "study.csv, study.json and study.html, one row per claim and model, linked to each "
+        "run's report. With no FILE, the built-in `seeds` study: the project's eight "
+        "founding cases. `emulate report OUT` writes the page again from the runs.",
+        epilog="examples:\n"
+        "  emulate study                                   seeds, quick, on the embedded model\n"
+        "  emulate study --budget standard --out runs/seeds\n"
+        "  emulate study --dry-run                         cases, tokens, cost and time\n"
+        "  emulate study my.toml --model local --model qwen@http://127.0.0.1:8000/v1\n"
+        "  emulate study --replay cassettes/study/cassette.json --out /tmp/study\n"
+        "  emulate report runs/seeds                       the page again, from the runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        default=None,
+        metavar="FILE",
+        help="a study file (TOML; see README, 'Writing a study'); default: seeds",
+    )
+    p.add_argument(
+        "--budget",
+        default="quick",
+        choices=("quick", "standard", "full"),
+        help="how many cases: the study file says what each budget runs "
+        "(seeds on the embedded model: quick ≈ 5 minutes, standard ≈ 20)",
+    )
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME[@URL]",
+        help="a model to study, repeatable: every model runs every claim "
+        "(default: local, the embedded Gemma 3 270M)",
+    )
+    _add_api_key_env(g)
+    _add_concurrency(g)
+    g = p.add_argument_group("output and recording")
+    g.add_argument(
+        "--out", default=None, help="the study's folder (default runs/study-NAME-TIMESTAMP)"
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished runs in --out and finish the others",
+    )
+    g.add_argument(
+        "--max-errors",
+        default=None,
+        metavar="N|FRACTION",
+        help="API errors a run accepts (default 10%%)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    g.add_argument(
+        "--no-reports",
+        action="store_true",
+        help="skip each run's report.html (faster; the study's page still links the runs)",
+    )
+    _add_prices(g)
+    rec = g.add_mutually_exclusive_group()
+    rec.add_argument(
+        "--record", metavar="CASSETTE", help="record every run's HTTP exchanges to one cassette"
+    )
+    rec.add_argument(
+        "--replay",
+        metavar="CASSETTE",
+        help="answer every run from one cassette; no network, no server",
+    )
+    g.add_argument("--dry-run", action="store_true",
+                   help="print each run's cases, tokens and cost, and for the embedded model "
+                   "a time estimate; ask nothing")  # fmt: skip
 
 
 def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:

@@ -86,7 +86,7 @@ def sweep(
     out = options.out or Path("runs") / "sweep"
     # Every configuration is checked before the first model is asked.
     configs = [_config(probe, grid, s, n, seed, mode, api_key_env, config_options) for s in specs]
-    folders = _folders(specs)
+    folders = model_folders(specs)
     runs = []
     for spec, config, folder in zip(specs, configs, folders, strict=True):
         if echo:
@@ -117,7 +117,7 @@ def _one_mode(probe: str | Probe, specs: Sequence[ModelSpec]) -> str:
     return next(iter(modes.values()))
 
 
-def _folders(specs: Sequence[ModelSpec]) -> list[str]:
+def model_folders(specs: Sequence[ModelSpec]) -> list[str]:
     """One folder per model; names that come out the same as a path get -2, -3, ..."""
     seen: dict[str, int] = {}
     folders = []

@@ -147,3 +147,14 @@ def test_the_page_shows_a_study_files_text_as_text(tmp_path):
     html = page.html.read_text()
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_readmes_study_file_loads(tmp_path):
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mine.toml").write_text(block)
+    study = load_study(tmp_path / "mine.toml", "standard")
+    (claim,) = study.claims
+    assert (claim.id, claim.runs[0].n, dict(claim.runs[0].grid)["size"]) == ("K1", 6, [3, 5, 7, 9])

@@ -221,3 +221,47 @@ def test_a_log_gets_a_line_when_the_batch_moves_not_every_poll(capsys, monkeypat
     assert lines == ["batch b1: in_progress, 0 of 6 requests done",
                      "batch b1: in_progress, 3 of 6 requests done",
                      "batch b1: in_progress, 3 of 6 requests done"]  # fmt: skip
+
+
+STUDY = """
+name = "b"
+[[claim]]
+id = "K1"
+question = "Does accuracy hold at the largest input?"
+computes = "acc.low >= 0.8"
+imitates = "acc.high < 0.8"
+[[claim.run]]
+name = "sizes"
+probe = "conv"
+n = 3
+grid = { dims = 1, kernel = 2, values = 9, size = [4, 5] }
+[[claim.stat]]
+name = "acc"
+kind = "rate"
+run = "sizes"
+"""
+
+
+def test_a_study_through_the_batch_api_gives_the_live_studys_verdicts(api, tmp_path, capsys):
+    from emulate.studies.api import Batch, study
+
+    f = tmp_path / "s.toml"
+    f.write_text(STUDY)
+    model = f"gpt-4o-mini@{api.url}"
+    live = study(f, models=[model], out=tmp_path / "live", progress=False, reports=False)
+    # Submitted, not waited for: exit 75 naming --resume; nothing scored yet.
+    api.hold = True
+    argv = ["study", str(f), "--model", model, "--out", str(tmp_path / "b"), "--batch",
+            "--batch-poll", "0.01", "--no-progress", "--no-reports"]  # fmt: skip
+    assert main([*argv, "--batch-wait", "0"]) == 75
+    assert "--resume" in capsys.readouterr().err
+    assert _calls(api, "POST", "/v1/batches") == 1
+    api.hold = False
+    assert main([*argv, "--resume"]) == 0
+    batched = study(f, models=[model], out=tmp_path / "b", progress=False, reports=False,
+                    resume=True, batch=Batch(poll_s=0.01))  # fmt: skip
+    assert _calls(api, "POST", "/v1/batches") == 1  # done is done: nothing sent again
+    assert [(r.verdict, r.stats[0].value, r.stats[0].n) for r in batched.results] == [
+        (r.verdict, r.stats[0].value, r.stats[0].n) for r in live.results
+    ]
+    assert live.results[0].stats[0].n == 6

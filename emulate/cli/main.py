@@ -132,15 +132,18 @@ def _dry_run(args: argparse.Namespace, config: RunConfig) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from emulate.studies.api import estimate_study, study
+    from emulate.studies.api import Batch, estimate_study, study
 
     models = args.model or ["local"]
     if args.dry_run:
         print(estimate_study(args.file, models=models, budget=args.budget,
                              prices=args.prices).describe())  # fmt: skip
         return
+    batch = Batch(args.batch_wait, args.batch_poll) if args.batch else None
+    extra = {"extra_body": body} if (body := extra_body_of(args)) else {}
     study(args.file, models=models, budget=args.budget, options=run_options(args),
-          echo=True, api_key_env=args.api_key_env, reports=not args.no_reports)  # fmt: skip
+          echo=True, api_key_env=args.api_key_env, reports=not args.no_reports,
+          batch=batch, **extra)  # fmt: skip
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -211,6 +211,14 @@ def _add_study(sub) -> None:
     )
     _add_api_key_env(g)
     _add_concurrency(g)
+    g.add_argument(
+        "--extra-body",
+        default=None,
+        metavar="JSON",
+        help="server options sent with every request; for the embedded model "
+        "'{\"cache_prompt\": true}' with --concurrency 2 reuses shared prompt prefixes "
+        "across parallel slots: faster, and no longer deterministic",
+    )
     g = p.add_argument_group("output and recording")
     g.add_argument(
         "--out", default=None, help="the study's folder (default runs/study-NAME-TIMESTAMP)"
@@ -242,9 +250,29 @@ def _add_study(sub) -> None:
         metavar="CASSETTE",
         help="answer every run from one cassette; no network, no server",
     )
-    g.add_argument("--dry-run", action="store_true",
-                   help="print each run's cases, tokens and cost, and for the embedded model "
-                   "a time estimate; ask nothing")  # fmt: skip
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each run's cases, tokens and cost, and for the embedded model "
+        "a time estimate; ask nothing",
+    )
+    g = p.add_argument_group("batches")
+    g.add_argument(
+        "--batch",
+        action="store_true",
+        help="each run through its server's Batch API (OpenAI's: half the price, "
+        "up to 24 h): every run's batches are submitted, then waited for",
+    )
+    g.add_argument(
+        "--batch-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --batch: stop waiting after this long, exit code 75, and "
+        "--resume later (default: wait until every batch ends)",
+    )
+    g.add_argument("--batch-poll", type=float, default=DEFAULT_POLL_S, metavar="SECONDS",
+                   help=f"seconds between status checks (default {DEFAULT_POLL_S:g})")  # fmt: skip
 
 
 def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:

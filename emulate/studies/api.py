@@ -15,6 +15,7 @@ from emulate.pipeline.options import RunOptions, split_options
 
 from .conduct import (
     STUDY_TOML,
+    Batch,
     Planned,
     check_models,
     default_study_out,
@@ -28,6 +29,8 @@ from .conduct import (
 from .page import STUDY_JSON, StudyPage, write_page, write_reports
 from .spec import Study, load_study
 from .verdict import ClaimResult
+
+__all__ = ["Batch", "StudyEstimate", "StudyResult", "estimate_study", "report_study", "study"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ def study(
     echo: bool = False,
     api_key_env: str | None = None,
     reports: bool = True,
+    batch: Batch | None = None,
     **given: Any,
 ) -> StudyResult:
     """Run the study in `file` (TOML; None: the built-in `seeds` study) at `budget`
@@ -59,7 +63,8 @@ def study(
     fields as keywords: out, record, replay, resume, concurrency, ...) hold for every
     run: one cassette records or replays the whole study. The other keywords are
     `make_config`'s (temperature, ...), for every run; a run's own `options` in the file
-    win."""
+    win. With `batch` (a Batch), each run goes through its server's Batch API; runs
+    whose batches are not done raise BatchPending: call again with resume=True."""
     s = load_study(file, budget)
     run_options, config_options = split_options(options, given)
     out = run_options.out or default_study_out(s.name)
@@ -67,7 +72,7 @@ def study(
     planned = plan(s, specs, out, config_options, api_key_env)
     check_models(planned, run_options)
     prepare(out, run_options, study_text(file))
-    run_all(planned, run_options, echo)
+    run_all(planned, run_options, echo, batch)
     return _conclude(out, s, specs, planned, reports=reports, echo=echo)
 
 

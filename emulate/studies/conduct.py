@@ -19,8 +19,8 @@ from typing import Any
 
 from emulate.analysis.runs import load_run
 from emulate.case import Row
-from emulate.config import RunConfig, make_config
-from emulate.errors import ArgumentError, EmulateError
+from emulate.config import DEFAULT_POLL_S, RunConfig, make_config
+from emulate.errors import ArgumentError, BatchPending, EmulateError
 from emulate.journal import JOURNAL, iter_journal
 from emulate.local import shared_server
 from emulate.model_config import LOCAL, ModelSpec, api_key_for, default_base_url, parse_model
@@ -118,20 +118,71 @@ def _servers(planned: Sequence[Planned], options: RunOptions) -> Iterator[None]:
         yield
 
 
-def run_all(planned: Sequence[Planned], options: RunOptions, echo: bool) -> None:
-    with _servers(planned, options):
-        for i, p in enumerate(planned, 1):
-            if p.config is None:
-                continue
+@dataclass(frozen=True)
+class Batch:
+    """Each run through its server's Batch API (emulate.submit_batch), at half the
+    price: every run's batches are submitted first, then waited for, together, for
+    at most `wait_s` (None: until they end)."""
+
+    wait_s: float | None = None
+    poll_s: float = DEFAULT_POLL_S
+
+
+def run_all(planned: Sequence[Planned], options: RunOptions, echo: bool,
+            batch: Batch | None = None) -> None:  # fmt: skip
+    """Every run not finished yet, live or (with `batch`) through a Batch API. Batches
+    not done by the end raise BatchPending (exit 75): run the study again with resume."""
+    todo = [p for p in planned if p.config is not None]
+    with _servers(todo if batch is None else [], options):
+        for i, p in enumerate(todo, 1):
             if options.resume and finished(p):
                 if echo:
-                    print(f"[{i}/{len(planned)}] {p.claim.id} {p.run.name}: finished, kept")
+                    print(f"[{i}/{len(todo)}] {p.claim.id} {p.run.name}: finished, kept")
                 continue
             if echo:
-                print(f"[{i}/{len(planned)}] {p.claim.id} {p.run.name} on {p.model.model}: "
+                print(f"[{i}/{len(todo)}] {p.claim.id} {p.run.name} on {p.model.model}: "
                       f"{p.run.probe}, {p.cases} cases")  # fmt: skip
             each = replace(options, out=p.folder, resume=options.resume and p.folder.exists())
-            execute(p.config, each, echo=print if echo else None)
+            assert p.config is not None
+            if batch is None:
+                execute(p.config, each, echo=print if echo else None)
+            else:
+                _submit(p, each, batch.poll_s, echo)
+    if batch is not None:
+        _wait(todo, options, batch, echo)
+
+
+def _submit(p: Planned, options: RunOptions, poll_s: float, echo: bool) -> None:
+    from emulate.batch.service import submit_batch
+
+    assert p.config is not None
+    with contextlib.suppress(BatchPending):
+        submit_batch(p.config, options=options, wait_s=0, poll_s=poll_s,
+                     echo=print if echo else None)  # fmt: skip
+
+
+def _wait(todo: Sequence[Planned], options: RunOptions, batch: Batch, echo: bool) -> None:
+    """Each submitted run's batches, waited for in turn until `batch.wait_s` is spent."""
+    from emulate.batch.service import submit_batch
+
+    end = None if batch.wait_s is None else time.monotonic() + batch.wait_s
+    pending = []
+    for p in todo:
+        if finished(p):
+            continue
+        left = None if end is None else max(0.0, end - time.monotonic())
+        assert p.config is not None
+        try:
+            submit_batch(p.config, options=replace(options, out=p.folder, resume=True),
+                         wait_s=left, poll_s=batch.poll_s,
+                         echo=print if echo else None)  # fmt: skip
+        except BatchPending:
+            pending.append(f"{p.claim.id} {p.run.name}")
+    if pending:
+        raise BatchPending(
+            f"{len(pending)} runs' batches are not done yet ({', '.join(pending[:3])}"
+            f"{', …' if len(pending) > 3 else ''}): run the same study again with --resume"
+        )
 
 
 def verdicts(study: Study, planned: Sequence[Planned], seed: int = 0) -> list[ClaimResult]:

@@ -196,11 +196,11 @@ _SHARED: ContextVar[str | None] = ContextVar("emulate_shared_server", default=No
 
 
 @contextlib.contextmanager
-def shared_server(slots: int) -> Iterator[str]:
+def shared_server(slots: int, seed: int = 0) -> Iterator[str]:
     """One embedded server for several runs: each run's server_for uses it rather than
     starting its own (a study's runs would otherwise wait for a start each)."""
     print("starting the embedded model (Gemma 3 270M on llama-server)…", file=sys.stderr)
-    with local_server(slots=slots) as url:
+    with local_server(slots=slots, seed=seed) as url:
         token = _SHARED.set(url)
         try:
             yield url

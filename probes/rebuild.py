@@ -38,8 +38,10 @@ RESTORED = (
     "order. Reply with the whole session as the terminal shows it: each command on its "
     "prompt line, then its output, in one code block.}"
 )
-# A prompt line as a model writes it back: user@host:cwd$ COMMAND, or $ COMMAND.
-_ECHOED = re.compile(r"^\s*(?:[^\s@]+@[^\s:]+:[^$#\n]*)?[$#]\s?(.*)$")
+# A prompt line as a terminal shows it (user@host:cwd$ COMMAND), or a bare "$ COMMAND".
+# A line starting with "#" is output (the seeded README.md starts "# project").
+_PROMPT = re.compile(r"^\s*[^\s@]+@[^\s:]+:[^$#\n]*[$#] ?(.*)$")
+_BARE = re.compile(r"^\s*\$ (.*)$")
 REBUILD_BUDGET = 2048  # at most; each turn adds what a turn of task=session may write
 
 
@@ -74,16 +76,16 @@ def split_rebuild(text: str, commands: list[str], completion: bool) -> list[str 
     if completion:
         out[0] = []
     for line in _session_text(text).split("\n"):
-        m = _ECHOED.match(line)
-        if m is None:
-            if collecting and (seg := out[last]) is not None:
-                seg.append(line)
-            continue
-        # A prompt line ends the output before it; the next command's starts a new one.
+        full = _PROMPT.match(line)
+        echoed = full or _BARE.match(line)
+        said = echoed.group(1).strip() if echoed else None
         nxt = last + 1
-        collecting = nxt < len(commands) and m.group(1).strip() == commands[nxt].strip()
-        if collecting:
-            last, out[nxt] = nxt, []
+        if said is not None and nxt < len(commands) and said == commands[nxt].strip():
+            last, collecting, out[nxt] = nxt, True, []
+        elif full:
+            collecting = False  # another prompt line ends the output before it
+        elif collecting and (seg := out[last]) is not None:
+            seg.append(line)
     return [None if seg is None else terminal_output("\n".join(seg), "") for seg in out]
 
 

@@ -67,3 +67,13 @@ def test_an_inconsistent_rebuild_and_one_with_no_prompt_line():
     score = score_rebuild(_case(), (*first, "I cannot do that."), {})
     assert (score.error_type, score.metrics["rebuilt_consistent"]) == ("unparseable", None)
     assert score_rebuild(_case(), (*first, " "), {}).error_type == "empty"
+
+
+def test_output_lines_that_start_with_a_hash_or_dollar_are_output():
+    commands = ["cat README.md", "ls"]
+    reply = ("```\nuser@ubuntu:~$ cat README.md\n# project\n$5 a line\nNotes.\n"
+             "user@ubuntu:~$ ls\ndata docs\n```")  # fmt: skip
+    assert split_rebuild(reply, commands, completion=False) == [
+        "# project\n$5 a line\nNotes.",
+        "data docs",
+    ]

@@ -158,3 +158,14 @@ def test_the_readmes_study_file_loads(tmp_path):
     study = load_study(tmp_path / "mine.toml", "standard")
     (claim,) = study.claims
     assert (claim.id, claim.runs[0].n, dict(claim.runs[0].grid)["size"]) == ("K1", 6, [3, 5, 7, 9])
+
+
+def test_resume_refuses_a_folder_of_another_study(replayed, tmp_path):
+    out, _ = replayed
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    other = tmp_path / "other.toml"
+    other.write_text((again / "study.toml").read_text().replace('title = "the founding cases"',
+                                                                'title = "another"'))  # fmt: skip
+    with pytest.raises(emulate.EmulateError, match="holds another study"):
+        emulate.study(other, replay=RECORDED / "cassette.json", out=again, resume=True)

@@ -169,12 +169,18 @@ def test_c6_computes_when_state_turns_are_right_near_and_far():
 
 
 def test_c6_imitates_when_only_the_stateless_turns_are_right():
-    runs = {"true": [_session(True, False) for _ in range(10)],
+    runs = {"true": [_session(True, False) for _ in range(20)],
             "own": [_session(True, False) for _ in range(5)]}  # fmt: skip
     result = evaluate(SEEDS["C6"], runs, "m")
     assert result.verdict == "imitates"
     drop = next(s for s in result.stats if s.name == "drop")
     assert (drop.value, drop.extra["paired"]) == (1.0, True)
+
+
+def test_c6_needs_the_stateless_turns_right_to_call_it_imitation():
+    # 10 sessions: Wilson's low bound over 10 of 10 cases is 0.72, under the 0.8 hold.
+    runs = {"true": [_session(True, False) for _ in range(10)], "own": [_session(True, False)]}
+    assert verdict("C6", runs) == "inconclusive"
 
 
 def test_c6_is_inconclusive_when_everything_is_wrong():

@@ -214,3 +214,39 @@ def test_every_seeds_statistic_computes_on_an_empty_run():
         result = evaluate(claim, {r.name: [] for r in claim.runs}, "m")
         assert result.verdict == "inconclusive", claim.id
         assert all(np.isnan(s.value) for s in result.stats), claim.id
+
+
+def test_missing_evidence_holds_no_rule_whatever_the_logic_around_it():
+    nan = st.Stat("x", "rate", math.nan, math.nan, math.nan, 0)
+    some = st.Stat("y", "rate", 0.9, 0.85, 0.95, 40)
+    env = {"x": nan, "y": some, "t": 0.5}
+    for text in ("x.low > t", "not (x.low > t)", "x.low > t and y.low > t", "not x",
+                 "max(x.high, y.high) < 1", "x"):  # fmt: skip
+        assert parse(text, "t").holds(env) is False, text
+    assert parse("x.low > t or y.low > t", "t").holds(env) is True  # decided without x
+    assert parse("x.low > t and y.low > 0.99", "t").holds(env) is False  # a false conjunct
+
+
+def test_arithmetic_is_on_numbers_only():
+    with pytest.raises(TypeError):
+        parse("'a' * 1000000000000", "t")({})
+    assert parse("-a + 2 * b", "t")({"a": 1, "b": 3}) == 5
+
+
+@pytest.mark.parametrize(("stat", "message"), [
+    ('name="a"\nkind="rate"\nrun="r"\n[[claim.stat]]\nname="a"\nkind="rate"\nrun="r"',
+     "statistic 'a' is defined twice"),
+    ('name="a"\nkind="difference"\na="b"\nb="a"', "`a` must name a statistic listed before"),
+    ('name="a"\nkind="breaking_point"\nrun="r"', "a breaking_point needs `axis`"),
+    ('name="a"\nkind="rates"\nrun="r"', "kind 'rates'; use rate"),
+    ('name="a"\nkind="rate"\nrun="r"\nwhere="size >"', "is not an expression"),
+    ('name="hold"\nkind="rate"\nrun="r"', "'hold' names a statistic and a threshold"),
+    ('name="../x"\nkind="rate"\nrun="r"', "use letters, digits, _ and . only"),
+])  # fmt: skip
+def test_a_statistic_is_checked_before_anything_runs(tmp_path, stat, message):
+    f = tmp_path / "s.toml"
+    f.write_text('[[claim]]\nid="X"\nquestion="q"\ncomputes="1 > 2"\nimitates="1 > 2"\n'
+                 'thresholds = { hold = 0.8 }\n[[claim.run]]\nname="r"\nprobe="conv"\n'
+                 f"[[claim.stat]]\n{stat}\n")  # fmt: skip
+    with pytest.raises(EmulateError, match=re.escape(message)):
+        load_study(f)

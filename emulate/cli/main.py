@@ -28,6 +28,7 @@ from emulate.registry import all_probes, sources
 
 from .batch import cmd_batch
 from .options import extra_body_of, grid_of, models_of, run_config_of, run_options
+from .study import cmd_study
 
 if TYPE_CHECKING:
     from emulate.config import RunConfig
@@ -131,27 +132,15 @@ def _dry_run(args: argparse.Namespace, config: RunConfig) -> None:
         print(f"through a batch API (emulate batch submit): ≈ {dollars(est.batch_cost.amount)}")
 
 
-def cmd_study(args: argparse.Namespace) -> None:
-    from emulate.studies.api import Batch, estimate_study, study
-
-    models = args.model or ["local"]
-    if args.dry_run:
-        print(estimate_study(args.file, models=models, budget=args.budget,
-                             prices=args.prices).describe())  # fmt: skip
-        return
-    batch = Batch(args.batch_wait, args.batch_poll) if args.batch else None
-    extra = {"extra_body": body} if (body := extra_body_of(args)) else {}
-    study(args.file, models=models, budget=args.budget, options=run_options(args),
-          echo=True, api_key_env=args.api_key_env, reports=not args.no_reports,
-          batch=batch, **extra)  # fmt: skip
-
-
 def cmd_report(args: argparse.Namespace) -> None:
     from emulate.analysis.report import report
     from emulate.studies.api import is_study, report_study
 
     if len(args.dirs) == 1 and is_study(args.dirs[0]):
-        report_study(args.dirs[0], echo=True)
+        if args.out:
+            raise EmulateError(f"{args.dirs[0]} is a study: its page is written in its folder; "
+                               "drop --out")  # fmt: skip
+        report_study(args.dirs[0], echo=True, seed=args.seed)
         return
 
     rep = report(args.dirs, args.out, prices=args.prices, seed=args.seed, per_case=args.per_case)

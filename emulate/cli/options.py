@@ -16,7 +16,7 @@ from emulate.pipeline.options import RunOptions
 from emulate.probe import parse_grid
 from emulate.registry import get_probe
 
-from .parser import CONFIG_FLAGS
+from .flags import CONFIG_FLAGS
 
 
 def grid_of(probe: str, specs: Sequence[str] | None) -> dict:

@@ -8,6 +8,9 @@ from emulate.config import DEFAULT_POLL_S
 from emulate.probe import MODES
 from emulate.registry import names
 
+from .flags import add_api_key_env, add_concurrency, add_prices
+from .study import add_study
+
 EXAMPLES = """\
 examples:
   emulate probes                                  what can be measured, with parameter ranges
@@ -32,12 +35,6 @@ examples:
   emulate run conv --model gpt-4o-mini --model qwen@http://127.0.0.1:8000/v1 --out runs/sweep
   emulate study                                   computes or imitates? claim by claim (seeds)
 """
-
-# Flags that define a run; with --config they come from run.json instead.
-CONFIG_FLAGS = (
-    "params", "n", "seed", "model", "base_url", "mode", "temperature", "max_tokens",
-    "stop", "top_logprobs", "extra_body", "skip_impossible",
-)  # fmt: skip
 
 
 def _add_grid_args(p: argparse.ArgumentParser) -> None:
@@ -106,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_run(sub)
-    _add_study(sub)
+    add_study(sub)
 
     _add_analysis(sub)
     _add_batch(sub)
@@ -120,27 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=2, help="parallel slots (default 2)")
     p.add_argument("--seed", type=int, default=0, help="server sampling seed (default 0)")
     return parser
-
-
-def _add_api_key_env(p) -> None:
-    p.add_argument(
-        "--api-key-env",
-        default=None,
-        metavar="VAR",
-        help="the environment variable that holds the key for the server at --base-url (or "
-        "each NAME@URL). OPENAI_API_KEY goes only to OpenAI's API: any other server gets the "
-        "key this names, or none",
-    )
-
-
-def _add_prices(p) -> None:
-    p.add_argument(
-        "--prices",
-        default=None,
-        metavar="FILE",
-        help='a JSON price table, {"as_of": DATE, "models": {NAME: {"input": USD, '
-        '"output": USD}}} per 1M tokens (default: the dated table shipped with emulate)',
-    )
 
 
 def _add_run(sub) -> None:
@@ -165,114 +141,6 @@ def _add_run(sub) -> None:
     g.add_argument(
         "--dry-run", action="store_true", help="print case count and token estimate; ask nothing"
     )
-
-
-def _add_study(sub) -> None:
-    p = sub.add_parser(
-        "study",
-        help="answer 'does it compute, or imitate?' claim by claim (the built-in seeds study)",
-        description="Run a study: each claim's runs on each --model into OUT/runs/MODEL/, "
-        "then each claim's statistics with 95% intervals and its verdict (computes, "
-        "imitates, or inconclusive with the cases that would likely decide it) in "
-        "study.csv, study.json and study.html, one row per claim and model, linked to each "
-        "run's report. With no FILE, the built-in `seeds` study: the project's eight "
-        "founding cases. `emulate report OUT` writes the page again from the runs.",
-        epilog="examples:\n"
-        "  emulate study                                   seeds, quick, on the embedded model\n"
-        "  emulate study --budget standard --out runs/seeds\n"
-        "  emulate study --dry-run                         cases, tokens, cost and time\n"
-        "  emulate study my.toml --model local --model qwen@http://127.0.0.1:8000/v1\n"
-        "  emulate study --replay cassettes/study/cassette.json --out /tmp/study\n"
-        "  emulate report runs/seeds                       the page again, from the runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "file",
-        nargs="?",
-        default=None,
-        metavar="FILE",
-        help="a study file (TOML; see README, 'Writing a study'); default: seeds",
-    )
-    p.add_argument(
-        "--budget",
-        default="quick",
-        choices=("quick", "standard", "full"),
-        help="how many cases: the study file says what each budget runs "
-        "(seeds on the embedded model: quick ≈ 5 minutes, standard ≈ 20)",
-    )
-    g = p.add_argument_group("models")
-    g.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="NAME[@URL]",
-        help="a model to study, repeatable: every model runs every claim "
-        "(default: local, the embedded Gemma 3 270M)",
-    )
-    _add_api_key_env(g)
-    _add_concurrency(g)
-    g.add_argument(
-        "--extra-body",
-        default=None,
-        metavar="JSON",
-        help="server options sent with every request; for the embedded model "
-        "'{\"cache_prompt\": true}' with --concurrency 2 reuses shared prompt prefixes "
-        "across parallel slots: faster, and no longer deterministic",
-    )
-    g = p.add_argument_group("output and recording")
-    g.add_argument(
-        "--out", default=None, help="the study's folder (default runs/study-NAME-TIMESTAMP)"
-    )
-    g.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the finished runs in --out and finish the others",
-    )
-    g.add_argument(
-        "--max-errors",
-        default=None,
-        metavar="N|FRACTION",
-        help="API errors a run accepts (default 10%%)",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-    g.add_argument(
-        "--no-reports",
-        action="store_true",
-        help="skip each run's report.html (faster; the study's page still links the runs)",
-    )
-    _add_prices(g)
-    rec = g.add_mutually_exclusive_group()
-    rec.add_argument(
-        "--record", metavar="CASSETTE", help="record every run's HTTP exchanges to one cassette"
-    )
-    rec.add_argument(
-        "--replay",
-        metavar="CASSETTE",
-        help="answer every run from one cassette; no network, no server",
-    )
-    g.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print each run's cases, tokens and cost, and for the embedded model "
-        "a time estimate; ask nothing",
-    )
-    g = p.add_argument_group("batches")
-    g.add_argument(
-        "--batch",
-        action="store_true",
-        help="each run through its server's Batch API (OpenAI's: half the price, "
-        "up to 24 h): every run's batches are submitted, then waited for",
-    )
-    g.add_argument(
-        "--batch-wait",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="with --batch: stop waiting after this long, exit code 75, and "
-        "--resume later (default: wait until every batch ends)",
-    )
-    g.add_argument("--batch-poll", type=float, default=DEFAULT_POLL_S, metavar="SECONDS",
-                   help=f"seconds between status checks (default {DEFAULT_POLL_S:g})")  # fmt: skip
 
 
 def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -305,7 +173,7 @@ def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
         help="an OpenAI-compatible server, e.g. http://host:8000/v1 (default: OPENAI_BASE_URL "
         "if set, else OpenAI's API)",
     )
-    _add_api_key_env(g)
+    add_api_key_env(g)
     g.add_argument("--temperature", type=float, default=None, help="default 0")
     g.add_argument("--max-tokens", type=int, default=None, help="default: sized per case")
     g.add_argument(
@@ -324,17 +192,7 @@ def _add_config_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
         metavar="JSON",
         help="server options sent with each request, e.g. '{\"cache_prompt\": false}'",
     )
-    _add_concurrency(g)
-
-
-def _add_concurrency(g) -> None:
-    g.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="requests in flight (default 1 for the embedded model, which gets as many "
-        "server slots; 4 otherwise)",
-    )
+    add_concurrency(g)
 
 
 def _add_out_args(g, retry: bool = True) -> None:
@@ -356,7 +214,7 @@ def _add_out_args(g, retry: bool = True) -> None:
         "(default 10%%)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    _add_prices(g)
+    add_prices(g)
 
 
 def _add_batch(sub) -> None:
@@ -434,9 +292,9 @@ def _add_execute(bsub) -> None:
     p.add_argument(
         "--base-url", default=None, help="an OpenAI-compatible server, e.g. http://host:8000/v1"
     )
-    _add_api_key_env(p)
+    add_api_key_env(p)
     p.add_argument("--resume", action="store_true", help="finish an --out begun before")
-    _add_concurrency(p)
+    add_concurrency(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -471,7 +329,7 @@ def _add_report(sub) -> None:
         help="for probes that draw their cases (markov's transition graphs): a picture of "
         "every case in plots/, not only the run's founding or first case",
     )
-    _add_prices(p)
+    add_prices(p)
 
 
 def _add_compare(sub) -> None:

@@ -32,6 +32,12 @@ from .verdict import ClaimResult
 
 __all__ = ["Batch", "StudyEstimate", "StudyResult", "estimate_study", "report_study", "study"]
 
+# Gemma 3 270M Q4_K_M under llama-server on 2 cores, from the quick seeds study's runs.
+LOCAL_PER_REQUEST_S = 0.05
+LOCAL_PROMPT_TOKENS_PER_S = 1500.0
+LOCAL_ANSWER_TOKENS_PER_S = 45.0
+LOCAL_START_S = 20.0  # starting the server, building the cases, writing the reports
+
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -77,8 +83,8 @@ def study(
 
 
 def _conclude(out: Path, s: Study, specs: Sequence[ModelSpec], planned: Sequence[Planned], *,
-              reports: bool, echo: bool) -> StudyResult:  # fmt: skip
-    results = verdicts(s, planned)
+              reports: bool, echo: bool, seed: int = 0) -> StudyResult:  # fmt: skip
+    results = verdicts(s, planned, seed)
     if reports:
         write_reports(out, planned)
     meta = {"source": s.source, "models": [asdict(m) for m in specs]}
@@ -89,7 +95,9 @@ def _conclude(out: Path, s: Study, specs: Sequence[ModelSpec], planned: Sequence
     return StudyResult(out, s, tuple(results), page)
 
 
-def report_study(out: str | Path, *, reports: bool = True, echo: bool = False) -> StudyResult:
+def report_study(
+    out: str | Path, *, reports: bool = True, echo: bool = False, seed: int = 0
+) -> StudyResult:
     """The study's verdicts and page again, from the folder a study wrote (its copy of
     the study file, its budget and models, its runs' journals); no model is asked."""
     out = Path(out)
@@ -101,7 +109,7 @@ def report_study(out: str | Path, *, reports: bool = True, echo: bool = False) -
         raise EmulateError(f"{out / STUDY_JSON}: not a study's record ({err})") from None
     s = load_study(out / STUDY_TOML, budget)
     planned = plan(s, specs, out, {}, None)
-    return _conclude(out, s, specs, planned, reports=reports, echo=echo)
+    return _conclude(out, s, specs, planned, reports=reports, echo=echo, seed=seed)
 
 
 def is_study(path: str | Path) -> bool:
@@ -183,10 +191,3 @@ def local_seconds(est: Any) -> float:
         + est.prompt_tokens / LOCAL_PROMPT_TOKENS_PER_S
         + answer / LOCAL_ANSWER_TOKENS_PER_S
     )
-
-
-# Gemma 3 270M Q4_K_M under llama-server on 2 cores, from the quick seeds study's runs.
-LOCAL_PER_REQUEST_S = 0.05
-LOCAL_PROMPT_TOKENS_PER_S = 1500.0
-LOCAL_ANSWER_TOKENS_PER_S = 45.0
-LOCAL_START_S = 20.0  # starting the server, building the cases, writing the reports

@@ -19,9 +19,9 @@ from typing import Any
 
 from emulate.analysis.runs import load_run
 from emulate.case import Row
-from emulate.config import DEFAULT_POLL_S, RunConfig, make_config
+from emulate.config import DEFAULT_POLL_S, RunConfig, load_config, make_config
 from emulate.errors import ArgumentError, BatchPending, EmulateError
-from emulate.journal import JOURNAL, iter_journal
+from emulate.journal import JOURNAL, RUN_JSON, iter_journal
 from emulate.local import shared_server
 from emulate.model_config import LOCAL, ModelSpec, api_key_for, default_base_url, parse_model
 from emulate.pipeline.options import RunOptions
@@ -90,9 +90,15 @@ def _config(run: RunSpec, spec: ModelSpec, given: Mapping[str, Any], api_key_env
 
 
 def finished(p: Planned) -> bool:
-    """Whether the run's folder already holds every case, none of them failed."""
+    """Whether the run's folder already holds this run (its run.json the same
+    configuration) with every case, none of them failed."""
     journal = p.folder / JOURNAL
-    if p.config is None or not journal.exists():
+    if p.config is None or not journal.exists() or not (p.folder / RUN_JSON).exists():
+        return False
+    try:
+        if load_config(p.folder / RUN_JSON) != p.config:
+            return False
+    except EmulateError:
         return False
     ids = set()
     for row in iter_journal(journal):
@@ -114,7 +120,8 @@ def _servers(planned: Sequence[Planned], options: RunOptions) -> Iterator[None]:
         yield
         return
     assert live_local[0].config is not None
-    with shared_server(options.slots(live_local[0].config.model)):
+    config = live_local[0].config
+    with shared_server(options.slots(config.model), seed=config.seed):
         yield
 
 
@@ -194,15 +201,19 @@ def verdicts(study: Study, planned: Sequence[Planned], seed: int = 0) -> list[Cl
     for model, mine in by_model.items():
         for claim in study.claims:
             parts = [p for p in mine if p.claim.id == claim.id]
-            missing = next((p for p in parts if p.missing), None)
+            rows: dict[str, Sequence[Row]] = {}
+            for p in parts:
+                if (p.folder / JOURNAL).exists():  # (a journal reads here, whatever ran it)
+                    rows[p.run.name] = load_run(p.folder).rows
+            missing = next((p for p in parts if p.missing and p.run.name not in rows), None)
             if missing is not None:
                 results.append(_not_run(claim, model, f"{missing.run.probe}: {missing.missing}"))
                 continue
-            rows: dict[str, Sequence[Row]] = {}
-            for p in parts:
-                if not (p.folder / JOURNAL).exists():
-                    raise EmulateError(f"{p.folder}: no journal; run the study again to finish it")
-                rows[p.run.name] = load_run(p.folder).rows
+            unfinished = [p for p in parts if p.run.name not in rows]
+            if unfinished:
+                raise EmulateError(
+                    f"{unfinished[0].folder}: no journal; run the study again to finish it"
+                )
             results.append(evaluate(claim, rows, model, seed))
     return results
 
@@ -221,6 +232,9 @@ def check_models(planned: Sequence[Planned], options: RunOptions) -> None:
 
 
 def prepare(out: Path, options: RunOptions, text: str) -> None:
+    """The study's folder, with its copy of the study file: a new folder, or (resume)
+    one that holds the same study."""
+    kept = out / STUDY_TOML
     if (out / RUNS).exists() and not options.resume:
         raise ArgumentError(
             f"{out} already holds a study's runs: pass " + "{resume} to finish it, "
@@ -228,8 +242,11 @@ def prepare(out: Path, options: RunOptions, text: str) -> None:
             "resume",
             "out",
         )
+    if options.resume and kept.exists() and kept.read_text(encoding="utf-8") != text:
+        raise EmulateError(f"{out} holds another study (its {STUDY_TOML} differs): resume it "
+                           "with the same study file, or choose another --out")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    (out / STUDY_TOML).write_text(text, encoding="utf-8")
+    kept.write_text(text, encoding="utf-8")
 
 
 def default_study_out(name: str) -> Path:

@@ -3,10 +3,15 @@ its decision rules over statistics.
 
 An expression is Python syntax, parsed with `ast` and evaluated by walking the tree:
 names, numbers, strings, None/True/False, attributes (`acc.low`), comparisons
-(including `in` and `is None`), `and`/`or`/`not`, + - * / and unary minus, and the
-functions abs, min and max. Nothing else is accepted, so a study file cannot run
-code through a rule; plain Python belongs in a function the file names
+(including `in` and `is None`), `and`/`or`/`not`, + - * / and unary minus on numbers,
+and the functions abs, min and max. Nothing else is accepted, so a study file cannot
+run code through a rule; plain Python belongs in a function the file names
 (`module:function`).
+
+A statistic without a value (NaN) is missing evidence, and no rule may hold on it:
+a comparison that reads NaN is unknown (None), and `and`, `or` and `not` follow
+Kleene's three-valued logic, so `not (x.low > t)` is unknown too. An expression that
+ends unknown holds nowhere (`holds`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,24 @@ _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Div: lambda a, b: a / b if b else math.nan,
 }
-_FUNCTIONS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max}
+
+
+def _nan_aware(pick: Callable[..., Any]) -> Callable[..., Any]:
+    def f(*args: Any) -> Any:
+        return math.nan if any(_is_nan(a) for a in args) else pick(*args)
+
+    return f
+
+
+def _is_nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": abs,
+    "min": _nan_aware(min),
+    "max": _nan_aware(max),
+}
 
 
 class Unknown(LookupError):
@@ -66,6 +88,11 @@ class Expression:
 
     def __call__(self, env: Mapping[str, Any]) -> Any:
         return _scalar(_eval(self.tree, env))
+
+    def holds(self, env: Mapping[str, Any]) -> bool:
+        """Whether the expression is true; unknown (missing evidence) is not."""
+        value = self(env)
+        return value is not None and not _is_nan(value) and bool(value)
 
 
 def parse(text: str, where: str) -> Expression:
@@ -95,6 +122,26 @@ _ALLOWED = (
 )  # fmt: skip
 
 
+def _number(value: Any) -> float:
+    """Arithmetic is on numbers only (no 'a' * 10**12)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"arithmetic on {value!r}, which is not a number")
+    return value
+
+
+def _kleene(node: ast.BoolOp, env: Mapping[str, Any]) -> bool | None:
+    """`and` / `or` with unknown (None, NaN) as Kleene's third value."""
+    is_and = isinstance(node.op, ast.And)
+    unknown = False
+    for v in node.values:
+        value = _scalar(_eval(v, env))
+        if value is None or _is_nan(value):
+            unknown = True
+        elif bool(value) is not is_and:
+            return not is_and  # a false conjunct, a true disjunct: decided
+    return None if unknown else is_and
+
+
 def _scalar(value: Any) -> Any:
     return value.scalar() if isinstance(value, Attributes) else value
 
@@ -112,19 +159,22 @@ def _eval(node: ast.expr, env: Mapping[str, Any]) -> Any:
             raise Unknown(f"{ast.unparse(node.value)}.{node.attr}")
         return owner.attribute(node.attr)
     if isinstance(node, ast.BoolOp):
-        values = (_scalar(_eval(v, env)) for v in node.values)
-        return all(values) if isinstance(node.op, ast.And) else any(values)
+        return _kleene(node, env)
     if isinstance(node, ast.UnaryOp):
         value = _scalar(_eval(node.operand, env))
-        return not value if isinstance(node.op, ast.Not) else -value if isinstance(
-            node.op, ast.USub) else +value  # fmt: skip
+        if isinstance(node.op, ast.Not):
+            return None if value is None or _is_nan(value) else not value
+        _number(value)
+        return -value if isinstance(node.op, ast.USub) else +value
     if isinstance(node, ast.BinOp):
-        return _ARITHMETIC[type(node.op)](_scalar(_eval(node.left, env)),
-                                          _scalar(_eval(node.right, env)))  # fmt: skip
+        left, right = _scalar(_eval(node.left, env)), _scalar(_eval(node.right, env))
+        return _ARITHMETIC[type(node.op)](_number(left), _number(right))
     if isinstance(node, ast.Compare):
         left = _scalar(_eval(node.left, env))
         for op, right_node in zip(node.ops, node.comparators, strict=True):
             right = _scalar(_eval(right_node, env))
+            if _is_nan(left) or _is_nan(right):
+                return None
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right

@@ -62,6 +62,7 @@ def summary_line(model: str, results: Sequence[ClaimResult]) -> str:
     open_ = [
         f"{r.claim.id}: {r.more_cases} more {r.claim.unit}" if r.more_cases
         else f"{r.claim.id}: {r.rule}" if r.not_run or r.rule != "neither rule holds"
+        else f"{r.claim.id}: no answered rows" if not r.cases
         else f"{r.claim.id}: not within {MAX_FACTOR:g} times the cases"
         for r in mine if r.verdict == "inconclusive"
     ]  # fmt: skip
@@ -130,6 +131,13 @@ def _stat_json(s: Stat) -> dict[str, Any]:
             "extra": {k: clean(v) for k, v in s.extra.items()}}  # fmt: skip
 
 
+def _json_scalar(value: Any) -> Any:
+    """numpy's numbers (a `python` statistic's own may hold them) as Python's."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -156,7 +164,8 @@ def write_page(out: Path, study: Study, planned: Sequence[Planned],
             for r_, res in zip(rows, results, strict=True)
         ],
     }
-    write_atomic(out / STUDY_JSON, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    text = json.dumps(data, indent=1, allow_nan=False, default=_json_scalar)
+    write_atomic(out / STUDY_JSON, text + "\n")
     write_atomic(out / STUDY_HTML, _html(study, rows, results, lines, planned))
     return StudyPage(out / STUDY_HTML, out / STUDY_CSV, out / STUDY_JSON, lines)
 

@@ -31,6 +31,7 @@ entry, or else the nearest smaller budget's, or else the nearest larger one's.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,14 @@ _CLAIM_KEYS = {"id", "title", "question", "founding", "unit", "thresholds", "com
                "imitates", "note", "run", "stat"}  # fmt: skip
 _RUN_KEYS = {"name", "probe", "n", "grid", "mode", "seed", "options"}
 _OPTIONS = {"temperature", "max_tokens", "stop", "top_logprobs", "extra_body", "skip_impossible"}
+# Each statistic's kind and the fields it needs (emulate/studies/statistics.py).
+KINDS = {
+    "rate": ("run",), "mean": ("run",), "difference": ("a", "b"),
+    "breaking_point": ("run", "axis"), "error_share": ("run", "types"),
+    "distance": ("run", "to", "metrics"), "python": ("function",),
+}  # fmt: skip
+# Claim ids and run names make folder names (CLAIM-RUN): letters, digits, _ and .
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*")
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,19 @@ def _text(table: Mapping[str, Any], key: str, where: str, default: str | None = 
     return value
 
 
+def _name(table: Mapping[str, Any], key: str, where: str) -> str:
+    value = _text(table, key, where)
+    if not NAME.fullmatch(value):
+        raise EmulateError(f"{where}: {key} {value!r}: use letters, digits, _ and . only")
+    return value
+
+
+def _once(names: list[str], what: str) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise EmulateError(f"{what} {twice[0]!r} is defined twice")
+
+
 def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
@@ -148,20 +170,27 @@ def _claim(table: Any, i: int, source: str, budget: str) -> Claim:
         raise EmulateError(f"{source}: claim {i + 1} is not a table")
     where = f"{source}: claim {table.get('id', i + 1)}"
     _unknown(table, _CLAIM_KEYS, where)
-    cid = _text(table, "id", where)
+    cid = _name(table, "id", where)
     given = table.get("run", [])
     runs = tuple(_run(r, f"{where}, run {j + 1}", budget) for j, r in enumerate(given))
     if not runs:
         raise EmulateError(f"{where}: no [[claim.run]]; a claim needs a run to measure")
-    stats = tuple(_stat(s, where, {r.name for r in runs}) for s in table.get("stat", []))
+    _once([r.name for r in runs], f"{where}: run")
+    stats: list[StatSpec] = []
+    for table_ in table.get("stat", []):
+        stats.append(_stat(table_, where, {r.name for r in runs}, [x.name for x in stats]))
     if not stats:
         raise EmulateError(f"{where}: no [[claim.stat]]; a claim needs a statistic")
+    _once([x.name for x in stats], f"{where}: statistic")
     thresholds = table.get("thresholds", {})
     if not isinstance(thresholds, dict) or not all(
         isinstance(v, (int, float)) for v in thresholds.values()
     ):
         raise EmulateError(f"{where}: `thresholds` must be a table of numbers")
-    names = {s.name for s in stats} | set(thresholds)
+    shadowed = sorted({x.name for x in stats} & set(thresholds))
+    if shadowed:
+        raise EmulateError(f"{where}: {shadowed[0]!r} names a statistic and a threshold")
+    names = {x.name for x in stats} | set(thresholds)
     rules = {}
     for rule in ("computes", "imitates"):
         rules[rule] = parse(_text(table, rule, where), f"{where}, {rule}")
@@ -177,7 +206,7 @@ def _claim(table: Any, i: int, source: str, budget: str) -> Claim:
         question=_text(table, "question", where),
         founding=str(table.get("founding", "")),
         runs=runs,
-        stats=stats,
+        stats=tuple(stats),
         computes=rules["computes"],
         imitates=rules["imitates"],
         thresholds={k: float(v) for k, v in thresholds.items()},
@@ -209,25 +238,43 @@ def _run(table: Any, where: str, budget: str) -> RunSpec:
     n = at_budget(table.get("n"), budget, where)
     if n is not None and (not isinstance(n, int) or n < 1):
         raise EmulateError(f"{where}: `n` must be a positive integer, or one per budget")
+    seed = table.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise EmulateError(f"{where}: `seed` must be an integer")
     return RunSpec(
-        name=_text(table, "name", where),
+        name=_name(table, "name", where),
         probe=_text(table, "probe", where),
         n=n,
         grid={k: at_budget(v, budget, f"{where}, grid {k}") for k, v in grid.items()},
         mode=table.get("mode"),
-        seed=int(table.get("seed", 0)),
+        seed=seed,
         options={k: at_budget(v, budget, where) for k, v in options.items()},
     )
 
 
-def _stat(table: Any, where: str, runs: set[str]) -> StatSpec:
+def _stat(table: Any, where: str, runs: set[str], earlier: list[str]) -> StatSpec:
+    """A statistic, its kind's fields and expressions checked before anything runs."""
     if not isinstance(table, dict):
         raise EmulateError(f"{where}: a [[claim.stat]] is not a table")
-    name = _text(table, "name", f"{where}, stat")
+    name = _name(table, "name", f"{where}, stat")
     here = f"{where}, stat {name}"
     kind = _text(table, "kind", here)
+    if kind not in KINDS:
+        raise EmulateError(f"{here}: kind {kind!r}; use {', '.join(KINDS)}")
     fields = {k: v for k, v in table.items() if k not in ("name", "kind")}
+    for need in KINDS[kind]:
+        if need not in fields:
+            raise EmulateError(f"{here}: a {kind} needs `{need}`")
     run = fields.get("run")
     if run is not None and run not in runs:
         raise EmulateError(f"{here}: run {run!r} is not one of the claim's ({', '.join(runs)})")
+    for side in ("a", "b") if kind == "difference" else ():
+        if fields[side] not in earlier:
+            raise EmulateError(f"{here}: `{side}` must name a statistic listed before it "
+                               f"({', '.join(earlier) or 'none yet'})")  # fmt: skip
+    for key in ("of", "where"):
+        if key in fields:
+            parse(str(fields[key]), f"{here}, {key}")
+    if fields.get("per", "case") not in ("case", "turn"):
+        raise EmulateError(f"{here}: per={fields['per']!r}; use case or turn")
     return StatSpec(name, kind, fields, here)

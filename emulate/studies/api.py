@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def report_study(
         budget = meta["budget"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise EmulateError(f"{out / STUDY_JSON}: not a study's record ({err})") from None
-    s = load_study(out / STUDY_TOML, budget)
+    s = replace(load_study(out / STUDY_TOML, budget), source=meta.get("source", STUDY_TOML))
     planned = plan(s, specs, out, {}, None)
     return _conclude(out, s, specs, planned, reports=reports, echo=echo, seed=seed)
 

@@ -59,16 +59,21 @@ def summary_line(model: str, results: Sequence[ClaimResult]) -> str:
     more sessions)"."""
     mine = [r for r in results if r.model == model]
     counts = [f"{sum(r.verdict == v for r in mine)} {v}" for v in VERDICTS]
-    open_ = [
-        f"{r.claim.id}: {r.more_cases} more {r.claim.unit}" if r.more_cases
-        else f"{r.claim.id}: {r.rule}" if r.not_run or r.rule != "neither rule holds"
-        else f"{r.claim.id}: no answered rows" if not r.cases
-        else f"{r.claim.id}: not within {MAX_FACTOR:g} times the cases"
-        for r in mine if r.verdict == "inconclusive"
-    ]  # fmt: skip
+    open_ = [f"{r.claim.id}: {why_open(r)}" for r in mine if r.verdict == "inconclusive"]
     tail = f" ({'; '.join(open_)})" if open_ else ""
     claims = f"{len(mine)} claim" + ("" if len(mine) == 1 else "s")
     return f"{label(model)}: {claims}: " + ", ".join(counts) + tail
+
+
+def why_open(r: ClaimResult) -> str:
+    """What an inconclusive claim lacks, in a few words."""
+    if r.more_cases:
+        return f"{r.more_cases} more {r.claim.unit}"
+    if r.not_run or r.rule != "neither rule holds":
+        return r.rule
+    if not r.cases:
+        return "no answered rows"
+    return f"not within {MAX_FACTOR:g} times the cases"
 
 
 def _reports(planned: Sequence[Planned], result: ClaimResult) -> list[tuple[str, str]]:
@@ -114,7 +119,12 @@ def row(result: ClaimResult, planned: Sequence[Planned], out: Path) -> dict[str,
 
 
 def _describe(s: Stat) -> str:
-    text = f"{s.name} {num(s.value)} [{num(s.low)}, {num(s.high)}] n={s.n}"
+    if math.isnan(s.value):
+        text = f"{s.name} none, n={s.n}"
+    elif math.isnan(s.low) or math.isnan(s.high):
+        text = f"{s.name} {num(s.value)}, no interval, n={s.n}"
+    else:
+        text = f"{s.name} {num(s.value)} [{num(s.low)}, {num(s.high)}] n={s.n}"
     extras = [f"{k} {num(v) if isinstance(v, float) else v}" for k, v in s.extra.items()
               if isinstance(v, (int, float, str)) and k not in ("cases", "paired")]  # fmt: skip
     return text + (f" ({', '.join(extras)})" if extras else "")
@@ -190,7 +200,8 @@ def _html(study: Study, rows: Sequence[Mapping[str, Any]], results: Sequence[Cla
             for path, probe in _reports(planned, res)
         ]
         claims.append({"row": r, "result": res, "stats": [_describe(s) for s in res.stats],
-                       "reports": reports, "label": label(res.model)})  # fmt: skip
+                       "reports": reports, "label": label(res.model),
+                       "open": why_open(res) if res.verdict == "inconclusive" else ""})  # fmt: skip
     return env.get_template("study.html.j2").render(
         css=Markup(css),
         style_hash=csp_hash(css),

@@ -244,6 +244,21 @@ def _python(w: World, rng: np.random.Generator) -> Command:
     return options[int(rng.integers(len(options)))]
 
 
+def _readback(w: World, rng: np.random.Generator) -> Command:
+    """A read of something the session changed, any number of turns back (family
+    readback): the turns whose output an earlier change decides."""
+    changed = [p for p in sorted(w.files) if p in w.changed]
+    if not changed:
+        return Command("ls", reads=(w.cwd,), uses_cwd=True)
+    f = str(rng.choice(changed))
+    r = w.rel(f)
+    word = str(rng.choice(w.files[f].split() or ["x"]))
+    options = [f"cat {r}", f"wc -l {r}", f"head -n 2 {r}", f"tail -n 1 {r}", f"grep -c {word} {r}"]
+    return Command(str(rng.choice(options)), reads=(f,), uses_cwd=True)
+
+
+# The families `mixed` draws from. `readback` (a change, then a read of any earlier
+# change, in turn) stands apart: mixed sessions hold few turns that read a change.
 FAMILIES = ("text", "fs", "state", "pipeline", "python")
 
 
@@ -262,6 +277,8 @@ def generate_session(
             cmd = _fs(w, rng)
         elif family == "state":
             cmd = _state(w, rng, turn)
+        elif family == "readback":
+            cmd = _state(w, rng, turn) if turn % 2 == 0 else _readback(w, rng)
         elif family == "pipeline":
             cmd = _pipeline(w, rng, cell["depth"])
         else:
@@ -343,7 +360,12 @@ PARAMS = (
         "rebuild: a session, then all its commands again in one request",
         choices=tuple(TASKS),
     ),
-    Param("family", ("mixed",), "command family", choices=(*FAMILIES, "mixed")),
+    Param(
+        "family",
+        ("mixed",),
+        "command family; readback: a change, then a read of an earlier change, in turn",
+        choices=(*FAMILIES, "readback", "mixed"),
+    ),
     Param("turns", (4, 8), "commands in the session", lo=1, hi=30),
     Param("depth", (2,), "stages after cat in a pipeline", lo=1, hi=6),
     Param("machine", ("seed",), "the stated machine (task=persona)", choices=tuple(MACHINES)),

@@ -161,3 +161,22 @@ def test_persona_spec_files_are_validated_by_field(tmp_path):
         path.write_text(body)
         with pytest.raises(emulate.EmulateError, match=message):
             _persona(spec=str(path))
+
+
+def test_readback_sessions_read_earlier_changes_near_and_far():
+    """family=readback: every odd turn reads what an earlier turn changed. Over 200
+    sessions of 8 turns (seeded), 718 of the 800 odd turns depend on an earlier turn
+    (the rest read a home that no file change reached) and 229 on one over 2 back."""
+    import numpy as np
+
+    from probes.shell import generate_session
+
+    odd = dep = far = 0
+    for s in range(200):
+        _, _, depends = generate_session({"family": "readback", "turns": 8, "depth": 2},
+                                         np.random.default_rng(s))  # fmt: skip
+        for t in range(1, 8, 2):
+            odd, dep = odd + 1, dep + (depends[t] is not None)
+            far += depends[t] is not None and t - depends[t] > 2
+        assert all(depends[t] is None or depends[t] < t for t in range(8))
+    assert (odd, dep, far) == (800, 718, 229)

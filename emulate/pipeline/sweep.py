@@ -65,16 +65,9 @@ def sweep(
     other keywords are `make_config`'s (temperature, max_tokens, stop, top_logprobs,
     extra_body, skip_impossible), the same for every model. `api_key_env` names the key variable
     of every model at a URL of its own that does not name one itself."""
-    specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
+    specs = model_specs(models)
     if len(specs) < 2:
         raise EmulateError("a sweep needs two models or more: --model A --model B")
-    names = [s.model for s in specs]
-    twice = sorted({x for x in names if names.count(x) > 1})
-    if twice:
-        raise EmulateError(
-            f"--model {twice[0]} is named twice: give each model its own name (a server "
-            "ignores the name, or serves it under an alias)"
-        )
     mode = mode or _one_mode(probe, specs)
     options, config_options = split_options(options, given)
     if options.record or options.replay:
@@ -103,6 +96,19 @@ def sweep(
         print(result.describe())
         print(f"wrote {len(runs)} runs in {out}, {rep.html} and {out / COMPARISONS}")
     return result
+
+
+def model_specs(models: Sequence[str | ModelSpec]) -> list[ModelSpec]:
+    """Each model as a ModelSpec, each named once (its name makes its folder)."""
+    specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
+    names = [s.model for s in specs]
+    twice = sorted({x for x in names if names.count(x) > 1})
+    if twice:
+        raise EmulateError(
+            f"--model {twice[0]} is named twice: give each model its own name (a server "
+            "ignores the name, or serves it under an alias)"
+        )
+    return specs
 
 
 def _one_mode(probe: str | Probe, specs: Sequence[ModelSpec]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from emulate.errors import EmulateError
 from emulate.model_config import LOCAL, ModelSpec
 from emulate.pipeline.options import RunOptions, split_options
+from emulate.pipeline.sweep import model_specs
 
 from .conduct import (
     STUDY_TOML,
@@ -19,11 +20,9 @@ from .conduct import (
     Planned,
     check_models,
     default_study_out,
-    parse_models,
     plan,
     prepare,
     run_all,
-    study_text,
     verdicts,
 )  # fmt: skip
 from .page import STUDY_JSON, StudyPage, write_page, write_reports
@@ -74,10 +73,10 @@ def study(
     s = load_study(file, budget)
     run_options, config_options = split_options(options, given)
     out = run_options.out or default_study_out(s.name)
-    specs = parse_models(models)
+    specs = model_specs(models)
     planned = plan(s, specs, out, config_options, api_key_env)
     check_models(planned, run_options)
-    prepare(out, run_options, study_text(file))
+    prepare(out, run_options, s.text)
     run_all(planned, run_options, echo, batch)
     return _conclude(out, s, specs, planned, reports=reports, echo=echo)
 
@@ -154,7 +153,7 @@ def estimate_study(
     from emulate.api import estimate
 
     s = load_study(file, budget)
-    planned = plan(s, parse_models(models), Path("."), {}, None)
+    planned = plan(s, model_specs(models), Path("."), {}, None)
     lines: list[str] = []
     totals = [0, 0, 0, 0]  # cases, requests, prompt tokens, answer tokens
     cost: float | None = 0.0

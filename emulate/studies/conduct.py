@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,14 @@ from emulate.config import DEFAULT_POLL_S, RunConfig, load_config, make_config
 from emulate.errors import ArgumentError, BatchPending, EmulateError
 from emulate.journal import JOURNAL, RUN_JSON, iter_journal
 from emulate.local import shared_server
-from emulate.model_config import LOCAL, ModelSpec, api_key_for, default_base_url, parse_model
+from emulate.model_config import LOCAL, ModelSpec, api_key_for, default_base_url
 from emulate.pipeline.options import RunOptions
 from emulate.pipeline.runner import execute
 from emulate.pipeline.sweep import model_folders
 from emulate.probe import check_grid, expand
 from emulate.registry import get_probe
 
-from .spec import BUILTIN, Claim, RunSpec, Study
+from .spec import Claim, RunSpec, Study
 from .verdict import ClaimResult, evaluate
 
 RUNS = "runs"
@@ -251,19 +250,3 @@ def prepare(out: Path, options: RunOptions, text: str) -> None:
 
 def default_study_out(name: str) -> Path:
     return Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-
-
-def parse_models(models: Sequence[str | ModelSpec]) -> list[ModelSpec]:
-    specs = [m if isinstance(m, ModelSpec) else parse_model(m) for m in models]
-    names = [s.model for s in specs]
-    twice = sorted({x for x in names if names.count(x) > 1})
-    if twice:
-        raise EmulateError(f"--model {twice[0]} is named twice: give each model its own name")
-    return specs
-
-
-def study_text(file: str | Path | None) -> str:
-    """The study file's text, kept in the study's folder for `emulate report`."""
-    if file is None or str(file) == BUILTIN:
-        return resources.files("emulate.studies").joinpath("seeds.toml").read_text()
-    return Path(file).read_text(encoding="utf-8")

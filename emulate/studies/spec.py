@@ -104,6 +104,7 @@ class Study:
     budget: str
     claims: tuple[Claim, ...]
     source: str  # the file, or "built-in seeds"
+    text: str = ""  # the file as read: the study's folder keeps a copy (study.toml)
 
 
 def load_study(path: str | Path | None = None, budget: str = "quick") -> Study:
@@ -136,6 +137,7 @@ def load_study(path: str | Path | None = None, budget: str = "quick") -> Study:
         budget=budget,
         claims=parsed,
         source=source,
+        text=text,
     )
 
 
